@@ -1,0 +1,43 @@
+"""One settings object, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # MLflow's own variable wins, so PostgreSQL or a remote `mlflow server` needs no code change.
+    tracking_uri: str = DEFAULT_TRACKING_URI
+    models_dir: Path = field(default_factory=lambda: Path("models"))
+    # The inference journal keeps acknowledged predictions until MLflow has them.
+    journal_dir: Path = field(default_factory=lambda: Path("journal"))
+    # fsync each journal line: survives power loss, not only a crash of the process.
+    journal_fsync: bool = False
+    random_state: int = 42
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        values = {
+            "host": os.environ.get("IRIS_HOST", cls.host),
+            "port": int(os.environ.get("IRIS_PORT", cls.port)),
+            "tracking_uri": os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI,
+            "models_dir": Path(os.environ.get("IRIS_MODELS_DIR", "models")),
+            "journal_dir": Path(os.environ.get("IRIS_JOURNAL_DIR", "journal")),
+            "journal_fsync": _env_bool("IRIS_JOURNAL_FSYNC", False),
+        }
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,247 @@
+"""Reading and checking tabular input: the bundled Iris data, uploaded CSV files and single feature sets.
+
+Every check raises InputError with a message that names the column, row or value to fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+_UNITS_IN_BRACKETS = re.compile(r"[\(\[\{][^\)\]\}]*[\)\]\}]")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_NON_ALNUM = re.compile(r"[^0-9a-z]+")
+_UNIT_SUFFIXES = {"cm", "mm", "in", "inch", "inches"}
+_SHOW = 5  # how many offending rows or values a message lists
+
+
+def normalise_column_name(name: Any) -> str:
+    """'sepal length (cm)' and 'SepalLengthCm' both become 'sepal_length'."""
+    text = _UNITS_IN_BRACKETS.sub(" ", str(name)).strip()
+    text = _CAMEL_BOUNDARY.sub("_", text).lower()
+    tokens = [t for t in _NON_ALNUM.split(text) if t]
+    while len(tokens) > 1 and tokens[-1] in _UNIT_SUFFIXES:
+        tokens.pop()
+    return "_".join(tokens)
+
+
+@dataclass
+class TrainingData:
+    X: pd.DataFrame  # float columns named by normalised feature names
+    y: np.ndarray  # class indexes 0..k-1
+    feature_names: list[str]
+    class_names: list[str]
+    target_column: str
+
+
+def load_iris_training_data() -> TrainingData:
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True)
+    X = iris.data.astype(float)
+    X.columns = [normalise_column_name(c) for c in X.columns]
+    return TrainingData(
+        X=X,
+        y=iris.target.to_numpy(dtype=np.int64),
+        feature_names=list(X.columns),
+        class_names=[str(n) for n in iris.target_names],
+        target_column="species",
+    )
+
+
+def read_csv_upload(content: bytes, filename: str | None = None) -> pd.DataFrame:
+    """Parse an uploaded CSV file; refuse what is not comma-separated UTF-8 text with a header and rows."""
+    label = f"'{filename}'" if filename else "The uploaded file"
+    if not content or not content.strip():
+        raise InputError(f"{label} is empty: upload a CSV file with a header row and at least one data row.", 400)
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{label} is not UTF-8 text: upload a comma-separated CSV file saved as UTF-8.", 400)
+    if "\x00" in text:
+        raise InputError(f"{label} is binary, not CSV text: upload a comma-separated CSV file.", 400)
+
+    header = next(csv.reader(io.StringIO(text)), [])
+    header = [h.strip() for h in header]
+    if len(header) == 1 and ";" in header[0]:
+        raise InputError(f"{label} looks semicolon-delimited: save it with commas as the separator.", 400)
+    blank = [i + 1 for i, h in enumerate(header) if not h]
+    if blank:
+        raise InputError(f"{label} has a header with no name at column(s) {blank}: name every column.", 400)
+    duplicates = sorted({h for h in header if header.count(h) > 1})
+    if duplicates:
+        raise InputError(f"{label} has duplicate column names {duplicates}: give each column its own name.", 400)
+
+    try:
+        frame = pd.read_csv(io.StringIO(text), skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{label} is empty: upload a CSV file with a header row and at least one data row.", 400)
+    except pd.errors.ParserError as exc:
+        raise InputError(f"{label} could not be parsed as CSV ({exc}): check that every row has as many fields as the header.", 400)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.empty:
+        raise InputError(f"{label} has a header but no data rows: add at least one row.", 400)
+    return frame
+
+
+def _normalised_columns(frame: pd.DataFrame) -> dict[str, str]:
+    """Map normalised name -> original column name; two columns may not normalise to one name."""
+    mapping: dict[str, str] = {}
+    for column in frame.columns:
+        key = normalise_column_name(column)
+        if not key:
+            raise InputError(f"Column '{column}' has no letters or digits in its name: rename it.")
+        if key in mapping:
+            raise InputError(
+                f"Columns '{mapping[key]}' and '{column}' both normalise to '{key}': rename one of them."
+            )
+        mapping[key] = column
+    return mapping
+
+
+def _numeric_column(series: pd.Series, name: str) -> np.ndarray:
+    values = pd.to_numeric(series, errors="coerce")
+    bad_text = values.isna() & series.notna()
+    if bad_text.any():
+        rows = list(series.index[bad_text][:_SHOW])
+        samples = [str(v) for v in series[bad_text].head(_SHOW)]
+        raise InputError(
+            f"Column '{name}' must be numeric, but data row(s) {[r + 1 for r in rows]} hold {samples}: "
+            "fix or remove those cells."
+        )
+    array = values.to_numpy(dtype=float)
+    missing = ~np.isfinite(array)
+    if missing.any():
+        rows = list(np.flatnonzero(missing)[:_SHOW] + 1)
+        raise InputError(
+            f"Column '{name}' has blank, NaN or infinite values in data row(s) {[int(r) for r in rows]}: "
+            "fill in or remove those rows."
+        )
+    return array
+
+
+def _resolve_target(frame: pd.DataFrame, columns: dict[str, str], target_column: str | None) -> str:
+    if target_column is None or not target_column.strip():
+        return frame.columns[-1]
+    wanted = target_column.strip()
+    if wanted in frame.columns:
+        return wanted
+    key = normalise_column_name(wanted)
+    if key in columns:
+        return columns[key]
+    raise InputError(
+        f"target_column '{wanted}' is not a column of the file; its columns are {list(frame.columns)}."
+    )
+
+
+def _encode_target(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
+    if series.isna().any():
+        rows = [int(r) + 1 for r in series.index[series.isna()][:_SHOW]]
+        raise InputError(f"Target column '{name}' is blank in data row(s) {rows}: give every row a class.")
+    if pd.api.types.is_bool_dtype(series):
+        series = series.astype(str)
+    if pd.api.types.is_numeric_dtype(series):
+        numbers = series.to_numpy(dtype=float)
+        if not np.all(np.isfinite(numbers)) or not np.all(numbers == np.round(numbers)):
+            raise InputError(
+                f"Target column '{name}' holds non-integer numbers: this platform trains classifiers, "
+                "so the target must be class labels (integers or text)."
+            )
+        labels = numbers.astype(np.int64)
+        classes = np.unique(labels)
+        names = [str(int(c)) for c in classes]
+    else:
+        labels = series.astype(str).str.strip().to_numpy()
+        classes = np.unique(labels)
+        names = [str(c) for c in classes]
+    indexes = np.searchsorted(classes, labels).astype(np.int64)
+    return indexes, names
+
+
+def prepare_training_data(frame: pd.DataFrame, target_column: str | None = None) -> TrainingData:
+    columns = _normalised_columns(frame)
+    target = _resolve_target(frame, columns, target_column)
+    feature_columns = [c for c in frame.columns if c != target]
+    if not feature_columns:
+        raise InputError("The file has only the target column: add at least one numeric feature column.")
+    features = {normalise_column_name(c): _numeric_column(frame[c], c) for c in feature_columns}
+    y, class_names = _encode_target(frame[target], target)
+    if len(class_names) < 2:
+        raise InputError(
+            f"Target column '{target}' has only one class ({class_names[0]!r}): a classifier needs at least two."
+        )
+    return TrainingData(
+        X=pd.DataFrame(features),
+        y=y,
+        feature_names=list(features),
+        class_names=class_names,
+        target_column=target,
+    )
+
+
+def features_from_frame(frame: pd.DataFrame, feature_names: list[str]) -> np.ndarray:
+    """The model's feature columns of a batch file, in the model's order; other columns are ignored."""
+    columns = _normalised_columns(frame)
+    missing = [f for f in feature_names if f not in columns]
+    if missing:
+        raise InputError(
+            f"The file lacks the feature column(s) {missing}; the model needs {feature_names} "
+            f"and the file has {list(frame.columns)}."
+        )
+    return np.column_stack([_numeric_column(frame[columns[f]], columns[f]) for f in feature_names])
+
+
+def _as_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or value is None:
+        raise InputError(f"Feature '{name}' must be a number, got {json_repr(value)}.")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise InputError(f"Feature '{name}' must be a number, got {json_repr(value)}.")
+    else:
+        raise InputError(f"Feature '{name}' must be a number, got {json_repr(value)}.")
+    if not math.isfinite(number):
+        raise InputError(f"Feature '{name}' must be a finite number, got {json_repr(value)}.")
+    return number
+
+
+def json_repr(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value[:40])
+    return repr(value)[:40]
+
+
+def parse_features(values: Mapping[str, Any], feature_names: list[str]) -> list[float]:
+    """One feature set from a form or JSON object, checked against the model's features."""
+    given: dict[str, Any] = {}
+    for key, value in values.items():
+        name = normalise_column_name(key)
+        if name in given:
+            raise InputError(f"Feature '{name}' is given twice: send each feature once.")
+        given[name] = value
+    missing = [f for f in feature_names if f not in given]
+    unknown = [k for k in given if k not in feature_names]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing feature(s) {missing}")
+        if unknown:
+            parts.append(f"unknown field(s) {unknown}")
+        raise InputError(f"{' and '.join(parts).capitalize()}: send exactly the model's features {feature_names}.")
+    return [_as_number(f, given[f]) for f in feature_names]

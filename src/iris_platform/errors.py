@@ -1,0 +1,20 @@
+"""The caller's mistakes, raised anywhere below the routes and answered as 4xx JSON."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad input: `detail` says what was wrong and how to fix it."""
+
+    def __init__(self, detail: str, status_code: int = 422):
+        super().__init__(detail)
+        self.detail = detail
+        self.status_code = status_code
+
+
+class NoModelError(InputError):
+    def __init__(self) -> None:
+        super().__init__(
+            "No model is loaded yet: train one with POST /train or load a saved one with POST /load_model.",
+            status_code=409,
+        )

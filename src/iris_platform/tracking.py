@@ -1,0 +1,276 @@
+"""The MLflow tracking layer: every run this platform writes or reads goes through here.
+
+Experiments are looked up by id, never through a process-global "current experiment", so
+concurrent requests cannot race on it.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+from . import tracking_names as names
+from .errors import InputError
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_PAGE = 10_000
+MAX_PARAM_LENGTH = 6000
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat()
+
+
+def _param(key: str, value: Any) -> Param:
+    return Param(key, str(value)[:MAX_PARAM_LENGTH])
+
+
+def _is_not_found(exc: MlflowException) -> bool:
+    return exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+
+
+class Tracker:
+    def __init__(self, tracking_uri: str):
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        # mlflow.sklearn.log_model only speaks through the fluent API, which reads this global.
+        mlflow.set_tracking_uri(tracking_uri)
+        self._ids: dict[str, str] = {}
+        self._names: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # -- experiments -------------------------------------------------------------------------
+
+    def experiment_id(self, name: str) -> str:
+        cached = self._ids.get(name)
+        if cached is not None:
+            return cached
+        with self._lock:
+            if name not in self._ids:
+                experiment = self.client.get_experiment_by_name(name)
+                if experiment is None:
+                    try:
+                        experiment_id = self.client.create_experiment(name)
+                    except MlflowException as exc:  # another process created it first
+                        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                            raise
+                        experiment_id = self.client.get_experiment_by_name(name).experiment_id
+                else:
+                    experiment_id = experiment.experiment_id
+                self._ids[name] = experiment_id
+                self._names[experiment_id] = name
+            return self._ids[name]
+
+    def ensure_experiments(self) -> None:
+        for name in names.EXPERIMENTS:
+            self.experiment_id(name)
+
+    def experiment_name(self, experiment_id: str) -> str:
+        if experiment_id not in self._names:
+            self._names[experiment_id] = self.client.get_experiment(experiment_id).name
+        return self._names[experiment_id]
+
+    def experiments(self) -> list[dict[str, Any]]:
+        self.ensure_experiments()
+        return [
+            {
+                "experiment_id": e.experiment_id,
+                "name": e.name,
+                "artifact_location": e.artifact_location,
+                "lifecycle_stage": e.lifecycle_stage,
+                "creation_time": iso(e.creation_time),
+            }
+            for e in self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+        ]
+
+    # -- writing runs ------------------------------------------------------------------------
+
+    @contextmanager
+    def run(self, experiment: str, run_name: str, tags: dict[str, str] | None = None,
+            start_ms: int | None = None) -> Iterator[str]:
+        """A run that ends FINISHED, or FAILED with the reason as a tag; never left RUNNING."""
+        run = self.client.create_run(
+            self.experiment_id(experiment), start_time=start_ms, tags=tags or {}, run_name=run_name
+        )
+        run_id = run.info.run_id
+        try:
+            yield run_id
+        except BaseException as exc:
+            try:
+                self.client.set_tag(run_id, names.T_FAILURE_REASON, f"{type(exc).__name__}: {exc}"[:5000])
+                self.client.set_terminated(run_id, "FAILED")
+            except Exception:
+                pass  # the original error matters more than this one
+            raise
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def log(self, run_id: str, params: dict[str, Any] | None = None,
+            metrics: dict[str, float] | None = None, timestamp_ms: int | None = None) -> None:
+        ts = timestamp_ms or int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items()],
+            params=[_param(k, v) for k, v in (params or {}).items()],
+        )
+
+    def log_files(self, run_id: str, files: dict[str, bytes], artifact_path: str | None = None) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            for filename, data in files.items():
+                local = Path(tmp) / filename
+                local.write_bytes(data)
+                self.client.log_artifact(run_id, str(local), artifact_path)
+
+    def log_sklearn_model(self, run_id: str, estimator: Any, example, pip_requirements: list[str],
+                          trusted_types: list[str]) -> str:
+        """Log the MLflow model so `mlflow models serve -m models:/<model_id>` serves it; returns its URI."""
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(example, estimator.predict(example))
+        info = mlflow.sklearn.log_model(
+            estimator,
+            name=names.MLFLOW_MODEL_NAME,
+            run_id=run_id,
+            signature=signature,
+            input_example=example.head(5),
+            pip_requirements=pip_requirements,
+            skops_trusted_types=trusted_types,
+        )
+        return info.model_uri
+
+    def write_single_prediction(self, record: dict[str, Any]) -> str:
+        """One `single_prediction_<timestamp>` run for one prediction record."""
+        moment = datetime.fromisoformat(record["timestamp"])
+        run_name = f"{names.SINGLE_RUN_PREFIX}_{moment.strftime('%Y%m%d_%H%M%S_%f')}"
+        params = {
+            names.P_PREDICTION_TYPE: names.PREDICTION_TYPE_SINGLE,
+            names.P_MODEL_PATH: record["model_path"],
+            names.P_TIMESTAMP: record["timestamp"],
+            **record["features"],
+            names.P_PREDICTED_CLASS: record["class_name"],
+        }
+        metrics = {
+            names.M_PREDICTED_CLASS_INDEX: record["class_index"],
+            names.M_PREDICTION_CONFIDENCE: record["confidence"],
+            **{names.probability_metric(c): p for c, p in record["probabilities"].items()},
+        }
+        tags = {names.T_PREDICTION_ID: record["prediction_id"]}
+        with self.run(names.INFERENCE_EXPERIMENT, run_name, tags, start_ms=record["time_ms"]) as run_id:
+            self.log(run_id, params, metrics, timestamp_ms=record["time_ms"])
+        return run_id
+
+    def find_prediction_runs(self, prediction_id: str) -> list:
+        return self.client.search_runs(
+            [self.experiment_id(names.INFERENCE_EXPERIMENT)],
+            filter_string=f"tags.{names.T_PREDICTION_ID} = '{prediction_id}'",
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=10,
+        )
+
+    def delete_run(self, run_id: str) -> None:
+        self.client.delete_run(run_id)
+
+    # -- reading runs ------------------------------------------------------------------------
+
+    def _experiment_ids(self, experiment_name: str | None) -> list[str]:
+        if experiment_name is None:
+            self.ensure_experiments()
+            return [self._ids[n] for n in names.EXPERIMENTS]
+        if experiment_name in names.EXPERIMENTS:
+            return [self.experiment_id(experiment_name)]
+        experiment = self.client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            raise InputError(
+                f"Experiment '{experiment_name[:200]}' does not exist; this platform writes "
+                f"{list(names.EXPERIMENTS)}.",
+                status_code=404,
+            )
+        return [experiment.experiment_id]
+
+    def run_dict(self, run, full: bool = False) -> dict[str, Any]:
+        experiment_name = self.experiment_name(run.info.experiment_id)
+        out = {
+            "run_id": run.info.run_id,
+            "experiment_name": experiment_name,
+            "run_name": run.info.run_name,
+            "run_type": "training" if experiment_name == names.TRAINING_EXPERIMENT else "inference",
+            "status": run.info.status,
+            "start_time": iso(run.info.start_time),
+            "end_time": iso(run.info.end_time),
+            "params": dict(run.data.params),
+            "metrics": dict(run.data.metrics),
+        }
+        if full:
+            out["tags"] = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+            out["artifacts"] = self.list_artifacts(run.info.run_id)
+        return out
+
+    def list_artifacts(self, run_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        pending = [None]
+        while pending and len(found) < limit:
+            for item in self.client.list_artifacts(run_id, pending.pop()):
+                if item.is_dir:
+                    pending.append(item.path)
+                else:
+                    found.append({"path": item.path, "size_bytes": item.file_size})
+        return sorted(found, key=lambda a: a["path"])[:limit]
+
+    def search_runs(self, experiment_name: str | None, max_results: int) -> list[dict[str, Any]]:
+        runs = self.client.search_runs(
+            self._experiment_ids(experiment_name),
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=max_results,
+            order_by=["attributes.start_time DESC"],
+        )
+        return [self.run_dict(r) for r in runs]
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        if not _RUN_ID.match(run_id):
+            raise InputError(f"'{run_id[:100]}' is not an MLflow run id: a run id is 32 hexadecimal characters.")
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                raise InputError(f"No run with id '{run_id}' exists.", status_code=404)
+            raise
+        return self.run_dict(run, full=True)
+
+    def _all_runs(self, experiment_id: str) -> Iterator:
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=_PAGE, page_token=token
+            )
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+    def count_runs(self, experiment_name: str | None) -> int:
+        return sum(sum(1 for _ in self._all_runs(i)) for i in self._experiment_ids(experiment_name))
+
+    def summary(self) -> dict[str, Any]:
+        """Counts over every run in the store, not just the first page the dashboard shows."""
+        training = list(self._all_runs(self.experiment_id(names.TRAINING_EXPERIMENT)))
+        inference = self.count_runs(names.INFERENCE_EXPERIMENT)
+        accuracies = [r.data.metrics[names.M_ACCURACY] for r in training if names.M_ACCURACY in r.data.metrics]
+        return {
+            "total_runs": len(training) + inference,
+            "training_runs": len(training),
+            "inference_runs": inference,
+            "avg_accuracy": sum(accuracies) / len(accuracies) if accuracies else None,
+        }

@@ -1,0 +1,97 @@
+"""Every MLflow name this platform writes: experiments, run names, params, metrics, tags, artifacts.
+
+Users' MLflow queries and the stock MLflow UI depend on these exact strings; change none lightly.
+"""
+
+from __future__ import annotations
+
+import re
+
+TRAINING_EXPERIMENT = "iris_classification"
+INFERENCE_EXPERIMENT = "iris_inference"
+EXPERIMENTS = (TRAINING_EXPERIMENT, INFERENCE_EXPERIMENT)
+
+# Run names are "<prefix>_<timestamp>".
+TRAINING_RUN_PREFIX = "training"
+SINGLE_RUN_PREFIX = "single_prediction"
+BATCH_RUN_PREFIX = "batch_prediction"
+
+# Training params.
+P_MODEL_TYPE = "model_type"
+P_N_ESTIMATORS = "n_estimators"
+P_TEST_SIZE = "test_size"
+P_N_FEATURES = "n_features"
+P_N_SAMPLES = "n_samples"
+P_N_CLASSES = "n_classes"
+P_DATA_SOURCE = "data_source"
+P_INPUT_FILE = "input_file"
+DATA_SOURCE_IRIS = "sklearn_iris"
+DATA_SOURCE_CSV = "uploaded_csv"
+
+# Training metrics (weighted averages on the held-out split).
+M_ACCURACY = "accuracy"
+M_PRECISION = "precision"
+M_RECALL = "recall"
+M_F1 = "f1_score"
+TRAINING_METRICS = (M_ACCURACY, M_PRECISION, M_RECALL, M_F1)
+
+# Training artifacts: the model and its metadata go under this run folder.
+MODEL_FILES_ARTIFACT_DIR = "model_files"
+# The MLflow model (mlflow.sklearn flavour), servable with `mlflow models serve`.
+MLFLOW_MODEL_NAME = "model"
+
+# Inference params.
+P_PREDICTION_TYPE = "prediction_type"
+P_MODEL_PATH = "model_path"
+P_TIMESTAMP = "timestamp"
+P_PREDICTED_CLASS = "predicted_class"
+PREDICTION_TYPE_SINGLE = "single"
+PREDICTION_TYPE_BATCH = "batch"
+
+# Single-prediction metrics.
+M_PREDICTED_CLASS_INDEX = "predicted_class_index"
+M_PREDICTION_CONFIDENCE = "prediction_confidence"
+PROBABILITY_PREFIX = "probability_"
+
+# Batch metrics.
+M_TOTAL_SAMPLES = "total_samples"
+M_AVG_CONFIDENCE = "avg_confidence"
+M_MIN_CONFIDENCE = "min_confidence"
+M_MAX_CONFIDENCE = "max_confidence"
+M_UNIQUE_CLASSES = "unique_classes_predicted"
+COUNT_PREFIX = "count_"
+PERCENTAGE_PREFIX = "percentage_"
+
+# Batch artifact: the predictions CSV and its extra columns.
+PREDICTIONS_ARTIFACT = "predictions.csv"
+COL_PREDICTED_CLASS = "predicted_class"
+COL_CONFIDENCE = "confidence"
+PROB_COLUMN_PREFIX = "prob_"
+
+# Tags.
+T_PREDICTION_ID = "prediction_id"
+T_FAILURE_REASON = "failure_reason"
+
+# MLflow allows alphanumerics, underscores, dashes, periods, spaces, colons and slashes in keys.
+_UNSAFE_KEY_CHARS = re.compile(r"[^0-9A-Za-z_\-. /:]")
+
+
+def key_part(name: str) -> str:
+    """A class name made safe to sit inside an MLflow metric key."""
+    return _UNSAFE_KEY_CHARS.sub("_", str(name))
+
+
+def probability_metric(class_name: str) -> str:
+    return PROBABILITY_PREFIX + key_part(class_name)
+
+
+def count_metric(class_name: str) -> str:
+    return COUNT_PREFIX + key_part(class_name)
+
+
+def percentage_metric(class_name: str) -> str:
+    return PERCENTAGE_PREFIX + key_part(class_name)
+
+
+def probability_column(class_name: str) -> str:
+    return PROB_COLUMN_PREFIX + str(class_name)
