@@ -25,6 +25,9 @@ from . import tracking_names as names
 from .errors import InputError
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+# mlflow.sklearn.log_model reads the process-global tracking URI; this lock keeps two Trackers in one
+# process (two apps, as in the tests) from pointing it elsewhere between setting it and logging.
+_FLUENT_LOCK = threading.Lock()
 _PAGE = 10_000
 MAX_PARAM_LENGTH = 6000
 
@@ -140,15 +143,27 @@ class Tracker:
         from mlflow.models import infer_signature
 
         signature = infer_signature(example, estimator.predict(example))
-        info = mlflow.sklearn.log_model(
-            estimator,
+        # Create the logged model in the run's own experiment: left to itself, log_model files it
+        # under the process's "current" experiment (Default), not the run's.
+        run = self.client.get_run(run_id)
+        logged = self.client.create_logged_model(
+            experiment_id=run.info.experiment_id,
             name=names.MLFLOW_MODEL_NAME,
-            run_id=run_id,
-            signature=signature,
-            input_example=example.head(5),
-            pip_requirements=pip_requirements,
-            skops_trusted_types=trusted_types,
+            source_run_id=run_id,
+            params=dict(run.data.params),
         )
+        with _FLUENT_LOCK:
+            mlflow.set_tracking_uri(self.tracking_uri)
+            info = mlflow.sklearn.log_model(
+                estimator,
+                name=names.MLFLOW_MODEL_NAME,
+                run_id=run_id,
+                model_id=logged.model_id,
+                signature=signature,
+                input_example=example.head(5),
+                pip_requirements=pip_requirements,
+                skops_trusted_types=trusted_types,
+            )
         return info.model_uri
 
     def write_single_prediction(self, record: dict[str, Any]) -> str:

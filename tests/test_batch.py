@@ -1,0 +1,165 @@
+"""POST /predict_batch: the answer, its `batch_prediction_<timestamp>` run and the predictions CSV."""
+
+import io
+import math
+import re
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from iris_platform import tracking_names as names
+
+from conftest import (
+    INFERENCE_EXPERIMENT,
+    IRIS_CLASSES,
+    SETOSA,
+    SKLEARN_HEADERS,
+    VIRGINICA,
+    all_runs,
+    assert_error,
+    assert_no_running_runs,
+    csv_bytes,
+    predict,
+    predict_batch,
+    read_artifact_csv,
+    wait_for_writer,
+)
+
+# Only setosa and virginica rows: versicolor is predicted zero times and must still be counted.
+ROWS = [SETOSA, VIRGINICA, {**SETOSA, "sepal_length": 4.9}, {**VIRGINICA, "petal_length": 6.1}, SETOSA]
+
+
+def batch_frame() -> pd.DataFrame:
+    """scikit-learn headers, shuffled column order, an id and a label column the model does not use."""
+    frame = pd.DataFrame(ROWS)
+    frame.columns = SKLEARN_HEADERS
+    frame.insert(0, "id", [101, 102, 103, 104, 105])
+    frame["label"] = ["a", "b", "c", "d", "e"]
+    return frame[["id", "petal width (cm)", "sepal length (cm)", "label", "petal length (cm)", "sepal width (cm)"]]
+
+
+@pytest.fixture(scope="module")
+def batch(trained_platform):
+    return predict_batch(trained_platform.client, csv_bytes(batch_frame()), filename="five flowers.csv")
+
+
+def test_batch_answer_matches_single_predictions(trained_platform, batch):
+    assert batch["status"] == "success"
+    assert batch["total_samples"] == len(ROWS)
+    assert batch["model_path"] == trained_platform.client.get("/health").json()["current_model"]
+    rows = batch["predictions"]
+    assert [r["sample_index"] for r in rows] == list(range(len(ROWS)))
+    for row, features in zip(rows, ROWS):
+        single = predict(trained_platform.client, features)
+        assert row["prediction"] == single["prediction"]
+        assert row["class_name"] == single["class_name"] == IRIS_CLASSES[row["prediction"]]
+        assert row["confidence"] == pytest.approx(single["confidence"])
+        assert row["probabilities"] == pytest.approx(single["probabilities"])
+        assert math.fsum(row["probabilities"].values()) == pytest.approx(1.0)
+    assert [r["class_name"] for r in rows] == ["setosa", "virginica", "setosa", "virginica", "setosa"]
+
+
+def test_batch_statistics(batch):
+    stats = batch["batch_statistics"]
+    confidences = [r["confidence"] for r in batch["predictions"]]
+    assert stats["avg_confidence"] == pytest.approx(sum(confidences) / len(confidences))
+    assert stats["min_confidence"] == pytest.approx(min(confidences))
+    assert stats["max_confidence"] == pytest.approx(max(confidences))
+    assert stats["prediction_distribution"] == {"setosa": 3, "versicolor": 0, "virginica": 2}
+
+
+def test_batch_run_params_and_metrics(trained_platform, batch):
+    run = trained_platform.mlflow.get_run(batch["run_id"])
+    inference = trained_platform.mlflow.get_experiment_by_name(INFERENCE_EXPERIMENT)
+    assert run.info.experiment_id == inference.experiment_id
+    assert run.info.status == "FINISHED"
+    assert re.fullmatch(r"batch_prediction_\d{8}_\d{6}_\d{6}", run.info.run_name)
+
+    params = dict(run.data.params)
+    assert datetime.fromisoformat(params.pop("timestamp")).utcoffset() == timedelta(0)
+    assert params == {"prediction_type": "batch", "model_path": batch["model_path"], "input_file": "five flowers.csv"}
+
+    stats = batch["batch_statistics"]
+    expected = {
+        "total_samples": 5,
+        "avg_confidence": stats["avg_confidence"],
+        "min_confidence": stats["min_confidence"],
+        "max_confidence": stats["max_confidence"],
+        "unique_classes_predicted": 2,
+        "count_setosa": 3, "count_versicolor": 0, "count_virginica": 2,
+        "percentage_setosa": 60.0, "percentage_versicolor": 0.0, "percentage_virginica": 40.0,
+    }
+    assert run.data.metrics == pytest.approx(expected)
+    assert math.fsum(run.data.metrics[f"percentage_{c}"] for c in IRIS_CLASSES) == pytest.approx(100.0)
+
+
+def test_predictions_csv_artifact(trained_platform, batch, tmp_path):
+    listed = [a.path for a in trained_platform.mlflow.list_artifacts(batch["run_id"])]
+    assert listed == [names.PREDICTIONS_ARTIFACT]
+    table = read_artifact_csv(trained_platform.mlflow, batch["run_id"], names.PREDICTIONS_ARTIFACT, tmp_path)
+
+    original = batch_frame()
+    assert list(table.columns) == [*original.columns, "predicted_class", "confidence",
+                                   *(f"prob_{c}" for c in IRIS_CLASSES)]
+    assert len(table) == len(original)
+    pd.testing.assert_frame_equal(table[list(original.columns)], original)  # same rows, input order
+    rows = batch["predictions"]
+    assert table["predicted_class"].tolist() == [r["class_name"] for r in rows]
+    assert table["confidence"].tolist() == pytest.approx([r["confidence"] for r in rows])
+    for c in IRIS_CLASSES:
+        assert table[f"prob_{c}"].tolist() == pytest.approx([r["probabilities"][c] for r in rows])
+
+
+def test_batch_run_is_listed_by_the_api(trained_platform, batch):
+    detail = trained_platform.client.get(f"/mlflow/run/{batch['run_id']}").json()
+    assert detail["run_name"].startswith("batch_prediction_")
+    assert detail["params"]["input_file"] == "five flowers.csv"
+    assert detail["artifacts"][0]["path"] == names.PREDICTIONS_ARTIFACT
+    assert detail["artifacts"][0]["size_bytes"] > 0
+
+
+# -- the caller's mistakes --------------------------------------------------------------------------
+
+def batch_csv(frame_change) -> bytes:
+    frame = pd.DataFrame(ROWS)
+    return csv_bytes(frame_change(frame))
+
+
+def _semicolons() -> bytes:
+    buffer = io.StringIO()
+    pd.DataFrame(ROWS).to_csv(buffer, sep=";", index=False)
+    return buffer.getvalue().encode()
+
+
+@pytest.mark.parametrize(
+    "content, status, fragments",
+    [
+        (batch_csv(lambda f: f.drop(columns=["petal_width"])), 422, ["lacks", "'petal_width'"]),
+        (batch_csv(lambda f: f.drop(columns=["sepal_length", "sepal_width"])), 422, ["'sepal_length'", "'sepal_width'"]),
+        (batch_csv(lambda f: f.astype({"petal_length": object}).assign(petal_length=[1.4, "long", 1.5, 6.1, 1.4])),
+         422, ["'petal_length'", "numeric", "[2]", "long"]),
+        (batch_csv(lambda f: f.assign(sepal_width=[3.5, None, 3.0, 3.0, 3.5])), 422, ["'sepal_width'", "blank", "[2]"]),
+        (b"", 400, ["empty"]),
+        (b"sepal_length,sepal_width,petal_length,petal_width\n", 400, ["no data rows"]),
+        ("sepal_length,sepal_width,petal_length,petal_width,note\n5.1,3.5,1.4,0.2,d\u00e9j\u00e0\n".encode("cp1252"),
+         400, ["UTF-8"]),
+        (_semicolons(), 400, ["semicolon"]),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", 400, ["UTF-8"]),
+    ],
+    ids=["missing-column", "missing-columns", "text-cell", "blank-cell", "empty", "header-only", "cp1252",
+         "semicolon", "binary"],
+)
+def test_bad_batch_files_are_refused_clearly(trained_platform, content, status, fragments):
+    wait_for_writer(trained_platform.client)
+    before = len(all_runs(trained_platform.mlflow, INFERENCE_EXPERIMENT))
+    response = trained_platform.client.post("/predict_batch", files={"file": ("bad.csv", content, "text/csv")})
+    assert_error(response, status, *fragments)
+    assert len(all_runs(trained_platform.mlflow, INFERENCE_EXPERIMENT)) == before
+    assert_no_running_runs(trained_platform)
+
+
+def test_batch_without_a_file_is_refused(trained_platform):
+    response = trained_platform.client.post("/predict_batch", data={"note": "no file"})
+    assert response.status_code == 422
+    assert "file" in response.text

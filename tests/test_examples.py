@@ -1,0 +1,55 @@
+"""The walk-through a new user follows: train on examples/, predict once, predict the example batch.
+
+Afterwards the store holds one training run and two inference runs, as the dashboard shows them.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+
+from conftest import (
+    INFERENCE_EXPERIMENT,
+    IRIS_FEATURES,
+    TRAINING_EXPERIMENT,
+    VIRGINICA,
+    all_runs,
+    predict,
+    predict_batch,
+    read_artifact_csv,
+    train,
+    wait_for_writer,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+TRAIN_CSV = EXAMPLES / "iris_train.csv"
+BATCH_CSV = EXAMPLES / "iris_batch.csv"
+
+
+def test_train_predict_and_batch_with_the_example_files(fresh_platform, tmp_path):
+    client = fresh_platform.client
+    training_rows = pd.read_csv(TRAIN_CSV)
+    batch_rows = pd.read_csv(BATCH_CSV)
+
+    trained = train(client, file=(TRAIN_CSV.name, TRAIN_CSV.read_bytes()))
+    metadata = trained["model_metadata"]
+    assert metadata["feature_names"] == IRIS_FEATURES
+    assert metadata["class_names"] == sorted(training_rows[training_rows.columns[-1]].unique())
+    assert metadata["input_file"] == TRAIN_CSV.name
+
+    single = predict(client, VIRGINICA)
+    assert single["class_name"] in metadata["class_names"]
+
+    batch = predict_batch(client, BATCH_CSV.read_bytes(), BATCH_CSV.name)
+    assert batch["total_samples"] == len(batch_rows)
+    table = read_artifact_csv(fresh_platform.mlflow, batch["run_id"], "predictions.csv", tmp_path)
+    assert list(table.columns[: len(batch_rows.columns)]) == list(batch_rows.columns)
+    assert table[batch_rows.columns[0]].tolist() == batch_rows[batch_rows.columns[0]].tolist()
+
+    wait_for_writer(client)
+    assert len(all_runs(fresh_platform.mlflow, TRAINING_EXPERIMENT)) == 1
+    assert len(all_runs(fresh_platform.mlflow, INFERENCE_EXPERIMENT)) == 2
+    summary = client.get("/mlflow/summary").json()
+    assert (summary["total_runs"], summary["training_runs"], summary["inference_runs"]) == (3, 1, 2)
+    assert summary["avg_accuracy"] == trained["accuracy"]
+    run_names = sorted(r["run_name"].rsplit("_", 3)[0] for r in client.get("/mlflow/runs").json()["runs"])
+    assert run_names == ["batch_prediction", "single_prediction", "training"]

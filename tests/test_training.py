@@ -1,0 +1,288 @@
+"""POST /train: the response, the `iris_classification` run, the model files and the MLflow model."""
+
+import hashlib
+import re
+from datetime import datetime
+
+import mlflow.pyfunc
+import mlflow.sklearn
+import pandas as pd
+import pytest
+
+from iris_platform import tracking_names as names
+
+from conftest import (
+    FAST_TREES,
+    IRIS_CLASSES,
+    IRIS_FEATURES,
+    SETOSA,
+    SKLEARN_HEADERS,
+    TRAINING_EXPERIMENT,
+    TRAINING_METRICS,
+    VERSICOLOR,
+    VIRGINICA,
+    all_runs,
+    assert_error,
+    assert_no_running_runs,
+    csv_bytes,
+    download_artifact,
+    iris_frame,
+    load_model,
+    open_platform,
+    predict,
+    predict_batch,
+    read_artifact_csv,
+    read_json,
+    run_ids,
+    train,
+    use_tracking_uri,
+    wait_for_writer,
+)
+
+STAMP = r"\d{8}_\d{6}_\d{6}"
+PREFIXED_CLASSES = ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    with open_platform(tmp_path_factory.mktemp("training")) as platform:
+        yield platform
+
+
+@pytest.fixture(scope="module")
+def iris_training(platform):
+    """Training on the bundled Iris data with the defaults (100 trees, test_size 0.2)."""
+    return train(platform.client)
+
+
+@pytest.fixture(scope="module")
+def upload_training(platform):
+    """Training on an uploaded CSV with scikit-learn's headers and 'Iris-setosa' labels."""
+    content = csv_bytes(iris_frame(SKLEARN_HEADERS, labels="prefixed"))
+    return train(platform.client, file=("my iris.csv", content), n_estimators=FAST_TREES, test_size=0.3)
+
+
+def check_training_run(platform, body, expected_params):
+    """The run has exactly the contract's params (with these values) and the response's metrics."""
+    run = platform.mlflow.get_run(body["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.info.experiment_id == platform.mlflow.get_experiment_by_name(TRAINING_EXPERIMENT).experiment_id
+    assert re.fullmatch(rf"training_{STAMP}", run.info.run_name)
+    assert run.data.params == {k: str(v) for k, v in expected_params.items()}
+    assert set(run.data.metrics) == set(TRAINING_METRICS)
+    for metric in TRAINING_METRICS:
+        assert run.data.metrics[metric] == pytest.approx(body[metric])
+        assert 0.0 <= body[metric] <= 1.0
+    return run
+
+
+def check_model_files(platform, body, tmp_path):
+    """The .pkl and metadata in models/ and in the run's artifacts are the same bytes, and the hash holds."""
+    model_path = platform.models_dir / body["model_metadata"]["model_file"]
+    assert str(model_path) == body["model_path"]
+    assert re.fullmatch(rf"iris_model_{STAMP}\.pkl", model_path.name)
+    metadata_path = model_path.with_name(model_path.stem + "_metadata.json")
+    assert metadata_path.is_file()
+    metadata = read_json(metadata_path)
+    assert metadata == body["model_metadata"]
+    assert hashlib.sha256(model_path.read_bytes()).hexdigest() == metadata["sha256"]
+
+    artifacts = sorted(a.path for a in platform.mlflow.list_artifacts(body["run_id"], names.MODEL_FILES_ARTIFACT_DIR))
+    assert artifacts == [f"{names.MODEL_FILES_ARTIFACT_DIR}/{model_path.name}",
+                         f"{names.MODEL_FILES_ARTIFACT_DIR}/{metadata_path.name}"]
+    local = download_artifact(platform.mlflow, body["run_id"], names.MODEL_FILES_ARTIFACT_DIR, tmp_path)
+    assert (local / model_path.name).read_bytes() == model_path.read_bytes()
+    assert (local / metadata_path.name).read_bytes() == metadata_path.read_bytes()
+    return metadata
+
+
+# -- the bundled Iris data --------------------------------------------------------------------------
+
+
+def test_iris_training_response(iris_training):
+    body = iris_training
+    assert body["status"] == "success"
+    assert body["accuracy"] > 0.85
+    report = body["classification_report"]
+    assert set(IRIS_CLASSES) <= set(report)
+    assert report["weighted avg"]["precision"] == pytest.approx(body["precision"])
+    assert report["weighted avg"]["recall"] == pytest.approx(body["recall"])
+    assert report["weighted avg"]["f1-score"] == pytest.approx(body["f1_score"])
+    matrix = body["confusion_matrix"]
+    assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
+    assert sum(map(sum, matrix)) == 30  # 20% of 150 held out
+    assert sum(matrix[i][i] for i in range(3)) / 30 == pytest.approx(body["accuracy"])
+
+
+def test_iris_training_run_params_and_metrics(platform, iris_training):
+    check_training_run(platform, iris_training, {
+        "model_type": "RandomForestClassifier",
+        "n_estimators": 100,
+        "test_size": 0.2,
+        "n_features": 4,
+        "n_samples": 150,
+        "n_classes": 3,
+        "data_source": "sklearn_iris",
+    })
+
+
+def test_iris_model_files_and_metadata(platform, iris_training, tmp_path):
+    metadata = check_model_files(platform, iris_training, tmp_path)
+    assert metadata["feature_names"] == IRIS_FEATURES
+    assert metadata["class_names"] == IRIS_CLASSES
+    assert metadata["data_source"] == "sklearn_iris"
+    assert metadata["model_type"] == "RandomForestClassifier"
+    assert metadata["run_id"] == iris_training["run_id"]
+    assert metadata["metrics"] == {m: iris_training[m] for m in TRAINING_METRICS}
+    moment = datetime.fromisoformat(metadata["training_timestamp"])
+    assert moment.utcoffset().total_seconds() == 0
+    assert moment.strftime("%Y%m%d_%H%M%S_%f") in metadata["model_file"]
+
+
+def test_mlflow_model_loads_from_its_uri_and_predicts_like_the_app(platform, iris_training):
+    metadata = iris_training["model_metadata"]
+    uri = metadata["mlflow_model_uri"]
+    assert uri.startswith("models:/")
+    logged = platform.mlflow.get_logged_model(uri.removeprefix("models:/"))
+    run = platform.mlflow.get_run(iris_training["run_id"])
+    assert logged.source_run_id == run.info.run_id
+    assert logged.experiment_id == run.info.experiment_id  # in iris_classification, not in "Default"
+    assert str(logged.status) == "READY"
+    assert [o.model_id for o in run.outputs.model_outputs] == [logged.model_id]
+
+    samples = [SETOSA, VERSICOLOR, VIRGINICA, {"sepal_length": 6.3, "sepal_width": 2.8, "petal_length": 4.9,
+                                               "petal_width": 1.6}]
+    frame = pd.DataFrame(samples, columns=metadata["feature_names"])
+    use_tracking_uri(platform.settings.tracking_uri)
+    load_model(platform.client, iris_training["model_path"])
+    sklearn_model = mlflow.sklearn.load_model(uri)
+    pyfunc_model = mlflow.pyfunc.load_model(uri)
+    assert pyfunc_model.metadata.get_input_schema().input_names() == IRIS_FEATURES
+
+    app_classes = [predict(platform.client, s)["prediction"] for s in samples]
+    assert app_classes[:3] == [0, 1, 2]
+    assert list(sklearn_model.predict(frame)) == app_classes
+    assert list(pyfunc_model.predict(frame)) == app_classes
+
+
+# -- an uploaded CSV --------------------------------------------------------------------------------
+
+
+def test_upload_with_sklearn_headers_and_string_labels(platform, upload_training, tmp_path):
+    body = upload_training
+    check_training_run(platform, body, {
+        "model_type": "RandomForestClassifier",
+        "n_estimators": FAST_TREES,
+        "test_size": 0.3,
+        "n_features": 4,
+        "n_samples": 150,
+        "n_classes": 3,
+        "data_source": "uploaded_csv",
+        "input_file": "my iris.csv",
+    })
+    metadata = check_model_files(platform, body, tmp_path)
+    assert metadata["feature_names"] == IRIS_FEATURES
+    assert metadata["class_names"] == PREFIXED_CLASSES
+    assert metadata["data_source"] == "uploaded_csv" and metadata["input_file"] == "my iris.csv"
+    assert sum(map(sum, body["confusion_matrix"])) == 45  # 30% of 150
+    assert set(PREFIXED_CLASSES) <= set(body["classification_report"])
+
+
+def test_model_trained_on_upload_serves_the_four_field_form(platform, upload_training):
+    load_model(platform.client, upload_training["model_path"])
+    response = platform.client.post("/predict", data={k: str(v) for k, v in VIRGINICA.items()})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_path"] == upload_training["model_path"]
+    assert body["class_name"] == "Iris-virginica" and body["prediction"] == 2
+    assert set(body["probabilities"]) == set(PREFIXED_CLASSES)
+
+
+def test_model_trained_on_upload_names_batch_metrics_and_columns_after_its_classes(platform, upload_training,
+                                                                                   tmp_path):
+    load_model(platform.client, upload_training["model_path"])
+    frame = iris_frame(SKLEARN_HEADERS, labels="prefixed").iloc[[0, 50, 100, 1]]
+    body = predict_batch(platform.client, csv_bytes(frame), "with labels.csv")
+    assert [r["class_name"] for r in body["predictions"]] == frame["species"].tolist()
+    metrics = platform.mlflow.get_run(body["run_id"]).data.metrics
+    assert {k: v for k, v in metrics.items() if k.startswith("count_")} == {
+        "count_Iris-setosa": 2, "count_Iris-versicolor": 1, "count_Iris-virginica": 1}
+    table = read_artifact_csv(platform.mlflow, body["run_id"], names.PREDICTIONS_ARTIFACT, tmp_path)
+    assert list(table.columns) == [*SKLEARN_HEADERS, "species", "predicted_class", "confidence",
+                                   *(f"prob_{c}" for c in PREFIXED_CLASSES)]
+    assert table["predicted_class"].tolist() == table["species"].tolist()
+
+
+def test_integer_labels_and_target_column_by_name(platform):
+    frame = iris_frame(labels="integers", target="label")[["label", *IRIS_FEATURES]]  # target first
+    body = train(platform.client, file=("numbers.csv", csv_bytes(frame)), n_estimators=FAST_TREES,
+                 target_column="label")
+    metadata = body["model_metadata"]
+    assert metadata["class_names"] == ["0", "1", "2"]
+    assert metadata["feature_names"] == IRIS_FEATURES
+    assert metadata["target_column"] == "label"
+    params = platform.mlflow.get_run(body["run_id"]).data.params
+    assert params["n_features"] == "4" and params["n_classes"] == "3" and params["input_file"] == "numbers.csv"
+    prediction = predict(platform.client, SETOSA)
+    assert prediction["class_name"] == "0"
+    assert set(prediction["probabilities"]) == {"0", "1", "2"}
+
+
+# -- the caller's mistakes --------------------------------------------------------------------------
+
+_LATIN1 = "sepal_length,species\n5.1,caf\u00e9\n".encode("latin-1")
+_TEXT_FEATURE = b"x,label\n1,a\nwide,b\n3,a\n4,b\n"
+
+
+@pytest.mark.parametrize(
+    "file, form, status, fragments",
+    [
+        (("e.csv", b""), {}, 400, ["empty"]),
+        (("h.csv", b"sepal_length,species\n"), {}, 400, ["no data rows"]),
+        (("l.csv", _LATIN1), {}, 400, ["UTF-8"]),
+        (("s.csv", b"a;b;label\n1;2;x\n3;4;y\n"), {}, 400, ["semicolon"]),
+        (("one.csv", b"x,label\n1,a\n2,a\n3,a\n"), {}, 422, ["only one class", "'a'"]),
+        (("t.csv", b"x,label\n1,a\n2,b\n"), {"target_column": "species"}, 422, ["'species'", "not a column"]),
+        (("n.csv", _TEXT_FEATURE), {}, 422, ["'x'", "numeric", "wide"]),
+        (None, {"n_estimators": 0}, 422, ["n_estimators"]),
+        (None, {"n_estimators": 5000}, 422, ["n_estimators"]),
+        (None, {"test_size": 1.5}, 422, ["test_size"]),
+        (("tiny.csv", b"x,label\n1,a\n2,b\n"), {}, 422, ["rows", "classes"]),
+    ],
+    ids=["empty", "header-only", "latin-1", "semicolon", "one-class", "no-target", "text-feature",
+         "zero-trees", "too-many-trees", "test-size", "too-few-rows"],
+)
+def test_bad_training_requests_are_refused_clearly(platform, file, form, status, fragments):
+    wait_for_writer(platform.client)
+    before = run_ids(platform.mlflow)
+    models_before = sorted(platform.models_dir.iterdir())
+    files = {"file": (file[0], file[1], "text/csv")} if file else None
+    response = platform.client.post("/train", data={k: str(v) for k, v in form.items()}, files=files)
+    assert_error(response, status, *fragments)
+    assert_no_running_runs(platform)
+    assert sorted(platform.models_dir.iterdir()) == models_before  # no model file left behind
+    for run_id in run_ids(platform.mlflow) - before:  # a run started before the mistake showed ends FAILED
+        run = platform.mlflow.get_run(run_id)
+        assert run.info.status == "FAILED" and names.T_FAILURE_REASON in run.data.tags
+
+
+def test_failed_training_leaves_the_current_model_serving(platform, iris_training):
+    current = load_model(platform.client, iris_training["model_path"])["model_path"]
+    response = platform.client.post("/train", files={"file": ("tiny.csv", b"x,label\n1,a\n2,b\n", "text/csv")})
+    assert response.status_code == 422  # fails inside its run, after the run started
+    assert platform.client.get("/health").json()["current_model"] == current
+    assert predict(platform.client, SETOSA)["model_path"] == current
+
+
+def test_every_training_run_is_finished_or_failed(platform, iris_training):
+    statuses = {r.info.status for r in all_runs(platform.mlflow, TRAINING_EXPERIMENT)}
+    assert statuses <= {"FINISHED", "FAILED"} and "FINISHED" in statuses
+
+
+def test_two_apps_in_one_process_log_their_mlflow_models_to_their_own_stores(platform, tmp_path):
+    with open_platform(tmp_path) as other:  # created last, so MLflow's process-global tracking URI is its store
+        body = train(platform.client, n_estimators=2)
+        logged = platform.mlflow.get_logged_model(body["model_metadata"]["mlflow_model_uri"].removeprefix("models:/"))
+        assert logged.source_run_id == body["run_id"]
+        other_experiments = [e.experiment_id for e in other.mlflow.search_experiments()]
+        assert other.mlflow.search_logged_models(experiment_ids=other_experiments) == []
