@@ -28,7 +28,7 @@ from iris_platform.config import Settings
 from iris_platform.data import parse_features
 from iris_platform.inference import Predictor, inference_record
 from iris_platform.model_store import ModelStore
-from iris_platform.tracking_writer import Journal
+from iris_platform.inference_journal import JournalAppender
 
 WRITER_TIMEOUT_S = 20.0
 
@@ -272,7 +272,7 @@ def inference_record_for(models_dir: Path, features: dict[str, float]) -> dict[s
 
 def leave_in_journal(journal_dir: Path, *records: dict[str, Any]) -> None:
     """What a process that died before its writer drained leaves behind: records not marked done."""
-    journal = Journal(journal_dir)
+    journal = JournalAppender(journal_dir)
     journal.open()
     for record in records:
         journal.append(record)

@@ -161,7 +161,8 @@ def test_one_training_run_in_full(activity):
     assert body["tags"] == {k: v for k, v in mlflow_run.data.tags.items() if not k.startswith("mlflow.")}
     model_file = training["model_metadata"]["model_file"]
     assert [a["path"] for a in body["artifacts"]] == [
-        f"model_files/{model_file}", f"model_files/{model_file.replace('.pkl', '_metadata.json')}"]
+        f"model_files/{model_file.replace('.pkl', '.onnx')}", f"model_files/{model_file}",
+        f"model_files/{model_file.replace('.pkl', '_metadata.json')}"]
     assert all(a["size_bytes"] > 0 for a in body["artifacts"])
 
 

@@ -87,12 +87,17 @@ def check_model_files(platform, body, tmp_path):
     assert metadata == body["model_metadata"]
     assert hashlib.sha256(model_path.read_bytes()).hexdigest() == metadata["sha256"]
 
+    # The forest's ONNX form passed its parity check, so it is kept beside the pkl.
+    onnx_path = model_path.with_suffix(".onnx")
+    assert metadata["onnx_file"] == onnx_path.name
+    assert hashlib.sha256(onnx_path.read_bytes()).hexdigest() == metadata["onnx_sha256"]
+    assert metadata["compiled"]["parity_ok"] is True and metadata["compiled"]["max_abs_diff"] <= 1e-6
+
     artifacts = sorted(a.path for a in platform.mlflow.list_artifacts(body["run_id"], names.MODEL_FILES_ARTIFACT_DIR))
-    assert artifacts == [f"{names.MODEL_FILES_ARTIFACT_DIR}/{model_path.name}",
-                         f"{names.MODEL_FILES_ARTIFACT_DIR}/{metadata_path.name}"]
+    assert artifacts == sorted(f"{names.MODEL_FILES_ARTIFACT_DIR}/{p.name}" for p in (model_path, metadata_path, onnx_path))
     local = download_artifact(platform.mlflow, body["run_id"], names.MODEL_FILES_ARTIFACT_DIR, tmp_path)
-    assert (local / model_path.name).read_bytes() == model_path.read_bytes()
-    assert (local / metadata_path.name).read_bytes() == metadata_path.read_bytes()
+    for path in (model_path, metadata_path, onnx_path):
+        assert (local / path.name).read_bytes() == path.read_bytes()
     return metadata
 
 

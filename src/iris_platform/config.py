@@ -27,6 +27,12 @@ class Settings:
     journal_dir: Path = field(default_factory=lambda: Path("journal"))
     # fsync each journal line: survives power loss, not only a crash of the process.
     journal_fsync: bool = False
+    # Above this many records waiting, the tracking worker writes one run per window of records.
+    writer_window_threshold: int = 50
+    # The most records one window run holds (and the worker holds in memory at once).
+    writer_window_max: int = 20_000
+    # A batch answer lists at most this many rows; the full predictions are a download.
+    batch_inline_rows: int = 1000
     random_state: int = 42
 
     @classmethod
@@ -38,6 +44,9 @@ class Settings:
             "models_dir": Path(os.environ.get("IRIS_MODELS_DIR", "models")),
             "journal_dir": Path(os.environ.get("IRIS_JOURNAL_DIR", "journal")),
             "journal_fsync": _env_bool("IRIS_JOURNAL_FSYNC", False),
+            "writer_window_threshold": int(os.environ.get("IRIS_WRITER_WINDOW_THRESHOLD", cls.writer_window_threshold)),
+            "writer_window_max": int(os.environ.get("IRIS_WRITER_WINDOW_MAX", cls.writer_window_max)),
+            "batch_inline_rows": int(os.environ.get("IRIS_BATCH_INLINE_ROWS", cls.batch_inline_rows)),
         }
         values.update(overrides)
         return cls(**values)

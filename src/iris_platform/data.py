@@ -58,20 +58,22 @@ def load_iris_training_data() -> TrainingData:
     )
 
 
-def read_csv_upload(content: bytes, filename: str | None = None) -> pd.DataFrame:
-    """Parse an uploaded CSV file; refuse what is not comma-separated UTF-8 text with a header and rows."""
-    label = f"'{filename}'" if filename else "The uploaded file"
-    if not content or not content.strip():
-        raise InputError(f"{label} is empty: upload a CSV file with a header row and at least one data row.", 400)
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(f"{label} is not UTF-8 text: upload a comma-separated CSV file saved as UTF-8.", 400)
-    if "\x00" in text:
-        raise InputError(f"{label} is binary, not CSV text: upload a comma-separated CSV file.", 400)
+def check_csv_header(head: bytes, label: str, truncated: bool = False) -> list[str]:
+    """Check the start of an uploaded file: UTF-8 text, comma-separated, each column named once.
 
-    header = next(csv.reader(io.StringIO(text)), [])
-    header = [h.strip() for h in header]
+    Returns the header's column names. With `truncated`, `head` is the first bytes of a larger file.
+    """
+    if not head or not head.strip():
+        raise InputError(f"{label} is empty: upload a CSV file with a header row and at least one data row.", 400)
+    if b"\x00" in head:
+        raise InputError(f"{label} is binary, not UTF-8 CSV text: upload a comma-separated CSV file saved as UTF-8.", 400)
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if not truncated or exc.start < len(head) - 3:  # not just a character cut at the end of `head`
+            raise InputError(f"{label} is not UTF-8 text: upload a comma-separated CSV file saved as UTF-8.", 400)
+        text = head[: exc.start].decode("utf-8-sig")
+    header = [h.strip() for h in next(csv.reader(io.StringIO(text)), [])]
     if len(header) == 1 and ";" in header[0]:
         raise InputError(f"{label} looks semicolon-delimited: save it with commas as the separator.", 400)
     blank = [i + 1 for i, h in enumerate(header) if not h]
@@ -80,9 +82,15 @@ def read_csv_upload(content: bytes, filename: str | None = None) -> pd.DataFrame
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
         raise InputError(f"{label} has duplicate column names {duplicates}: give each column its own name.", 400)
+    return header
 
+
+def read_csv_upload(content: bytes, filename: str | None = None) -> pd.DataFrame:
+    """Parse an uploaded CSV file; refuse what is not comma-separated UTF-8 text with a header and rows."""
+    label = f"'{filename}'" if filename else "The uploaded file"
+    check_csv_header(content, label)
     try:
-        frame = pd.read_csv(io.StringIO(text), skipinitialspace=True)
+        frame = pd.read_csv(io.BytesIO(content), skipinitialspace=True, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise InputError(f"{label} is empty: upload a CSV file with a header row and at least one data row.", 400)
     except pd.errors.ParserError as exc:
@@ -108,7 +116,9 @@ def _normalised_columns(frame: pd.DataFrame) -> dict[str, str]:
     return mapping
 
 
-def _numeric_column(series: pd.Series, name: str) -> np.ndarray:
+def numeric_column(series: pd.Series, name: str) -> np.ndarray:
+    if not pd.api.types.is_numeric_dtype(series):  # text cells: a blank one is missing, not a bad number
+        series = series.where(series.astype(str).str.strip() != "", None)
     values = pd.to_numeric(series, errors="coerce")
     bad_text = values.isna() & series.notna()
     if bad_text.any():
@@ -173,7 +183,7 @@ def prepare_training_data(frame: pd.DataFrame, target_column: str | None = None)
     feature_columns = [c for c in frame.columns if c != target]
     if not feature_columns:
         raise InputError("The file has only the target column: add at least one numeric feature column.")
-    features = {normalise_column_name(c): _numeric_column(frame[c], c) for c in feature_columns}
+    features = {normalise_column_name(c): numeric_column(frame[c], c) for c in feature_columns}
     y, class_names = _encode_target(frame[target], target)
     if len(class_names) < 2:
         raise InputError(
@@ -197,7 +207,7 @@ def features_from_frame(frame: pd.DataFrame, feature_names: list[str]) -> np.nda
             f"The file lacks the feature column(s) {missing}; the model needs {feature_names} "
             f"and the file has {list(frame.columns)}."
         )
-    return np.column_stack([_numeric_column(frame[columns[f]], columns[f]) for f in feature_names])
+    return np.column_stack([numeric_column(frame[columns[f]], columns[f]) for f in feature_names])
 
 
 def _as_number(name: str, value: Any) -> float:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from . import tracking_names as names
+from .compiled_model import CompiledModel, near_ties
 from .model_store import StoredModel
 
 
@@ -30,12 +31,18 @@ class BatchResult:
 
 
 class Predictor:
-    """The loaded model, held in memory; swapped whole when another model becomes current."""
+    """The loaded model, held in memory; swapped whole when another model becomes current.
 
-    def __init__(self, stored: StoredModel):
+    With a compiled (ONNX) model that passed its parity check, probabilities come from
+    onnxruntime; rows where two classes are within a rounding error of a tie are answered by
+    scikit-learn, so the class always equals scikit-learn's.
+    """
+
+    def __init__(self, stored: StoredModel, compiled: CompiledModel | None = None):
         self.estimator = stored.estimator
         self.metadata = stored.metadata
         self.model_path = stored.model_path
+        self.compiled = compiled
         self.feature_names: list[str] = list(stored.metadata["feature_names"])
         self.class_names: list[str] = [str(c) for c in stored.metadata["class_names"]]
         # The estimator saw class indexes; a class absent from its training split has no column.
@@ -43,7 +50,11 @@ class Predictor:
         ranges = stored.metadata.get("feature_ranges") or {}
         self._ranges = {f: ranges[f] for f in self.feature_names if f in ranges}
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    @property
+    def runtime(self) -> str:
+        return "onnxruntime" if self.compiled is not None else "scikit-learn"
+
+    def sklearn_proba(self, X: np.ndarray) -> np.ndarray:
         frame = pd.DataFrame(np.asarray(X, dtype=float), columns=self.feature_names)
         raw = self.estimator.predict_proba(frame)
         if len(self._columns) == len(self.class_names):
@@ -51,6 +62,15 @@ class Predictor:
         full = np.zeros((raw.shape[0], len(self.class_names)))
         full[:, self._columns] = raw
         return full
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        if self.compiled is None:
+            return self.sklearn_proba(X)
+        proba = self.compiled.predict_proba(X)
+        ties = near_ties(proba)
+        if ties.any():
+            proba[ties] = self.sklearn_proba(np.asarray(X)[ties])
+        return proba
 
     def predict_one(self, values: list[float]) -> Prediction:
         proba = self.predict_proba(np.asarray([values]))[0]
@@ -86,15 +106,23 @@ def run_stamp(moment: datetime) -> str:
     return moment.strftime("%Y%m%d_%H%M%S_%f")
 
 
-def new_prediction_id() -> str:
-    return uuid.uuid4().hex
+def new_prediction_id(moment: datetime) -> str:
+    """32 hex digits: the time in milliseconds, then randomness; ids sort by time and say when."""
+    return f"{int(moment.timestamp() * 1000):012x}{uuid.uuid4().hex[:20]}"
+
+
+def prediction_time_ms(prediction_id: str) -> int | None:
+    try:
+        return int(prediction_id[:12], 16)
+    except ValueError:
+        return None
 
 
 def inference_record(predictor: Predictor, values: list[float], prediction: Prediction) -> dict[str, Any]:
     """What the tracking writer turns into a `single_prediction_<timestamp>` run."""
     moment = utc_now()
     return {
-        "prediction_id": new_prediction_id(),
+        "prediction_id": new_prediction_id(moment),
         "timestamp": moment.isoformat(),
         "time_ms": int(moment.timestamp() * 1000),
         "model_path": predictor.model_path,
@@ -106,25 +134,48 @@ def inference_record(predictor: Predictor, values: list[float], prediction: Pred
     }
 
 
-def batch_statistics(result: BatchResult, class_names: list[str]) -> dict[str, Any]:
-    total = len(result.indexes)
-    counts = np.bincount(result.indexes, minlength=len(class_names))
-    return {
-        "total_samples": total,
-        "avg_confidence": float(result.confidences.mean()),
-        "min_confidence": float(result.confidences.min()),
-        "max_confidence": float(result.confidences.max()),
-        "unique_classes_predicted": int(np.count_nonzero(counts)),
-        "prediction_distribution": {c: int(n) for c, n in zip(class_names, counts)},
-        "prediction_percentages": {c: 100.0 * int(n) / total for c, n in zip(class_names, counts)},
-    }
+class StatisticsAccumulator:
+    """Batch statistics summed over chunks: counts per class and confidence bounds."""
+
+    def __init__(self, class_names: list[str]):
+        self.class_names = class_names
+        self.counts = np.zeros(len(class_names), dtype=np.int64)
+        self.total = 0
+        self.confidence_sum = 0.0
+        self.confidence_min = float("inf")
+        self.confidence_max = float("-inf")
+
+    def add(self, result: BatchResult) -> None:
+        if len(result.indexes) == 0:
+            return
+        self.counts += np.bincount(result.indexes, minlength=len(self.class_names))
+        self.total += len(result.indexes)
+        self.confidence_sum += float(result.confidences.sum())
+        self.confidence_min = min(self.confidence_min, float(result.confidences.min()))
+        self.confidence_max = max(self.confidence_max, float(result.confidences.max()))
+
+    def result(self) -> dict[str, Any]:
+        total = max(self.total, 1)
+        return {
+            "total_samples": self.total,
+            "avg_confidence": self.confidence_sum / total,
+            "min_confidence": self.confidence_min,
+            "max_confidence": self.confidence_max,
+            "unique_classes_predicted": int(np.count_nonzero(self.counts)),
+            "prediction_distribution": {c: int(n) for c, n in zip(self.class_names, self.counts)},
+            "prediction_percentages": {c: 100.0 * int(n) / total for c, n in zip(self.class_names, self.counts)},
+        }
 
 
-def predictions_table(frame: pd.DataFrame, result: BatchResult, class_names: list[str]) -> pd.DataFrame:
-    """The original columns, then the predicted class, its confidence and every class probability."""
-    out = frame.copy()
-    out[names.COL_PREDICTED_CLASS] = np.asarray(class_names, dtype=object)[result.indexes]
-    out[names.COL_CONFIDENCE] = result.confidences
-    for i, class_name in enumerate(class_names):
-        out[names.probability_column(class_name)] = result.probabilities[:, i]
-    return out
+def prediction_rows(result: BatchResult, class_names: list[str], offset: int = 0) -> list[dict[str, Any]]:
+    """The API's per-row answer for a batch: index, class, confidence and every probability."""
+    return [
+        {
+            "sample_index": offset + i,
+            "prediction": int(index),
+            "class_name": class_names[index],
+            "confidence": float(result.confidences[i]),
+            "probabilities": dict(zip(class_names, map(float, result.probabilities[i]))),
+        }
+        for i, index in enumerate(result.indexes)
+    ]

@@ -48,6 +48,7 @@ class StoredModel:
     estimator: Any
     metadata: dict[str, Any]
     model_path: str  # as listed by GET /models and logged as `model_path`
+    onnx_bytes: bytes | None = None  # the compiled model, when training could convert it
 
 
 class ModelStore:
@@ -62,23 +63,35 @@ class ModelStore:
     def metadata_name(model_filename: str) -> str:
         return model_filename[: -len(".pkl")] + METADATA_SUFFIX
 
-    def save(self, estimator: Any, metadata: dict[str, Any], stamp: str) -> tuple[str, dict[str, Any], bytes, bytes]:
-        """Write `iris_model_<stamp>.pkl` and its metadata; return (filename, metadata, pkl bytes, json bytes)."""
+    @staticmethod
+    def onnx_name(model_filename: str) -> str:
+        return model_filename[: -len(".pkl")] + ".onnx"
+
+    def save(self, estimator: Any, metadata: dict[str, Any], stamp: str,
+             onnx_bytes: bytes | None = None) -> tuple[str, dict[str, Any], dict[str, bytes]]:
+        """Write `iris_model_<stamp>.pkl`, its metadata and (if given) its ONNX form.
+
+        Returns the pkl's filename, the metadata as written, and every file written by name.
+        """
         filename = f"{MODEL_PREFIX}{stamp}.pkl"
         blob = pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
+        files = {filename: blob}
         metadata = {**metadata, "model_file": filename, "sha256": sha256_hex(blob)}
-        meta_blob = json.dumps(metadata, indent=2).encode()
-        atomic_write(self.directory / filename, blob)
+        if onnx_bytes is not None:
+            files[self.onnx_name(filename)] = onnx_bytes
+            metadata.update(onnx_file=self.onnx_name(filename), onnx_sha256=sha256_hex(onnx_bytes))
+        files[self.metadata_name(filename)] = json.dumps(metadata, indent=2).encode()
         try:
-            atomic_write(self.directory / self.metadata_name(filename), meta_blob)
+            for name, data in files.items():  # the metadata last: a model is listed only once complete
+                atomic_write(self.directory / name, data)
         except BaseException:
-            (self.directory / filename).unlink(missing_ok=True)
+            self.remove(filename)
             raise
-        return filename, metadata, blob, meta_blob
+        return filename, metadata, files
 
     def remove(self, filename: str) -> None:
-        (self.directory / filename).unlink(missing_ok=True)
-        (self.directory / self.metadata_name(filename)).unlink(missing_ok=True)
+        for name in (self.metadata_name(filename), filename, self.onnx_name(filename)):
+            (self.directory / name).unlink(missing_ok=True)
 
     def list(self) -> list[dict[str, Any]]:
         """Every model of this platform in the folder (a .pkl with its metadata), newest first."""
@@ -134,8 +147,20 @@ class ModelStore:
                 "after training, so it is refused and was not unpickled.",
                 status_code=422,
             )
+        onnx_bytes = None
+        if metadata.get("onnx_file"):
+            try:
+                onnx_bytes = (self.directory / self.onnx_name(filename)).read_bytes()
+            except FileNotFoundError:
+                pass  # serve with scikit-learn
+            if onnx_bytes is not None and sha256_hex(onnx_bytes) != metadata.get("onnx_sha256"):
+                raise InputError(
+                    f"The ONNX file of '{filename}' does not match the SHA-256 recorded in its metadata: "
+                    "the model is refused.",
+                    status_code=422,
+                )
         estimator = pickle.loads(blob)
-        return StoredModel(estimator=estimator, metadata=metadata, model_path=self.path_of(filename))
+        return StoredModel(estimator, metadata, self.path_of(filename), onnx_bytes)
 
     def current_filename(self) -> str | None:
         try:

@@ -6,32 +6,24 @@ Routes stay thin: they parse HTTP and call one method here.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, Mapping
 
 import mlflow.sklearn
+import numpy as np
 
 from . import tracking_names as names
+from .batch_stream import predict_csv
+from .compiled_model import CompiledModel, check_parity, convert, parity_inputs
 from .config import Settings
-from .data import (
-    features_from_frame,
-    load_iris_training_data,
-    parse_features,
-    prepare_training_data,
-    read_csv_upload,
-)
+from .data import load_iris_training_data, parse_features, prepare_training_data, read_csv_upload
 from .errors import NoModelError
-from .inference import (
-    Predictor,
-    batch_statistics,
-    inference_record,
-    predictions_table,
-    run_stamp,
-    utc_now,
-)
+from .inference import Predictor, inference_record, prediction_time_ms, run_stamp, utc_now
 from .model_store import ModelStore, StoredModel
-from .tracking import Tracker
-from .tracking_writer import Journal, TrackingWriter
+from .tracking import Tracker, statistics_metrics
+from .tracking_worker import TrackingWriter, WorkerConfig
 from .training import MODEL_TYPE, check_parameters, train_model
 
 log = logging.getLogger(__name__)
@@ -50,6 +42,23 @@ def skops_trusted_types(estimator: Any) -> list[str]:
     return untrusted
 
 
+def compiled_predictor(stored: StoredModel, X_check: np.ndarray) -> tuple[Predictor, dict[str, Any]]:
+    """A predictor on the compiled path if its ONNX form matches scikit-learn on X_check and around it."""
+    reference = Predictor(stored)
+    if stored.onnx_bytes is None:
+        return reference, {"runtime": "scikit-learn", "reason": "no ONNX form"}
+    try:
+        compiled = CompiledModel(stored.onnx_bytes)
+        report = check_parity(compiled, reference.sklearn_proba, parity_inputs(X_check))
+    except Exception as exc:
+        log.warning("compiled model unusable, serving with scikit-learn: %s", exc)
+        return reference, {"runtime": "scikit-learn", "reason": f"{type(exc).__name__}: {exc}"[:300]}
+    if not report.ok:
+        log.warning("compiled model differs from scikit-learn (%s), serving with scikit-learn", report)
+        return reference, {**report.as_dict(), "runtime": "scikit-learn"}
+    return Predictor(stored, compiled), report.as_dict()
+
+
 def _upload_name(filename: str | None) -> str:
     return (filename or "upload.csv")[:MAX_NAME_LENGTH]
 
@@ -60,9 +69,13 @@ class IrisService:
         self.tracker = Tracker(settings.tracking_uri)
         self.store = ModelStore(settings.models_dir)
         self.writer = TrackingWriter(
-            Journal(settings.journal_dir, fsync=settings.journal_fsync),
-            write=self.tracker.write_single_prediction,
-            already_written=self._already_written,
+            WorkerConfig(
+                tracking_uri=settings.tracking_uri,
+                journal_dir=Path(settings.journal_dir).resolve(),
+                window_threshold=settings.writer_window_threshold,
+                window_max=settings.writer_window_max,
+            ),
+            fsync=settings.journal_fsync,
         )
         self.predictor: Predictor | None = None
         self._train_lock = threading.Lock()
@@ -74,28 +87,23 @@ class IrisService:
             self.tracker.ensure_experiments()
         except Exception as exc:  # predictions are still served; their records wait in the journal
             log.warning("MLflow tracking store %s is unreachable: %s", self.settings.tracking_uri, exc)
-        replayed = self.writer.start()
-        if replayed:
-            log.info("replaying %d inference records from the journal", replayed)
+        self.writer.start()
         current = self.store.current_filename()
         if current:
             try:
-                self.predictor = Predictor(self.store.load(current))
+                self.predictor = self._predictor_for(self.store.load(current))
             except Exception as exc:
                 log.warning("could not load the current model %s: %s", current, exc)
 
     def stop(self) -> None:
         self.writer.stop()
 
-    def _already_written(self, record: dict[str, Any]) -> bool:
-        """Whether a replayed record already has its finished run; a half-written run is removed."""
-        finished = False
-        for run in self.tracker.find_prediction_runs(record["prediction_id"]):
-            if run.info.status == "FINISHED" and not finished:
-                finished = True
-            else:
-                self.tracker.delete_run(run.info.run_id)
-        return finished
+    def _predictor_for(self, stored: StoredModel) -> Predictor:
+        """Check a saved model's compiled form again on this machine's onnxruntime before serving it."""
+        ranges = stored.metadata.get("feature_ranges") or {}
+        bounds = np.array([ranges.get(f, [0.0, 1.0]) for f in stored.metadata["feature_names"]], dtype=float).T
+        predictor, _ = compiled_predictor(stored, bounds)
+        return predictor
 
     def require_predictor(self) -> Predictor:
         predictor = self.predictor  # one read: a concurrent model swap cannot split a request
@@ -159,19 +167,23 @@ class IrisService:
                 "run_id": run_id,
                 "mlflow_model_uri": model_uri,
             }
-            filename_pkl, metadata, blob, meta_blob = self.store.save(trained.estimator, metadata, stamp)
+            # Convert once here; the ONNX file is kept only if it matches scikit-learn.
+            onnx_bytes = convert(trained.estimator, len(data.feature_names))
+            candidate = StoredModel(trained.estimator, metadata, "", onnx_bytes)
+            predictor, compiled_report = compiled_predictor(candidate, data.X.to_numpy())
+            metadata["compiled"] = compiled_report
+            keep_onnx = onnx_bytes if predictor.compiled is not None else None
+            model_file, metadata, files = self.store.save(trained.estimator, metadata, stamp, keep_onnx)
             try:
-                self.tracker.log_files(
-                    run_id,
-                    {filename_pkl: blob, ModelStore.metadata_name(filename_pkl): meta_blob},
-                    names.MODEL_FILES_ARTIFACT_DIR,
-                )
+                self.tracker.log_files(run_id, files, names.MODEL_FILES_ARTIFACT_DIR)
             except BaseException:
-                self.store.remove(filename_pkl)  # the run failed: leave no model behind for it
+                self.store.remove(model_file)  # the run failed: leave no model behind for it
                 raise
-        self.store.set_current(filename_pkl)
-        model_path = self.store.path_of(filename_pkl)
-        self.predictor = Predictor(StoredModel(trained.estimator, metadata, model_path))
+        self.store.set_current(model_file)
+        model_path = self.store.path_of(model_file)
+        self.predictor = Predictor(
+            StoredModel(trained.estimator, metadata, model_path, keep_onnx), predictor.compiled
+        )
         return {
             "status": "success",
             "run_id": run_id,
@@ -201,52 +213,37 @@ class IrisService:
             "out_of_range_features": predictor.out_of_range(features),
         }
 
-    def predict_batch(self, content: bytes, filename: str | None) -> dict[str, Any]:
+    def predict_batch(self, source: BinaryIO, filename: str | None) -> dict[str, Any]:
         predictor = self.require_predictor()
-        frame = read_csv_upload(content, filename)
-        X = features_from_frame(frame, predictor.feature_names)
-        result = predictor.predict_batch(X)
-        classes = predictor.class_names
-        stats = batch_statistics(result, classes)
-        table = predictions_table(frame, result, classes)
-        moment = utc_now()
-        params = {
-            names.P_PREDICTION_TYPE: names.PREDICTION_TYPE_BATCH,
-            names.P_MODEL_PATH: predictor.model_path,
-            names.P_INPUT_FILE: _upload_name(filename),
-            names.P_TIMESTAMP: moment.isoformat(),
-        }
-        metrics = {
-            names.M_TOTAL_SAMPLES: stats["total_samples"],
-            names.M_AVG_CONFIDENCE: stats["avg_confidence"],
-            names.M_MIN_CONFIDENCE: stats["min_confidence"],
-            names.M_MAX_CONFIDENCE: stats["max_confidence"],
-            names.M_UNIQUE_CLASSES: stats["unique_classes_predicted"],
-            **{names.count_metric(c): n for c, n in stats["prediction_distribution"].items()},
-            **{names.percentage_metric(c): p for c, p in stats["prediction_percentages"].items()},
-        }
-        run_name = f"{names.BATCH_RUN_PREFIX}_{run_stamp(moment)}"
-        with self.tracker.run(names.INFERENCE_EXPERIMENT, run_name) as run_id:
-            self.tracker.log(run_id, params, metrics)
-            self.tracker.log_files(run_id, {names.PREDICTIONS_ARTIFACT: table.to_csv(index=False).encode()})
-        rows = [
-            {
-                "sample_index": i,
-                "prediction": int(index),
-                "class_name": classes[index],
-                "confidence": float(result.confidences[i]),
-                "probabilities": dict(zip(classes, map(float, result.probabilities[i]))),
+        inline = self.settings.batch_inline_rows
+        with tempfile.TemporaryDirectory() as tmp:
+            output = Path(tmp) / names.PREDICTIONS_ARTIFACT
+            streamed = predict_csv(source, filename, predictor, output, keep_rows=inline)
+            moment = utc_now()
+            params = {
+                names.P_PREDICTION_TYPE: names.PREDICTION_TYPE_BATCH,
+                names.P_MODEL_PATH: predictor.model_path,
+                names.P_INPUT_FILE: _upload_name(filename),
+                names.P_TIMESTAMP: moment.isoformat(),
             }
-            for i, index in enumerate(result.indexes)
-        ]
+            run_name = f"{names.BATCH_RUN_PREFIX}_{run_stamp(moment)}"
+            with self.tracker.run(names.INFERENCE_EXPERIMENT, run_name) as run_id:
+                self.tracker.log(run_id, params, statistics_metrics(streamed.statistics))
+                self.tracker.client.log_artifact(run_id, str(output))
+        truncated = streamed.total > inline
         return {
             "status": "success",
             "run_id": run_id,
             "model_path": predictor.model_path,
-            "total_samples": stats["total_samples"],
-            "predictions": rows,
-            "batch_statistics": stats,
+            "total_samples": streamed.total,
+            "truncated": truncated,
+            "predictions": streamed.first_rows,
+            "predictions_url": f"/mlflow/run/{run_id}/artifacts/{names.PREDICTIONS_ARTIFACT}",
+            "batch_statistics": streamed.statistics,
         }
+
+    def find_prediction(self, prediction_id: str) -> dict[str, Any] | None:
+        return self.tracker.find_prediction(prediction_id, prediction_time_ms(prediction_id))
 
     # -- models ------------------------------------------------------------------------------
 
@@ -257,18 +254,26 @@ class IrisService:
 
     def load_model(self, requested: str) -> dict[str, Any]:
         filename = self.store.resolve(requested)
-        predictor = Predictor(self.store.load(filename))
+        predictor = self._predictor_for(self.store.load(filename))
         self.store.set_current(filename)
         self.predictor = predictor
-        return {"status": "success", "model_path": predictor.model_path, "model_metadata": predictor.metadata}
+        return {
+            "status": "success",
+            "model_path": predictor.model_path,
+            "runtime": predictor.runtime,
+            "model_metadata": predictor.metadata,
+        }
 
     def health(self) -> dict[str, Any]:
+        self.writer.ensure_running()
         predictor = self.predictor
         return {
             "status": "healthy",
             "model_loaded": predictor is not None,
             "current_model": predictor.model_path if predictor else None,
+            "runtime": predictor.runtime if predictor else None,
             "tracking_uri": self.settings.tracking_uri,
             "pending_inference_records": self.writer.pending,
             "tracking_error": self.writer.last_error,
+            "tracking_worker": self.writer.stats(),
         }

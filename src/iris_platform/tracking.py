@@ -42,6 +42,19 @@ def _param(key: str, value: Any) -> Param:
     return Param(key, str(value)[:MAX_PARAM_LENGTH])
 
 
+def statistics_metrics(stats: dict[str, Any]) -> dict[str, float]:
+    """The metrics of a batch or window run, from inference.StatisticsAccumulator's result."""
+    return {
+        names.M_TOTAL_SAMPLES: stats["total_samples"],
+        names.M_AVG_CONFIDENCE: stats["avg_confidence"],
+        names.M_MIN_CONFIDENCE: stats["min_confidence"],
+        names.M_MAX_CONFIDENCE: stats["max_confidence"],
+        names.M_UNIQUE_CLASSES: stats["unique_classes_predicted"],
+        **{names.count_metric(c): n for c, n in stats["prediction_distribution"].items()},
+        **{names.percentage_metric(c): p for c, p in stats["prediction_percentages"].items()},
+    }
+
+
 def _is_not_found(exc: MlflowException) -> bool:
     return exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
 
@@ -198,6 +211,70 @@ class Tracker:
     def delete_run(self, run_id: str) -> None:
         self.client.delete_run(run_id)
 
+    def write_window(self, records: list[dict[str, Any]]) -> str:
+        """One `single_window` run for many prediction records of one model, with all of them as a CSV."""
+        import numpy as np
+        import pandas as pd
+
+        from .inference import BatchResult, StatisticsAccumulator
+
+        first, last = records[0], records[-1]
+        classes = list(first["probabilities"])
+        probabilities = np.array([[r["probabilities"].get(c, 0.0) for c in classes] for r in records])
+        result = BatchResult(
+            indexes=np.array([r["class_index"] for r in records]),
+            confidences=np.array([r["confidence"] for r in records]),
+            probabilities=probabilities,
+        )
+        totals = StatisticsAccumulator(classes)
+        totals.add(result)
+        stats = totals.result()
+        table = pd.DataFrame(
+            {
+                names.T_PREDICTION_ID: [r["prediction_id"] for r in records],
+                names.P_TIMESTAMP: [r["timestamp"] for r in records],
+                **{f: [r["features"].get(f) for r in records] for f in first["features"]},
+                names.COL_PREDICTED_CLASS: [r["class_name"] for r in records],
+                names.COL_CONFIDENCE: result.confidences,
+                **{names.probability_column(c): probabilities[:, i] for i, c in enumerate(classes)},
+            }
+        )
+        moment = datetime.fromisoformat(first["timestamp"])
+        params = {
+            names.P_PREDICTION_TYPE: names.PREDICTION_TYPE_WINDOW,
+            names.P_MODEL_PATH: first["model_path"],
+            names.P_TIMESTAMP: first["timestamp"],
+            names.P_WINDOW_END: last["timestamp"],
+        }
+        metrics = {
+            **statistics_metrics(stats),
+            names.M_WINDOW_START_MS: first["time_ms"],
+            names.M_WINDOW_END_MS: last["time_ms"],
+        }
+        tags = {names.T_WINDOW_FIRST_ID: first["prediction_id"], names.T_WINDOW_RECORDS: str(len(records))}
+        run_name = f"{names.WINDOW_RUN_PREFIX}_{moment.strftime('%Y%m%d_%H%M%S_%f')}"
+        with self.run(names.INFERENCE_EXPERIMENT, run_name, tags, start_ms=first["time_ms"]) as run_id:
+            self.log(run_id, params, metrics, timestamp_ms=last["time_ms"])
+            self.log_files(run_id, {names.WINDOW_ARTIFACT: table.to_csv(index=False).encode()})
+        return run_id
+
+    def written_unit_size(self, record: dict[str, Any]) -> int:
+        """How many records starting at `record` MLflow already holds as one finished run (0 if none).
+
+        Only the first unit after a restart or a failure can be in doubt; a run left unfinished by
+        the interruption is removed so the unit is written again whole.
+        """
+        prediction_id = record["prediction_id"]
+        experiment = [self.experiment_id(names.INFERENCE_EXPERIMENT)]
+        for tag, size in ((names.T_PREDICTION_ID, None), (names.T_WINDOW_FIRST_ID, names.T_WINDOW_RECORDS)):
+            for run in self.client.search_runs(
+                experiment, filter_string=f"tags.{tag} = '{prediction_id}'", run_view_type=ViewType.ACTIVE_ONLY
+            ):
+                if run.info.status == "FINISHED":
+                    return int(run.data.tags[size]) if size else 1
+                self.client.delete_run(run.info.run_id)
+        return 0
+
     # -- reading runs ------------------------------------------------------------------------
 
     def _experiment_ids(self, experiment_name: str | None) -> list[str]:
@@ -275,17 +352,86 @@ class Tracker:
             if not token:
                 return
 
+    def _sql_store(self):
+        """MLflow's SQL store behind the client (sqlite, PostgreSQL, MySQL), or None for a remote server.
+
+        MLflow has no count API, and paging through 20,000 runs to count them takes seconds, so
+        against a database the counts are one SQL aggregate over MLflow's own tables instead.
+        """
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+        return store if isinstance(store, SqlAlchemyStore) else None
+
+    def _aggregate(self, experiment_ids: list[str], metric: str | None = None) -> tuple[int, float | None]:
+        """(active runs, average of `metric` over them) in the given experiments."""
+        store = self._sql_store()
+        if store is None:
+            runs = [r for i in experiment_ids for r in self._all_runs(i)]
+            values = [r.data.metrics[metric] for r in runs if metric in r.data.metrics] if metric else []
+            return len(runs), (sum(values) / len(values) if values else None)
+
+        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlRun
+        from sqlalchemy import func
+
+        active = (SqlRun.experiment_id.in_([int(i) for i in experiment_ids]), SqlRun.lifecycle_stage == "active")
+        with store.ManagedSessionMaker() as session:
+            count = session.query(func.count(SqlRun.run_uuid)).filter(*active).scalar()
+            average = None
+            if metric:
+                average = (
+                    session.query(func.avg(SqlLatestMetric.value))
+                    .join(SqlRun, SqlRun.run_uuid == SqlLatestMetric.run_uuid)
+                    .filter(*active, SqlLatestMetric.key == metric)
+                    .scalar()
+                )
+        return int(count), (float(average) if average is not None else None)
+
     def count_runs(self, experiment_name: str | None) -> int:
-        return sum(sum(1 for _ in self._all_runs(i)) for i in self._experiment_ids(experiment_name))
+        return self._aggregate(self._experiment_ids(experiment_name))[0]
 
     def summary(self) -> dict[str, Any]:
         """Counts over every run in the store, not just the first page the dashboard shows."""
-        training = list(self._all_runs(self.experiment_id(names.TRAINING_EXPERIMENT)))
+        training, accuracy = self._aggregate([self.experiment_id(names.TRAINING_EXPERIMENT)], names.M_ACCURACY)
         inference = self.count_runs(names.INFERENCE_EXPERIMENT)
-        accuracies = [r.data.metrics[names.M_ACCURACY] for r in training if names.M_ACCURACY in r.data.metrics]
         return {
-            "total_runs": len(training) + inference,
-            "training_runs": len(training),
+            "total_runs": training + inference,
+            "training_runs": training,
             "inference_runs": inference,
-            "avg_accuracy": sum(accuracies) / len(accuracies) if accuracies else None,
+            "avg_accuracy": accuracy,
         }
+
+    def download_artifact(self, run_id: str, path: str, destination: str) -> str:
+        """A file of the run's artifacts, by a path that `list_artifacts` lists; anything else is refused."""
+        self.get_run(run_id)  # 422 or 404 for a bad or unknown run
+        listed = {a["path"] for a in self.list_artifacts(run_id, limit=10_000)}
+        if path not in listed:
+            raise InputError(f"Run '{run_id}' has no artifact '{path[:200]}'; it has {sorted(listed)[:20]}.", 404)
+        return self.client.download_artifacts(run_id, path, destination)
+
+    def find_prediction(self, prediction_id: str, time_ms: int | None) -> dict[str, Any] | None:
+        """The run holding a prediction: its own single run, or the window run whose CSV lists it."""
+        runs = self.find_prediction_runs(prediction_id)
+        if runs:
+            return {"run": self.run_dict(runs[0]), "record": None}
+        if time_ms is None:
+            return None
+        windows = self.client.search_runs(
+            [self.experiment_id(names.INFERENCE_EXPERIMENT)],
+            filter_string=(
+                f"params.{names.P_PREDICTION_TYPE} = '{names.PREDICTION_TYPE_WINDOW}' "
+                f"and metrics.{names.M_WINDOW_START_MS} <= {time_ms} and metrics.{names.M_WINDOW_END_MS} >= {time_ms}"
+            ),
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=20,
+        )
+        import pandas as pd
+
+        for run in windows:
+            with tempfile.TemporaryDirectory() as tmp:
+                local = self.client.download_artifacts(run.info.run_id, names.WINDOW_ARTIFACT, tmp)
+                table = pd.read_csv(local, dtype={names.T_PREDICTION_ID: str})
+            match = table[table[names.T_PREDICTION_ID] == prediction_id]
+            if len(match):
+                return {"run": self.run_dict(run), "record": match.iloc[0].to_dict()}
+        return None

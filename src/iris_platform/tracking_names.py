@@ -15,6 +15,7 @@ EXPERIMENTS = (TRAINING_EXPERIMENT, INFERENCE_EXPERIMENT)
 TRAINING_RUN_PREFIX = "training"
 SINGLE_RUN_PREFIX = "single_prediction"
 BATCH_RUN_PREFIX = "batch_prediction"
+WINDOW_RUN_PREFIX = "single_window"
 
 # Training params.
 P_MODEL_TYPE = "model_type"
@@ -47,6 +48,9 @@ P_TIMESTAMP = "timestamp"
 P_PREDICTED_CLASS = "predicted_class"
 PREDICTION_TYPE_SINGLE = "single"
 PREDICTION_TYPE_BATCH = "batch"
+# Many single predictions in one run, written when the tracking worker's backlog passes its bound.
+PREDICTION_TYPE_WINDOW = "single_window"
+P_WINDOW_END = "window_end"
 
 # Single-prediction metrics.
 M_PREDICTED_CLASS_INDEX = "predicted_class_index"
@@ -62,8 +66,14 @@ M_UNIQUE_CLASSES = "unique_classes_predicted"
 COUNT_PREFIX = "count_"
 PERCENTAGE_PREFIX = "percentage_"
 
+# Window metrics (besides the batch statistics): the window's span, for finding a prediction by time.
+M_WINDOW_START_MS = "window_start_ms"
+M_WINDOW_END_MS = "window_end_ms"
+
 # Batch artifact: the predictions CSV and its extra columns.
 PREDICTIONS_ARTIFACT = "predictions.csv"
+# Window artifact: every record of the window, one row each.
+WINDOW_ARTIFACT = "window_predictions.csv"
 COL_PREDICTED_CLASS = "predicted_class"
 COL_CONFIDENCE = "confidence"
 PROB_COLUMN_PREFIX = "prob_"
@@ -71,6 +81,8 @@ PROB_COLUMN_PREFIX = "prob_"
 # Tags.
 T_PREDICTION_ID = "prediction_id"
 T_FAILURE_REASON = "failure_reason"
+T_WINDOW_FIRST_ID = "window_first_prediction_id"
+T_WINDOW_RECORDS = "window_records"
 
 # MLflow allows alphanumerics, underscores, dashes, periods, spaces, colons and slashes in keys.
 _UNSAFE_KEY_CHARS = re.compile(r"[^0-9A-Za-z_\-. /:]")

@@ -1,6 +1,10 @@
 from typing import Optional
 
-from fastapi import APIRouter, Depends, Query
+import shutil
+import tempfile
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Query
+from fastapi.responses import FileResponse
 
 from ..dependencies import get_service
 from ..service import IrisService
@@ -34,3 +38,16 @@ def summary(service: IrisService = Depends(get_service)) -> dict:
 @router.get("/run/{run_id}", summary="One run with its params, metrics, tags and artifacts")
 def run(run_id: str, service: IrisService = Depends(get_service)) -> dict:
     return service.tracker.get_run(run_id)
+
+
+@router.get("/run/{run_id}/artifacts/{path:path}", summary="Download one of a run's artifacts")
+def artifact(run_id: str, path: str, background: BackgroundTasks,
+             service: IrisService = Depends(get_service)) -> FileResponse:
+    tmp = tempfile.mkdtemp(prefix="iris-artifact-")
+    background.add_task(shutil.rmtree, tmp, ignore_errors=True)
+    try:
+        local = service.tracker.download_artifact(run_id, path, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return FileResponse(local, filename=path.rsplit("/", 1)[-1])

@@ -1,0 +1,156 @@
+"""Batch prediction over a CSV file of any size, in chunks: read, predict, write, never all at once.
+
+pyarrow's CSV reader yields record batches of a few megabytes; each batch's feature columns are
+predicted and its rows, with the predicted class, confidence and every class probability, are
+appended to the output CSV at once. Memory stays bounded by the batch size, not the file size.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from . import tracking_names as names
+from .data import check_csv_header, normalise_column_name, numeric_column
+from .errors import InputError
+from .inference import BatchResult, Predictor, StatisticsAccumulator, prediction_rows
+
+BLOCK_BYTES = 8 * 1024 * 1024
+_HEAD_BYTES = 64 * 1024
+_ARROW_COLUMN = re.compile(r"CSV column #(\d+)")
+
+
+@dataclass
+class StreamedBatch:
+    total: int
+    statistics: dict[str, Any]
+    first_rows: list[dict[str, Any]]
+
+
+def _feature_columns(header: list[str], feature_names: list[str]) -> list[str]:
+    by_name: dict[str, str] = {}
+    for column in header:
+        key = normalise_column_name(column)
+        if key in by_name:
+            raise InputError(f"Columns '{by_name[key]}' and '{column}' both normalise to '{key}': rename one of them.")
+        by_name[key] = column
+    missing = [f for f in feature_names if f not in by_name]
+    if missing:
+        raise InputError(
+            f"The file lacks the feature column(s) {missing}; the model needs {feature_names} "
+            f"and the file has {header}."
+        )
+    return [by_name[f] for f in feature_names]
+
+
+def _arrow_error(exc: Exception, header: list[str], label: str) -> InputError:
+    text = str(exc)
+    match = _ARROW_COLUMN.search(text)
+    if match and int(match.group(1)) < len(header):
+        column = header[int(match.group(1))]
+        if "conversion error to double" in text:
+            value = text.rsplit(":", 1)[-1].strip()
+            return InputError(f"Column '{column}' must be numeric, but holds {value}: fix or remove those cells.")
+    if "UTF8" in text or "utf-8" in text.lower():
+        return InputError(f"{label} is not UTF-8 text: save it as UTF-8.", 400)
+    return InputError(f"{label} could not be parsed as CSV ({text}): check that every row has as many fields as the header.", 400)
+
+
+def _as_numbers(column: pa.Array, name: str, first_row: int) -> np.ndarray:
+    try:
+        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:
+        # Slow path, only to name the rows at fault.
+        values = pd.Series(column.to_pylist(), index=range(first_row, first_row + len(column)))
+        return numeric_column(values, name)
+
+
+def _features(batch: pa.RecordBatch, columns: list[str], first_row: int) -> np.ndarray:
+    X = np.column_stack([_as_numbers(batch.column(c), c, first_row) for c in columns])
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise InputError(
+            f"Column '{columns[col]}' has a blank, NaN or infinite value in data row {first_row + int(row) + 1}: "
+            "fill in or remove that row."
+        )
+    return X
+
+
+def predict_csv(source: BinaryIO, filename: str | None, predictor: Predictor, output: Path,
+                keep_rows: int) -> StreamedBatch:
+    """Predict every row of `source` into the CSV file `output`; raise InputError on bad input."""
+    label = f"'{filename}'" if filename else "The uploaded file"
+    head = source.read(_HEAD_BYTES)
+    source.seek(0)
+    header = check_csv_header(head, label, truncated=len(head) == _HEAD_BYTES)
+    features = _feature_columns(header, predictor.feature_names)
+    classes = predictor.class_names
+    # Every column as text: the output keeps the input's cells as they were written.
+    column_types = {c: pa.string() for c in header}
+    try:
+        reader = pacsv.open_csv(
+            source,
+            read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding="utf8"),
+            parse_options=pacsv.ParseOptions(delimiter=","),
+            convert_options=pacsv.ConvertOptions(column_types=column_types, strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
+        raise _arrow_error(exc, header, label)
+
+    totals = StatisticsAccumulator(classes)
+    first_rows: list[dict[str, Any]] = []
+    class_array = pa.array(classes, type=pa.string())
+    writer = None
+    seen = 0
+    try:
+        with open(output, "wb") as sink:
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
+                    raise _arrow_error(exc, header, label)
+                if batch.num_rows == 0:
+                    continue
+                X = _features(batch, features, seen)
+                result = predictor.predict_batch(X)
+                totals.add(result)
+                if len(first_rows) < keep_rows:
+                    first_rows.extend(prediction_rows(result, classes, seen)[: keep_rows - len(first_rows)])
+                out = _output_batch(batch, result, classes, class_array)
+                if writer is None:
+                    writer = pacsv.CSVWriter(sink, out.schema, write_options=pacsv.WriteOptions(quoting_header="none"))
+                writer.write_batch(out)
+                seen += batch.num_rows
+            if writer is not None:
+                writer.close()
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+    if seen == 0:
+        output.unlink(missing_ok=True)
+        raise InputError(f"{label} has a header but no data rows: add at least one row.", 400)
+    return StreamedBatch(total=seen, statistics=totals.result(), first_rows=first_rows)
+
+
+def _output_batch(batch: pa.RecordBatch, result: BatchResult, classes: list[str], class_array: pa.Array) -> pa.RecordBatch:
+    columns = list(batch.columns)
+    fields = list(batch.schema)
+    extra = [
+        (names.COL_PREDICTED_CLASS, class_array.take(pa.array(result.indexes))),
+        (names.COL_CONFIDENCE, pa.array(result.confidences, type=pa.float64())),
+    ] + [(names.probability_column(c), pa.array(result.probabilities[:, i])) for i, c in enumerate(classes)]
+    for name, array in extra:
+        columns.append(array)
+        fields.append(pa.field(name, array.type))
+    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))

@@ -1,0 +1,190 @@
+"""The tracking worker: a separate process that turns journaled prediction records into MLflow runs.
+
+It runs in its own process so that MLflow's work (SQLAlchemy, serialisation) never holds the
+serving process's GIL. While it keeps up it writes one `single_prediction_<timestamp>` run per
+record. When more than `window_threshold` records are waiting, it writes them as one
+`single_window` run per window of up to `window_max` records (same statistics as a batch run, and
+an artifact listing every record), which catches up however fast predictions arrive.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .inference_journal import JournalAppender, JournalReader
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = "worker.lock"
+_ERROR_BYTES = 500
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    tracking_uri: str
+    journal_dir: Path
+    window_threshold: int
+    window_max: int
+    # In window mode, at most one window run per this many seconds (unless a window fills up):
+    # fewer, larger runs leave the CPU to the server.
+    window_seconds: float = 1.0
+    retry_seconds: float = 1.0
+    poll_seconds: float = 0.05
+
+
+class SharedState:
+    """Counters the worker publishes and the server reads, in shared memory."""
+
+    def __init__(self, ctx):
+        self.done = ctx.Value("q", 0)  # records in MLflow, this worker's lifetime
+        self.single_runs = ctx.Value("q", 0)
+        self.window_runs = ctx.Value("q", 0)
+        self.error = ctx.Array("c", _ERROR_BYTES)
+
+    def set_error(self, message: str | None) -> None:
+        self.error.value = (message or "").encode("utf-8", "replace")[: _ERROR_BYTES - 1]
+
+
+def _unit_size(records: list[dict[str, Any]], threshold: int) -> tuple[str, int]:
+    """What to write next: one single run, or one window of records of the same model."""
+    if len(records) <= threshold:
+        return "single", 1
+    model = records[0]["model_path"]
+    size = 1
+    while size < len(records) and records[size]["model_path"] == model:
+        size += 1
+    return "window", size
+
+
+def run_worker(config: WorkerConfig, shared: SharedState, stop, parent_pid: int) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s tracking-worker: %(message)s")
+    config.journal_dir.mkdir(parents=True, exist_ok=True)
+    os.nice(10)  # serving comes first: on a busy machine, the worker waits, not the requests
+    # One worker per journal: a worker orphaned by a crashed server finishes before the next starts.
+    with open(config.journal_dir / LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _drain(config, shared, stop, parent_pid)
+
+
+def _drain(config: WorkerConfig, shared: SharedState, stop, parent_pid: int) -> None:
+    from .tracking import Tracker  # imported here: the server process need not wait for it
+
+    reader = JournalReader(config.journal_dir)
+    tracker = Tracker(config.tracking_uri)
+    verify = True  # the first unit after a start or a failure may already be in MLflow
+    last_window = 0.0
+    while True:
+        stopping = stop.is_set() or os.getppid() != parent_pid
+        reader.all_final = stopping
+        records = reader.peek(config.window_max)
+        if not records:
+            if stopping:
+                return
+            time.sleep(config.poll_seconds)
+            continue
+        try:
+            written = 0
+            if verify:
+                written = tracker.written_unit_size(records[0])
+                verify = False
+            if not written:
+                kind, size = _unit_size(records, config.window_threshold)
+                wait = last_window + config.window_seconds - time.monotonic()
+                if kind == "window" and size < config.window_max and wait > 0 and not stopping:
+                    time.sleep(min(wait, config.poll_seconds * 4))  # let the window fill
+                    continue
+                if kind == "single":
+                    tracker.write_single_prediction(records[0])
+                    counter = shared.single_runs
+                else:
+                    tracker.write_window(records[:size])
+                    counter = shared.window_runs
+                    last_window = time.monotonic()
+                with counter.get_lock():
+                    counter.value += 1
+                written = size
+            reader.commit(written)
+            with shared.done.get_lock():
+                shared.done.value += written
+            shared.set_error(None)
+        except Exception as exc:  # tracking store down or refusing: keep the records, retry
+            verify = True
+            shared.set_error(f"{type(exc).__name__}: {exc}")
+            log.warning("writing to MLflow failed, retrying in %.1fs: %s", config.retry_seconds, exc)
+            if stopping:
+                return  # shutting down (or orphaned): the journal keeps the records for the next start
+            time.sleep(config.retry_seconds)
+
+
+class TrackingWriter:
+    """The serving side: journals each record and keeps one tracking worker process running."""
+
+    def __init__(self, config: WorkerConfig, fsync: bool = False):
+        self.config = config
+        self.journal = JournalAppender(config.journal_dir, fsync=fsync)
+        self._ctx = multiprocessing.get_context("spawn")
+        self._shared = SharedState(self._ctx)
+        self._stop = self._ctx.Event()
+        self._process = None
+        self._backlog = 0  # records an earlier process (or worker) left unwritten
+
+    def start(self) -> None:
+        first_segment = self.journal.open()
+        self._backlog = JournalReader(self.config.journal_dir).count_before(first_segment)
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self._process = self._ctx.Process(
+            target=run_worker,
+            args=(self.config, self._shared, self._stop, os.getpid()),
+            name="iris-tracking-worker",
+            daemon=True,
+        )
+        self._process.start()
+
+    def ensure_running(self) -> None:
+        """Restart the worker if it died; the journal still holds every record it had not written."""
+        if self._process is not None and not self._process.is_alive() and not self._stop.is_set():
+            log.warning("tracking worker exited (code %s); restarting it", self._process.exitcode)
+            # Count afresh: everything before a new segment is the new worker's backlog.
+            segment = self.journal.rotate()
+            self._backlog = JournalReader(self.config.journal_dir).count_before(segment)
+            self._shared.done.value = 0
+            self._spawn()
+
+    def submit(self, record: dict[str, Any]) -> None:
+        self.journal.append(record)
+
+    @property
+    def pending(self) -> int:
+        """Records journaled but not yet in MLflow."""
+        return max(0, self._backlog + self.journal.appended - self._shared.done.value)
+
+    @property
+    def last_error(self) -> str | None:
+        return self._shared.error.value.decode("utf-8", "replace") or None
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "single_runs": self._shared.single_runs.value,
+            "window_runs": self._shared.window_runs.value,
+            "worker_alive": bool(self._process and self._process.is_alive()),
+        }
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop appending, let the worker write what is journaled (within `timeout`), then stop it."""
+        self.journal.close()
+        self._stop.set()
+        if self._process is not None:
+            self._process.join(timeout)
+            if self._process.is_alive():
+                log.warning("tracking worker still busy after %.0fs; the journal keeps the rest", timeout)
+                self._process.terminate()
+                self._process.join(5)
