@@ -4,15 +4,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test clean lock
+.PHONY: run test clean lock bench
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt -e .
 	touch $@
 
+# The browser tests drive Debian's Chromium (a test tool's own browser download fails offline).
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install -c constraints.txt -e '.[test]'
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $@
 
 run: $(VENV)/.installed
@@ -20,6 +22,11 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest
+
+# The performance benchmark of issue 3 (about 10 minutes; `$(PY) bench/bench.py --quick` for a smoke run).
+bench: $(VENV)/.installed
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) bench/bench.py $(BENCH_ARGS)
 
 # Re-pin constraints.txt to what the current .venv holds (after changing pyproject.toml).
 lock: $(VENV)/.installed-test

@@ -64,7 +64,7 @@ def test_experiments(activity):
 
 def test_fresh_store_gets_both_experiments_at_start(fresh_platform):
     assert {e.name for e in fresh_platform.mlflow.search_experiments()} >= set(EXPERIMENTS)
-    assert get_json(fresh_platform, "/mlflow/runs") == {"status": "success", "runs": [], "total": 0}
+    assert get_json(fresh_platform, "/mlflow/runs") == {"status": "success", "runs": [], "total": 0, "page": 1, "pages": 1}
 
 
 def test_runs_of_both_experiments_match_mlflow(activity):

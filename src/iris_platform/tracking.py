@@ -23,6 +23,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_
 
 from . import tracking_names as names
 from .errors import InputError
+from .run_queries import RunQuery, page_run_ids
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 # mlflow.sklearn.log_model reads the process-global tracking URI; this lock keeps two Trackers in one
@@ -321,14 +322,64 @@ class Tracker:
                     found.append({"path": item.path, "size_bytes": item.file_size})
         return sorted(found, key=lambda a: a["path"])[:limit]
 
-    def search_runs(self, experiment_name: str | None, max_results: int) -> list[dict[str, Any]]:
-        runs = self.client.search_runs(
-            self._experiment_ids(experiment_name),
-            run_view_type=ViewType.ACTIVE_ONLY,
-            max_results=max_results,
-            order_by=["attributes.start_time DESC"],
+    def query_runs(self, experiment_name: str | None, max_results: int, search: str | None = None,
+                   order_by: str = "start_time", descending: bool = True, page: int = 1) -> dict[str, Any]:
+        """One page of runs matching the filter, sorted, with how many match in all."""
+        experiment_ids = self._experiment_ids(experiment_name)
+        query = RunQuery(tuple(experiment_ids), (search or "").strip() or None, order_by, descending, page, max_results)
+        store = self._sql_store()
+        if store is not None:
+            run_ids, total = page_run_ids(store, query)
+            runs = self._runs_by_id(experiment_ids, run_ids)
+        else:
+            runs, total = self._query_through_search(query)
+        return {
+            "runs": [self.run_dict(r) for r in runs],
+            "total": total,
+            "page": page,
+            "pages": max(1, -(-total // max_results)),
+        }
+
+    def _runs_by_id(self, experiment_ids: list[str], run_ids: list[str]) -> list:
+        if not run_ids:
+            return []
+        quoted = ", ".join(f"'{i}'" for i in run_ids)
+        found = self.client.search_runs(
+            experiment_ids, filter_string=f"attributes.run_id IN ({quoted})",
+            run_view_type=ViewType.ACTIVE_ONLY, max_results=len(run_ids),
         )
-        return [self.run_dict(r) for r in runs]
+        by_id = {r.info.run_id: r for r in found}
+        return [by_id[i] for i in run_ids if i in by_id]
+
+    def _query_through_search(self, query: RunQuery) -> tuple[list, int]:
+        """Without a database store (a remote `mlflow server`): MLflow's own search, names only."""
+        text = (query.search or "").replace("'", "")
+        filter_string = f"attributes.run_name ILIKE '%{text}%'" if text else ""
+        direction = "DESC" if query.descending else "ASC"
+        order = f"metrics.`{query.metric}` {direction}" if query.metric else f"attributes.{query.order_by} {direction}"
+        matching, token = [], None
+        while True:
+            page = self.client.search_runs(list(query.experiment_ids), filter_string, ViewType.ACTIVE_ONLY,
+                                           max_results=_PAGE, order_by=[order], page_token=token)
+            matching.extend(page)
+            token = page.token
+            if not token:
+                break
+        start = (query.page - 1) * query.page_size
+        return matching[start:start + query.page_size], len(matching)
+
+    def export_runs(self, experiment_name: str | None, search: str | None, order_by: str, descending: bool,
+                    limit: int) -> Iterator[dict[str, Any]]:
+        """Every run matching the filter (up to `limit`), page by page, in the listing's order."""
+        page, size, sent = 1, 1000, 0
+        while sent < limit:
+            batch = self.query_runs(experiment_name, size, search, order_by, descending, page)
+            for run in batch["runs"][: limit - sent]:
+                yield run
+                sent += 1
+            if page >= batch["pages"]:
+                return
+            page += 1
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         if not _RUN_ID.match(run_id):

@@ -1,11 +1,14 @@
-from typing import Optional
-
+import csv
+import io
 import shutil
 import tempfile
+from dataclasses import dataclass
+from typing import Literal, Optional
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
+from .. import tracking_names as names
 from ..dependencies import get_service
 from ..service import IrisService
 
@@ -17,17 +20,63 @@ def experiments(service: IrisService = Depends(get_service)) -> dict:
     return {"status": "success", "experiments": service.tracker.experiments()}
 
 
-@router.get("/runs", summary="The newest runs, of one experiment or of both")
+RUN_TYPES = {"training": names.TRAINING_EXPERIMENT, "inference": names.INFERENCE_EXPERIMENT}
+
+
+@dataclass
+class RunFilter:
+    """The listing's filter, sort and page, shared by the JSON listing and the CSV export."""
+
+    experiment_name: Optional[str] = Query(None, max_length=256, description="Default: both experiments")
+    run_type: Optional[Literal["training", "inference"]] = Query(None, description="Instead of experiment_name")
+    search: Optional[str] = Query(None, max_length=200, description="Text in the run name or any param")
+    order_by: str = Query("start_time", max_length=260, description="start_time, run_name or metrics.<name>")
+    order: Literal["asc", "desc"] = Query("desc")
+
+    @property
+    def experiment(self) -> Optional[str]:
+        return RUN_TYPES[self.run_type] if self.run_type else self.experiment_name
+
+
+@router.get("/runs", summary="Runs of one experiment or both: filtered, sorted and paged")
 def runs(
-    experiment_name: Optional[str] = Query(None, max_length=256, description="Default: both experiments"),
-    max_results: int = Query(100, ge=1, le=1000),
+    where: RunFilter = Depends(),
+    max_results: int = Query(100, ge=1, le=1000, description="Runs per page"),
+    page: int = Query(1, ge=1, le=100_000),
     service: IrisService = Depends(get_service),
 ) -> dict:
-    return {
-        "status": "success",
-        "runs": service.tracker.search_runs(experiment_name, max_results),
-        "total": service.tracker.count_runs(experiment_name),
-    }
+    result = service.tracker.query_runs(
+        where.experiment, max_results, where.search, where.order_by, where.order == "desc", page
+    )
+    return {"status": "success", **result}
+
+
+@router.get("/runs/export.csv", summary="The filtered runs as CSV: one row per run, a column per param and metric")
+def export_runs(
+    where: RunFilter = Depends(),
+    limit: int = Query(50_000, ge=1, le=50_000),
+    service: IrisService = Depends(get_service),
+) -> StreamingResponse:
+    runs = list(service.tracker.export_runs(where.experiment, where.search, where.order_by, where.order == "desc", limit))
+    params = sorted({k for r in runs for k in r["params"]})
+    metrics = sorted({k for r in runs for k in r["metrics"]})
+    columns = ["run_id", "experiment_name", "run_name", "status", "start_time", "end_time"]
+
+    def rows():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns + [f"params.{p}" for p in params] + [f"metrics.{m}" for m in metrics])
+        for run in runs:
+            writer.writerow([run[c] for c in columns] + [run["params"].get(p, "") for p in params]
+                            + [run["metrics"].get(m, "") for m in metrics])
+            if buffer.tell() > 64_000:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    return StreamingResponse(rows(), media_type="text/csv",
+                             headers={"Content-Disposition": 'attachment; filename="runs.csv"'})
 
 
 @router.get("/summary", summary="Run counts and the average accuracy, over every run in the store")
