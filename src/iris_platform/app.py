@@ -1,22 +1,29 @@
-"""The FastAPI application: routers, the static dashboard and the service's life cycle."""
+"""The FastAPI application: routers, the static dashboard, error answers and the service's life cycle."""
 
 from __future__ import annotations
 
+import errno
 import gc
+import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import __version__
-from .config import Settings
+from .config import Settings, megabytes
 from .errors import InputError
 from .routers import health, models, prediction, runs, training
+from .security import BodyLimitMiddleware, SecurityHeadersMiddleware, TokenMiddleware, redact_uri
 from .service import IrisService
 
 STATIC_DIR = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -32,9 +39,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            service.stop()  # flushes the tracking writer's queue
+            service.stop()  # lets the tracking worker write what is journaled
 
-    app = FastAPI(
+    # FastAPIOffline serves /docs from files shipped in the package, not from a CDN.
+    app = FastAPIOffline(
         title="Iris ML platform",
         version=__version__,
         description="Train scikit-learn classifiers, serve predictions, and record every action in MLflow.",
@@ -46,8 +54,44 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def input_error(request: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
-    for module in (health, training, prediction, models, runs):
-        app.include_router(module.router)
+    def tracking_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("tracking store error on %s: %s", request.url.path, exc)
+        return JSONResponse(
+            {"detail": f"The MLflow tracking store ({redact_uri(settings.tracking_uri)}) is unavailable or "
+                       f"refused the write ({type(exc).__name__}); nothing was half-written. Try again when it is "
+                       "back: single predictions are still served and journaled meanwhile."},
+            status_code=503,
+        )
+
+    app.add_exception_handler(MlflowException, tracking_unavailable)
+    app.add_exception_handler(SQLAlchemyError, tracking_unavailable)
+
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return JSONResponse(
+                {"detail": "The server's disk is full: free some space and try again; the model that was "
+                           "serving is still serving."},
+                status_code=507,
+            )
+        if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            return JSONResponse(
+                {"detail": f"The server cannot write where it needs to ({exc.filename or exc}): fix the folder's "
+                           "permissions; the model that was serving is still serving."},
+                status_code=503,
+            )
+        return await unexpected(request, exc)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse(
+            {"detail": f"Internal error ({type(exc).__name__}): this is the server's bug, not your request's."},
+            status_code=500,
+        )
+
+    for router in (health.router, training.router, prediction.router, models.router, runs.router):
+        app.include_router(router)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -55,4 +99,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def dashboard() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
 
+    # Added innermost first: the token is checked before the body is counted, and every answer,
+    # a 401 or 413 included, gets the security headers.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_limit=megabytes(settings.max_upload_mb),
+        limits={"/predict_batch": megabytes(settings.max_batch_upload_mb)},  # batches stream to disk
+    )
+    if settings.api_token:
+        app.add_middleware(TokenMiddleware, token=settings.api_token)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -33,6 +33,11 @@ class Settings:
     writer_window_max: int = 20_000
     # A batch answer lists at most this many rows; the full predictions are a download.
     batch_inline_rows: int = 1000
+    # When set, train, load_model, predict and predict_batch need `Authorization: Bearer <token>`.
+    api_token: str | None = None
+    # Request body limits: training uploads (and every other route), and batch files, which stream.
+    max_upload_mb: float = 50
+    max_batch_upload_mb: float = 1024
     random_state: int = 42
 
     @classmethod
@@ -47,6 +52,13 @@ class Settings:
             "writer_window_threshold": int(os.environ.get("IRIS_WRITER_WINDOW_THRESHOLD", cls.writer_window_threshold)),
             "writer_window_max": int(os.environ.get("IRIS_WRITER_WINDOW_MAX", cls.writer_window_max)),
             "batch_inline_rows": int(os.environ.get("IRIS_BATCH_INLINE_ROWS", cls.batch_inline_rows)),
+            "api_token": os.environ.get("IRIS_API_TOKEN") or None,
+            "max_upload_mb": float(os.environ.get("IRIS_MAX_UPLOAD_MB", cls.max_upload_mb)),
+            "max_batch_upload_mb": float(os.environ.get("IRIS_MAX_BATCH_UPLOAD_MB", cls.max_batch_upload_mb)),
         }
         values.update(overrides)
         return cls(**values)
+
+
+def megabytes(value: float) -> int:
+    return int(value * 1024 * 1024)

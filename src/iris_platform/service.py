@@ -22,6 +22,7 @@ from .data import load_iris_training_data, parse_features, prepare_training_data
 from .errors import NoModelError
 from .inference import Predictor, inference_record, prediction_time_ms, run_stamp, utc_now
 from .model_store import ModelStore, StoredModel
+from .security import redact_uri
 from .tracking import Tracker, statistics_metrics
 from .tracking_worker import TrackingWriter, WorkerConfig
 from .training import MODEL_TYPE, check_parameters, train_model
@@ -272,7 +273,7 @@ class IrisService:
             "model_loaded": predictor is not None,
             "current_model": predictor.model_path if predictor else None,
             "runtime": predictor.runtime if predictor else None,
-            "tracking_uri": self.settings.tracking_uri,
+            "tracking_uri": redact_uri(self.settings.tracking_uri),
             "pending_inference_records": self.writer.pending,
             "tracking_error": self.writer.last_error,
             "tracking_worker": self.writer.stats(),

@@ -6,8 +6,6 @@ from ..dependencies import get_service
 from ..errors import InputError
 from ..service import IrisService
 
-router = APIRouter(tags=["prediction"])
-
 _FEATURES_SCHEMA = {
     "type": "object",
     "additionalProperties": {"type": "number"},
@@ -42,20 +40,6 @@ async def _feature_values(request: Request) -> dict:
     )
 
 
-@router.post(
-    "/predict",
-    summary="Predict one sample from its features",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": _FEATURES_SCHEMA},
-                "application/x-www-form-urlencoded": {"schema": _FEATURES_SCHEMA},
-                "multipart/form-data": {"schema": _FEATURES_SCHEMA},
-            },
-        }
-    },
-)
 async def predict(request: Request, service: IrisService = Depends(get_service)) -> JSONResponse:
     values = await _feature_values(request)
     # Inline on the event loop: the compiled model answers in microseconds and the journal append
@@ -63,7 +47,6 @@ async def predict(request: Request, service: IrisService = Depends(get_service))
     return JSONResponse(service.predict_one(values))
 
 
-@router.post("/predict_batch", summary="Predict every row of an uploaded CSV and log one batch run")
 def predict_batch(
     file: UploadFile = File(..., description="CSV whose columns include the model's features"),
     service: IrisService = Depends(get_service),
@@ -72,7 +55,6 @@ def predict_batch(
     return service.predict_batch(file.file, file.filename)
 
 
-@router.get("/predictions/{prediction_id}", summary="Find the MLflow run that holds a single prediction")
 def find_prediction(prediction_id: str, service: IrisService = Depends(get_service)) -> dict:
     if len(prediction_id) != 32 or any(c not in "0123456789abcdef" for c in prediction_id):
         raise InputError("A prediction id is the 32 hexadecimal characters that POST /predict returned.")
@@ -85,3 +67,14 @@ def find_prediction(prediction_id: str, service: IrisService = Depends(get_servi
             404,
         )
     return {"status": "success", "prediction_id": prediction_id, **found}
+
+
+router = APIRouter(tags=["prediction"])
+_BODY = {"required": True, "content": {t: {"schema": _FEATURES_SCHEMA} for t in (
+    "application/json", "application/x-www-form-urlencoded", "multipart/form-data")}}
+router.add_api_route("/predict", predict, methods=["POST"], summary="Predict one sample from its features",
+                     openapi_extra={"requestBody": _BODY})
+router.add_api_route("/predict_batch", predict_batch, methods=["POST"],
+                     summary="Predict every row of an uploaded CSV and log one batch run")
+router.add_api_route("/predictions/{prediction_id}", find_prediction, methods=["GET"],
+                     summary="Find the MLflow run that holds a single prediction")

@@ -30,8 +30,24 @@ const fmt = (value, digits = 3) =>
   typeof value === "number" ? (Number.isInteger(value) ? String(value) : value.toFixed(digits)) : String(value ?? "–");
 const pct = (value) => (typeof value === "number" ? (value * 100).toFixed(1) + "%" : "–");
 
-async function api(path, options = {}) {
-  const response = await fetch(path, options);
+function askForToken() {
+  const dialog = document.getElementById("token-dialog");
+  const input = document.getElementById("token-input");
+  input.value = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      if (input.value) sessionStorage.setItem("iris-api-token", input.value);
+      resolve(Boolean(input.value));
+    }, { once: true });
+  });
+}
+
+async function api(path, options = {}, retried = false) {
+  const token = sessionStorage.getItem("iris-api-token");
+  const headers = { ...(options.headers || {}), ...(token ? { Authorization: `Bearer ${token}` } : {}) };
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401 && !retried && await askForToken()) return api(path, options, true);
   let body = null;
   try { body = await response.json(); } catch (_) { /* not JSON */ }
   if (!response.ok) {
