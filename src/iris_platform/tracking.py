@@ -63,12 +63,24 @@ def _is_not_found(exc: MlflowException) -> bool:
 class Tracker:
     def __init__(self, tracking_uri: str):
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self._client: MlflowClient | None = None
         # mlflow.sklearn.log_model only speaks through the fluent API, which reads this global.
         mlflow.set_tracking_uri(tracking_uri)
         self._ids: dict[str, str] = {}
         self._names: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._client_lock = threading.Lock()
+
+    @property
+    def client(self) -> MlflowClient:
+        """Made on first use, so a tracking store that is down at start-up does not stop the server."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    client = MlflowClient(tracking_uri=self.tracking_uri)
+                    client.search_experiments(max_results=1)  # connect now; raise while still None
+                    self._client = client
+        return self._client
 
     # -- experiments -------------------------------------------------------------------------
 
