@@ -23,7 +23,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(PY) -m pytest
 
-# The performance benchmark of issue 3 (about 10 minutes; `$(PY) bench/bench.py --quick` for a smoke run).
+# The performance benchmark of issue 3 (about 4 minutes; `make bench BENCH_ARGS=--quick` for a 2-minute smoke run).
 bench: $(VENV)/.installed
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) bench/bench.py $(BENCH_ARGS)

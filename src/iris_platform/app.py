@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import ClientDisconnect
 
 from . import __version__
 from .config import Settings, megabytes
@@ -81,6 +82,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 status_code=503,
             )
         return await unexpected(request, exc)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The client hung up while sending its body: no one to answer, nothing to log as our error.
+        return JSONResponse({"detail": "The client disconnected before its request body arrived."}, status_code=400)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

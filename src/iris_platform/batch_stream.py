@@ -126,7 +126,7 @@ def predict_csv(source: BinaryIO, filename: str | None, predictor: Predictor, ou
                 result = predictor.predict_batch(X)
                 totals.add(result)
                 if len(first_rows) < keep_rows:
-                    first_rows.extend(prediction_rows(result, classes, seen)[: keep_rows - len(first_rows)])
+                    first_rows.extend(prediction_rows(result, classes, seen, limit=keep_rows - len(first_rows)))
                 out = _output_batch(batch, result, classes, class_array)
                 if writer is None:
                     writer = pacsv.CSVWriter(sink, out.schema, write_options=pacsv.WriteOptions(quoting_header="none"))

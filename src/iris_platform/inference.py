@@ -167,8 +167,10 @@ class StatisticsAccumulator:
         }
 
 
-def prediction_rows(result: BatchResult, class_names: list[str], offset: int = 0) -> list[dict[str, Any]]:
-    """The API's per-row answer for a batch: index, class, confidence and every probability."""
+def prediction_rows(result: BatchResult, class_names: list[str], offset: int = 0,
+                    limit: int | None = None) -> list[dict[str, Any]]:
+    """The API's per-row answer for the first `limit` rows of a batch: class, confidence, probabilities."""
+    indexes = result.indexes if limit is None else result.indexes[:limit]
     return [
         {
             "sample_index": offset + i,
@@ -177,5 +179,5 @@ def prediction_rows(result: BatchResult, class_names: list[str], offset: int = 0
             "confidence": float(result.confidences[i]),
             "probabilities": dict(zip(class_names, map(float, result.probabilities[i]))),
         }
-        for i, index in enumerate(result.indexes)
+        for i, index in enumerate(indexes)
     ]
