@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from . import tracking_names as names
 from .errors import InputError
 
 _UNITS_IN_BRACKETS = re.compile(r"[\(\[\{][^\)\]\}]*[\)\]\}]")
@@ -22,6 +23,9 @@ _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 _UNIT_SUFFIXES = {"cm", "mm", "in", "inch", "inches"}
 _SHOW = 5  # how many offending rows or values a message lists
+# Inference runs log each feature as a param beside these; a feature may not take their names.
+RESERVED_FEATURE_NAMES = frozenset({names.P_PREDICTION_TYPE, names.P_MODEL_PATH, names.P_TIMESTAMP,
+                                    names.P_PREDICTED_CLASS, names.P_INPUT_FILE, names.P_WINDOW_END})
 
 
 def normalise_column_name(name: Any) -> str:
@@ -183,6 +187,12 @@ def prepare_training_data(frame: pd.DataFrame, target_column: str | None = None)
     feature_columns = [c for c in frame.columns if c != target]
     if not feature_columns:
         raise InputError("The file has only the target column: add at least one numeric feature column.")
+    clashing = [c for c in feature_columns if normalise_column_name(c) in RESERVED_FEATURE_NAMES]
+    if clashing:
+        raise InputError(
+            f"Column(s) {clashing} would clash with the names every inference run records "
+            f"{sorted(RESERVED_FEATURE_NAMES)}: rename them."
+        )
     features = {normalise_column_name(c): numeric_column(frame[c], c) for c in feature_columns}
     y, class_names = _encode_target(frame[target], target)
     if len(class_names) < 2:

@@ -39,6 +39,12 @@ def iso(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat()
 
 
+def _run_name(prefix: str, iso_timestamp: str) -> str:
+    from .inference import run_stamp
+
+    return f"{prefix}_{run_stamp(datetime.fromisoformat(iso_timestamp))}"
+
+
 def _param(key: str, value: Any) -> Param:
     return Param(key, str(value)[:MAX_PARAM_LENGTH])
 
@@ -194,8 +200,7 @@ class Tracker:
 
     def write_single_prediction(self, record: dict[str, Any]) -> str:
         """One `single_prediction_<timestamp>` run for one prediction record."""
-        moment = datetime.fromisoformat(record["timestamp"])
-        run_name = f"{names.SINGLE_RUN_PREFIX}_{moment.strftime('%Y%m%d_%H%M%S_%f')}"
+        run_name = _run_name(names.SINGLE_RUN_PREFIX, record["timestamp"])
         params = {
             names.P_PREDICTION_TYPE: names.PREDICTION_TYPE_SINGLE,
             names.P_MODEL_PATH: record["model_path"],
@@ -252,7 +257,6 @@ class Tracker:
                 **{names.probability_column(c): probabilities[:, i] for i, c in enumerate(classes)},
             }
         )
-        moment = datetime.fromisoformat(first["timestamp"])
         params = {
             names.P_PREDICTION_TYPE: names.PREDICTION_TYPE_WINDOW,
             names.P_MODEL_PATH: first["model_path"],
@@ -265,7 +269,7 @@ class Tracker:
             names.M_WINDOW_END_MS: last["time_ms"],
         }
         tags = {names.T_WINDOW_FIRST_ID: first["prediction_id"], names.T_WINDOW_RECORDS: str(len(records))}
-        run_name = f"{names.WINDOW_RUN_PREFIX}_{moment.strftime('%Y%m%d_%H%M%S_%f')}"
+        run_name = _run_name(names.WINDOW_RUN_PREFIX, first["timestamp"])
         with self.run(names.INFERENCE_EXPERIMENT, run_name, tags, start_ms=first["time_ms"]) as run_id:
             self.log(run_id, params, metrics, timestamp_ms=last["time_ms"])
             self.log_files(run_id, {names.WINDOW_ARTIFACT: table.to_csv(index=False).encode()})
