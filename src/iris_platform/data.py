@@ -10,6 +10,7 @@ import io
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
@@ -28,6 +29,7 @@ RESERVED_FEATURE_NAMES = frozenset({names.P_PREDICTION_TYPE, names.P_MODEL_PATH,
                                     names.P_PREDICTED_CLASS, names.P_INPUT_FILE, names.P_WINDOW_END})
 
 
+@lru_cache(maxsize=4096)  # the same few names arrive with every prediction
 def normalise_column_name(name: Any) -> str:
     """'sepal length (cm)' and 'SepalLengthCm' both become 'sepal_length'."""
     text = _UNITS_IN_BRACKETS.sub(" ", str(name)).strip()
