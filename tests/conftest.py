@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,12 +75,14 @@ def _isolated_working_directory(tmp_path_factory):
 # -- the platform under test ----------------------------------------------------------------------
 
 
-def settings_for(directory: Path) -> Settings:
+def settings_for(directory: Path, **overrides: Any) -> Settings:
+    """Settings on `directory`; `overrides` sets any other field (writer_window_threshold=5, ...)."""
     directory = Path(directory)
     return Settings(
         tracking_uri=f"sqlite:///{directory}/mlflow.db",
         models_dir=directory / "models",
         journal_dir=directory / "journal",
+        **overrides,
     )
 
 
@@ -96,9 +99,9 @@ class Platform:
 
 
 @contextmanager
-def open_platform(directory: Path) -> Iterator[Platform]:
+def open_platform(directory: Path, **overrides: Any) -> Iterator[Platform]:
     """Start a fresh app on `directory` (store, models, journal); a second call is a restart."""
-    settings = settings_for(directory)
+    settings = settings_for(directory, **overrides)
     with TestClient(create_app(settings)) as client:
         yield Platform(Path(directory), settings, client, MlflowClient(tracking_uri=settings.tracking_uri))
 
@@ -248,6 +251,21 @@ def download_artifact(mlflow_client: MlflowClient, run_id: str, path: str, dst: 
 
 def read_artifact_csv(mlflow_client: MlflowClient, run_id: str, path: str, dst: Path) -> pd.DataFrame:
     return pd.read_csv(download_artifact(mlflow_client, run_id, path, dst))
+
+
+def logged_prediction_ids(mlflow_client: MlflowClient, dst: Path) -> Counter:
+    """How often each prediction_id is in MLflow: single runs' tags plus every window run's CSV rows."""
+    found: Counter = Counter()
+    for run in all_runs(mlflow_client, INFERENCE_EXPERIMENT):
+        if run.data.params.get("prediction_type") == "single_window":
+            table = pd.read_csv(
+                download_artifact(mlflow_client, run.info.run_id, "window_predictions.csv", dst / run.info.run_id),
+                dtype={PREDICTION_ID_TAG: str},
+            )
+            found.update(table[PREDICTION_ID_TAG])
+        elif PREDICTION_ID_TAG in run.data.tags:
+            found[run.data.tags[PREDICTION_ID_TAG]] += 1
+    return found
 
 
 def read_json(path: Path) -> Any:

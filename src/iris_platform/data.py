@@ -137,7 +137,7 @@ def numeric_column(series: pd.Series, name: str) -> np.ndarray:
     array = values.to_numpy(dtype=float)
     missing = ~np.isfinite(array)
     if missing.any():
-        rows = list(np.flatnonzero(missing)[:_SHOW] + 1)
+        rows = list(series.index[missing][:_SHOW] + 1)  # the index: a streamed block's rows start past 0
         raise InputError(
             f"Column '{name}' has blank, NaN or infinite values in data row(s) {[int(r) for r in rows]}: "
             "fill in or remove those rows."

@@ -109,6 +109,9 @@ class JournalReader:
         self._buffer: deque[tuple[dict[str, Any], Position]] = deque()
         # Set when no more records will be appended (the server stopped): the newest segment is final.
         self.all_final = False
+        # The newest segment of the server this reader works for: later ones belong to a newer server
+        # (started after a crash while this worker was still draining) and are left to its worker.
+        self.last_segment: int | None = None
 
     def _load_checkpoint(self) -> Position:
         try:
@@ -148,11 +151,15 @@ class JournalReader:
                 continue  # a torn tail of a finished segment is dropped with it
             return
 
+    def _later_segments(self, segment: int) -> list[int]:
+        limit = self.last_segment
+        return [n for n in segment_numbers(self.directory) if n > segment and (limit is None or n <= limit)]
+
     def _has_later_segment(self, segment: int) -> bool:
-        return any(n > segment for n in segment_numbers(self.directory))
+        return bool(self._later_segments(segment))
 
     def _next_segment(self, segment: int) -> int:
-        return min(n for n in segment_numbers(self.directory) if n > segment)
+        return min(self._later_segments(segment))
 
     def peek(self, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` records after the checkpoint, without consuming them."""

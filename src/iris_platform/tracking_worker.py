@@ -46,6 +46,12 @@ class SharedState:
         self.done = ctx.Value("q", 0)  # records in MLflow, this worker's lifetime
         self.single_runs = ctx.Value("q", 0)
         self.window_runs = ctx.Value("q", 0)
+        # Records the worker's run started with (after the checkpoint, before `first_segment`): the
+        # server's estimate at spawn, then the worker's own count once it holds the journal lock (an
+        # orphaned worker of a crashed server may have written some of them in between).
+        self.backlog = ctx.Value("q", 0)
+        # The newest segment the server appends to: the worker reads no further.
+        self.segment = ctx.Value("q", 0)
         self.error = ctx.Array("c", _ERROR_BYTES)
 
     def set_error(self, message: str | None) -> None:
@@ -63,26 +69,28 @@ def _unit_size(records: list[dict[str, Any]], threshold: int) -> tuple[str, int]
     return "window", size
 
 
-def run_worker(config: WorkerConfig, shared: SharedState, stop, parent_pid: int) -> None:
+def run_worker(config: WorkerConfig, shared: SharedState, stop, parent_pid: int, first_segment: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s tracking-worker: %(message)s")
     config.journal_dir.mkdir(parents=True, exist_ok=True)
     os.nice(10)  # serving comes first: on a busy machine, the worker waits, not the requests
     # One worker per journal: a worker orphaned by a crashed server finishes before the next starts.
     with open(config.journal_dir / LOCK_FILE, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        _drain(config, shared, stop, parent_pid)
+        _drain(config, shared, stop, parent_pid, first_segment)
 
 
-def _drain(config: WorkerConfig, shared: SharedState, stop, parent_pid: int) -> None:
+def _drain(config: WorkerConfig, shared: SharedState, stop, parent_pid: int, first_segment: int) -> None:
     from .tracking import Tracker  # imported here: the server process need not wait for it
 
     reader = JournalReader(config.journal_dir)
+    shared.backlog.value = reader.count_before(first_segment)  # exact now: no other worker runs
     tracker = Tracker(config.tracking_uri)
     verify = True  # the first unit after a start or a failure may already be in MLflow
     last_window = 0.0
     while True:
         stopping = stop.is_set() or os.getppid() != parent_pid
         reader.all_final = stopping
+        reader.last_segment = shared.segment.value
         records = reader.peek(config.window_max)
         if not records:
             if stopping:
@@ -133,17 +141,20 @@ class TrackingWriter:
         self._shared = SharedState(self._ctx)
         self._stop = self._ctx.Event()
         self._process = None
-        self._backlog = 0  # records an earlier process (or worker) left unwritten
+        self._segment = 0  # the newest segment told to the worker
 
     def start(self) -> None:
-        first_segment = self.journal.open()
-        self._backlog = JournalReader(self.config.journal_dir).count_before(first_segment)
-        self._spawn()
+        self._spawn(self.journal.open())
 
-    def _spawn(self) -> None:
+    def _spawn(self, first_segment: int) -> None:
+        """A worker for the records after the checkpoint; the server appends from `first_segment` on."""
+        self._shared.segment.value = self._segment = first_segment
+        # An estimate (records an earlier process or worker left unwritten) until the worker counts.
+        self._shared.backlog.value = JournalReader(self.config.journal_dir).count_before(first_segment)
+        self._shared.done.value = 0
         self._process = self._ctx.Process(
             target=run_worker,
-            args=(self.config, self._shared, self._stop, os.getpid()),
+            args=(self.config, self._shared, self._stop, os.getpid(), first_segment),
             name="iris-tracking-worker",
             daemon=True,
         )
@@ -154,18 +165,17 @@ class TrackingWriter:
         if self._process is not None and not self._process.is_alive() and not self._stop.is_set():
             log.warning("tracking worker exited (code %s); restarting it", self._process.exitcode)
             # Count afresh: everything before a new segment is the new worker's backlog.
-            segment = self.journal.rotate()
-            self._backlog = JournalReader(self.config.journal_dir).count_before(segment)
-            self._shared.done.value = 0
-            self._spawn()
+            self._spawn(self.journal.rotate())
 
     def submit(self, record: dict[str, Any]) -> None:
         self.journal.append(record)
+        if self.journal.segment != self._segment:  # rotated past SEGMENT_BYTES: the worker may read on
+            self._shared.segment.value = self._segment = self.journal.segment
 
     @property
     def pending(self) -> int:
         """Records journaled but not yet in MLflow."""
-        return max(0, self._backlog + self.journal.appended - self._shared.done.value)
+        return max(0, self._shared.backlog.value + self.journal.appended - self._shared.done.value)
 
     @property
     def last_error(self) -> str | None:

@@ -1,0 +1,197 @@
+"""POST /predict_batch streamed: the first rows inline, the full predictions as a download, errors by row."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from iris_platform import batch_stream
+from iris_platform.model_store import ModelStore
+
+from conftest import (
+    FAST_TREES,
+    INFERENCE_EXPERIMENT,
+    IRIS_CLASSES,
+    IRIS_FEATURES,
+    SKLEARN_HEADERS,
+    all_runs,
+    assert_error,
+    assert_no_running_runs,
+    csv_bytes,
+    iris_frame,
+    open_platform,
+    predict_batch,
+    read_artifact_csv,
+    run_ids,
+    train,
+)
+
+INLINE = 50
+ROWS = 5000
+PREDICTION_COLUMNS = ["predicted_class", "confidence", *[f"prob_{c}" for c in IRIS_CLASSES]]
+# scikit-learn headers, shuffled, with a text column the model does not use (some cells need quoting).
+COLUMNS = ["note", "petal width (cm)", "sepal length (cm)", "petal length (cm)", "sepal width (cm)"]
+FEATURE_OF = dict(zip(SKLEARN_HEADERS, IRIS_FEATURES))
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    with open_platform(tmp_path_factory.mktemp("stream"), batch_inline_rows=INLINE) as platform:
+        platform.trained = train(platform.client, n_estimators=FAST_TREES)
+        yield platform
+
+
+@pytest.fixture(scope="module")
+def estimator(platform):
+    store = ModelStore(platform.models_dir)
+    return store.load(platform.trained["model_metadata"]["model_file"]).estimator
+
+
+def flowers(rows: int, seed: int = 0) -> pd.DataFrame:
+    """`rows` Iris-like flowers (measurements jittered, one decimal) under the columns above."""
+    base = iris_frame(headers=SKLEARN_HEADERS)
+    rng = np.random.default_rng(seed)
+    picked = base.iloc[rng.integers(0, len(base), rows)].reset_index(drop=True)
+    frame = (picked[SKLEARN_HEADERS] + rng.normal(0, 0.2, (rows, 4))).round(1).clip(lower=0.1)
+    notes = [f"flower {i}" if i % 7 else f'flower {i}, "quoted"' for i in range(rows)]
+    frame.insert(0, "note", notes)
+    return frame[COLUMNS]
+
+
+def sklearn_classes(estimator, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    X = frame[SKLEARN_HEADERS].rename(columns=FEATURE_OF)[IRIS_FEATURES].to_numpy(dtype=float)
+    proba = estimator.predict_proba(pd.DataFrame(X, columns=IRIS_FEATURES))
+    return proba, np.argmax(proba, axis=1)
+
+
+@pytest.fixture(scope="module")
+def big(platform):
+    frame = flowers(ROWS)
+    return frame, predict_batch(platform.client, csv_bytes(frame), filename="five thousand.csv")
+
+
+@pytest.fixture(scope="module")
+def downloaded(platform, big):
+    response = platform.client.get(big[1]["predictions_url"])
+    assert response.status_code == 200, response.text
+    return pd.read_csv(io.BytesIO(response.content), dtype={"note": str})
+
+
+def test_a_large_batch_answers_the_first_rows_and_a_download_url(big):
+    frame, body = big
+    assert body["status"] == "success"
+    assert body["total_samples"] == ROWS
+    assert body["truncated"] is True
+    assert len(body["predictions"]) == INLINE
+    assert [r["sample_index"] for r in body["predictions"]] == list(range(INLINE))
+    assert body["predictions_url"] == f"/mlflow/run/{body['run_id']}/artifacts/predictions.csv"
+    assert sum(body["batch_statistics"]["prediction_distribution"].values()) == ROWS
+
+
+def test_the_download_holds_every_row_in_input_order(big, downloaded, estimator):
+    frame, body = big
+    assert list(downloaded.columns) == COLUMNS + PREDICTION_COLUMNS
+    assert len(downloaded) == ROWS
+    pd.testing.assert_frame_equal(downloaded[COLUMNS], frame, check_dtype=False)
+
+    proba, classes = sklearn_classes(estimator, frame)
+    assert list(downloaded["predicted_class"]) == [IRIS_CLASSES[c] for c in classes]
+    got = downloaded[[f"prob_{c}" for c in IRIS_CLASSES]].to_numpy()
+    assert np.abs(got - proba).max() <= 1e-5
+    assert np.allclose(downloaded["confidence"], proba.max(axis=1), atol=1e-5)
+
+    for row, inline in zip(downloaded.head(INLINE).itertuples(index=False), body["predictions"]):
+        assert row.predicted_class == inline["class_name"] == IRIS_CLASSES[inline["prediction"]]
+        assert row.confidence == pytest.approx(inline["confidence"])
+        assert {c: getattr(row, f"prob_{c}") for c in IRIS_CLASSES} == pytest.approx(inline["probabilities"])
+
+
+def test_statistics_agree_with_the_download_and_the_run(platform, big, downloaded):
+    frame, body = big
+    stats = body["batch_statistics"]
+    counts = downloaded["predicted_class"].value_counts()
+    assert stats["prediction_distribution"] == {c: int(counts.get(c, 0)) for c in IRIS_CLASSES}
+    assert stats["avg_confidence"] == pytest.approx(downloaded["confidence"].mean())
+    assert stats["min_confidence"] == pytest.approx(downloaded["confidence"].min())
+    assert stats["max_confidence"] == pytest.approx(downloaded["confidence"].max())
+
+    run = platform.mlflow.get_run(body["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["input_file"] == "five thousand.csv"
+    assert run.data.metrics["total_samples"] == ROWS
+    for c in IRIS_CLASSES:
+        assert run.data.metrics[f"count_{c}"] == counts.get(c, 0)
+        assert run.data.metrics[f"percentage_{c}"] == pytest.approx(100 * counts.get(c, 0) / ROWS)
+
+
+def test_the_download_is_the_runs_artifact(platform, big, downloaded, tmp_path):
+    artifact = read_artifact_csv(platform.mlflow, big[1]["run_id"], "predictions.csv", tmp_path)
+    pd.testing.assert_frame_equal(artifact, downloaded, check_dtype=False)
+
+
+def test_a_small_batch_lists_every_row(platform, estimator):
+    frame = flowers(INLINE, seed=1)
+    body = predict_batch(platform.client, csv_bytes(frame))
+    assert body["truncated"] is False
+    assert body["total_samples"] == INLINE
+    assert [r["sample_index"] for r in body["predictions"]] == list(range(INLINE))
+    proba, classes = sklearn_classes(estimator, frame)
+    assert [r["class_name"] for r in body["predictions"]] == [IRIS_CLASSES[c] for c in classes]
+    got = np.array([[r["probabilities"][c] for c in IRIS_CLASSES] for r in body["predictions"]])
+    assert np.abs(got - proba).max() <= 1e-5
+    downloaded = pd.read_csv(io.BytesIO(platform.client.get(body["predictions_url"]).content))
+    assert len(downloaded) == INLINE
+
+
+# -- a bad cell far into a file of many blocks ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cell, row, fragments",
+    [
+        ("abc", 3001, ["must be numeric", "3001", "abc"]),
+        ("", 4321, ["blank", "4321"]),
+        ("inf", 2222, ["blank, nan or infinite", "2222"]),
+        ("nan", 4999, ["4999"]),
+    ],
+    ids=["text", "blank", "infinite", "nan"],
+)
+def test_a_bad_cell_deep_in_the_file_names_its_column_and_row(platform, monkeypatch, cell, row, fragments):
+    monkeypatch.setattr(batch_stream, "BLOCK_BYTES", 4096)  # ~150 KB of CSV: over 30 blocks
+    frame = flowers(ROWS, seed=2).astype({"petal width (cm)": object})
+    frame.loc[row - 1, "petal width (cm)"] = cell  # data row `row` (1-based, after the header)
+    content = csv_bytes(frame)
+    assert len(content) > 30 * 4096
+    before = run_ids(platform.mlflow)
+    detail = assert_error(
+        platform.client.post("/predict_batch", files={"file": ("bad.csv", content, "text/csv")}),
+        422, "petal width (cm)", *fragments,
+    )
+    assert f"row {row}" in detail or f"[{row}]" in detail, detail
+    assert run_ids(platform.mlflow) == before
+    assert_no_running_runs(platform)
+
+
+# -- downloading artifacts ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["nope.csv", "..%2F..%2Fetc%2Fpasswd", "../../etc/passwd", "%2Fetc%2Fpasswd", "predictions.csv%2F..%2F..%2Fmlflow.db",
+     "..%2F..%2F..%2F..%2F..%2F..%2F..%2Fetc%2Fpasswd"],
+)
+def test_the_artifact_route_refuses_anything_the_run_does_not_list(platform, big, path):
+    response = platform.client.get(f"/mlflow/run/{big[1]['run_id']}/artifacts/{path}")
+    assert 400 <= response.status_code < 500, response.text
+    assert b"root:" not in response.content
+    assert b"SQLite format" not in response.content
+    if path == "nope.csv":
+        assert_error(response, 404, "no artifact", "nope.csv", "predictions.csv")
+
+
+def test_the_artifact_route_refuses_bad_and_unknown_run_ids(platform):
+    assert_error(platform.client.get("/mlflow/run/not-a-run/artifacts/predictions.csv"), 422, "32 hexadecimal")
+    assert_error(platform.client.get(f"/mlflow/run/{'0' * 32}/artifacts/predictions.csv"), 404, "0" * 32)
+    training_run = platform.trained["run_id"]  # a real run without that artifact
+    assert_error(platform.client.get(f"/mlflow/run/{training_run}/artifacts/predictions.csv"), 404, "no artifact")
