@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -25,6 +26,16 @@ from .service import IrisService
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = logging.getLogger(__name__)
+
+
+def validation_detail(exc: RequestValidationError) -> str:
+    """FastAPI's validation errors as one sentence: where each wrong value is and what is wrong with it."""
+    parts = []
+    for error in exc.errors()[:10]:
+        location = [str(part) for part in error.get("loc", ())]
+        where = f"{location[0]} field '{'.'.join(location[1:])}'" if len(location) > 1 else ".".join(location)
+        parts.append(f"{where or 'the request'}: {error.get('msg', 'invalid')}")
+    return "Invalid request: " + "; ".join(parts) + "."
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,8 +66,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def input_error(request: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer is a list of objects; every other mistake gets one sentence to read.
+        return JSONResponse({"detail": validation_detail(exc)}, status_code=422)
+
     def tracking_unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("tracking store error on %s: %s", request.url.path, exc)
+        service.tracker.reset_connections()  # a connection opened during the outage may stay broken
         return JSONResponse(
             {"detail": f"The MLflow tracking store ({redact_uri(settings.tracking_uri)}) is unavailable or "
                        f"refused the write ({type(exc).__name__}); nothing was half-written. Try again when it is "
@@ -75,10 +92,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            "serving is still serving."},
                 status_code=507,
             )
-        if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
+            # A folder the server writes to is unwritable, missing or replaced by a file.
+            log.warning("cannot write on %s: %s", request.url.path, exc)
             return JSONResponse(
-                {"detail": f"The server cannot write where it needs to ({exc.filename or exc}): fix the folder's "
-                           "permissions; the model that was serving is still serving."},
+                {"detail": f"The server cannot write where it needs to ({exc.filename or exc}: {exc.strerror}): "
+                           "check that the folder exists and is writable; the model that was serving is still serving."},
                 status_code=503,
             )
         return await unexpected(request, exc)

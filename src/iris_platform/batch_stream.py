@@ -19,12 +19,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from . import tracking_names as names
-from .data import check_csv_header, normalise_column_name, numeric_column
+from .data import check_csv_header, column_list, normalise_column_name, numeric_column
 from .errors import InputError
 from .inference import BatchResult, Predictor, StatisticsAccumulator, prediction_rows
 
 BLOCK_BYTES = 8 * 1024 * 1024
 _HEAD_BYTES = 64 * 1024
+# A header row may be longer than the first read (a file of thousands of columns); up to this is read to find its end.
+MAX_HEADER_BYTES = 16 * 1024 * 1024
 _ARROW_COLUMN = re.compile(r"CSV column #(\d+)")
 
 
@@ -45,8 +47,8 @@ def _feature_columns(header: list[str], feature_names: list[str]) -> list[str]:
     missing = [f for f in feature_names if f not in by_name]
     if missing:
         raise InputError(
-            f"The file lacks the feature column(s) {missing}; the model needs {feature_names} "
-            f"and the file has {header}."
+            f"The file lacks the feature column(s) {column_list(missing)}; the model needs "
+            f"{column_list(feature_names)} and the file has {column_list(header)}."
         )
     return [by_name[f] for f in feature_names]
 
@@ -85,13 +87,30 @@ def _features(batch: pa.RecordBatch, columns: list[str], first_row: int) -> np.n
     return X
 
 
+def _read_head(source: BinaryIO, label: str) -> bytes:
+    """The start of the file, through the end of the header row (which may be longer than one read)."""
+    head = source.read(_HEAD_BYTES)
+    while len(head) % _HEAD_BYTES == 0 and head and b"\n" not in head and b"\x00" not in head:
+        if len(head) >= MAX_HEADER_BYTES:
+            raise InputError(
+                f"{label} has a header row longer than {MAX_HEADER_BYTES // 1024 // 1024} MB: "
+                "is it a CSV file? Drop columns the model does not need.",
+                400,
+            )
+        more = source.read(_HEAD_BYTES)
+        if not more:
+            break
+        head += more
+    source.seek(0)
+    return head
+
+
 def predict_csv(source: BinaryIO, filename: str | None, predictor: Predictor, output: Path,
                 keep_rows: int) -> StreamedBatch:
     """Predict every row of `source` into the CSV file `output`; raise InputError on bad input."""
     label = f"'{filename}'" if filename else "The uploaded file"
-    head = source.read(_HEAD_BYTES)
-    source.seek(0)
-    header = check_csv_header(head, label, truncated=len(head) == _HEAD_BYTES)
+    head = _read_head(source, label)
+    header = check_csv_header(head, label, truncated=len(head) % _HEAD_BYTES == 0)
     features = _feature_columns(header, predictor.feature_names)
     classes = predictor.class_names
     # Every column as text: the output keeps the input's cells as they were written.

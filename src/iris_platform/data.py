@@ -9,6 +9,7 @@ import csv
 import io
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
@@ -24,6 +25,12 @@ _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 _UNIT_SUFFIXES = {"cm", "mm", "in", "inch", "inches"}
 _SHOW = 5  # how many offending rows or values a message lists
+_SHOW_COLUMNS = 20  # how many column names a message lists
+# Training reads the whole file into a table, fits, converts and parity-checks a model of every
+# column: at 20,000 columns that takes about a minute. Nothing this platform trains needs that many.
+MAX_TRAINING_COLUMNS = 1000
+# The largest magnitude a tree can compare: scikit-learn's trees work in float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Inference runs log each feature as a param beside these; a feature may not take their names.
 RESERVED_FEATURE_NAMES = frozenset({names.P_PREDICTION_TYPE, names.P_MODEL_PATH, names.P_TIMESTAMP,
                                     names.P_PREDICTED_CLASS, names.P_INPUT_FILE, names.P_WINDOW_END})
@@ -79,13 +86,18 @@ def check_csv_header(head: bytes, label: str, truncated: bool = False) -> list[s
         if not truncated or exc.start < len(head) - 3:  # not just a character cut at the end of `head`
             raise InputError(f"{label} is not UTF-8 text: upload a comma-separated CSV file saved as UTF-8.", 400)
         text = head[: exc.start].decode("utf-8-sig")
-    header = [h.strip() for h in next(csv.reader(io.StringIO(text)), [])]
+    try:  # newline="": rows may end in \r\n, \n or a lone \r (Excel's old "CSV (Macintosh)")
+        header = [h.strip() for h in next(csv.reader(io.StringIO(text, newline="")), [])]
+    except csv.Error as exc:
+        raise InputError(f"{label} could not be parsed as CSV ({exc}): check its header row.", 400)
     if len(header) == 1 and ";" in header[0]:
         raise InputError(f"{label} looks semicolon-delimited: save it with commas as the separator.", 400)
+    if len(header) == 1 and "\t" in header[0]:
+        raise InputError(f"{label} looks tab-delimited: save it with commas as the separator.", 400)
     blank = [i + 1 for i, h in enumerate(header) if not h]
     if blank:
         raise InputError(f"{label} has a header with no name at column(s) {blank}: name every column.", 400)
-    duplicates = sorted({h for h in header if header.count(h) > 1})
+    duplicates = sorted(h for h, n in Counter(header).items() if n > 1)  # not header.count: 20,000 columns
     if duplicates:
         raise InputError(f"{label} has duplicate column names {duplicates}: give each column its own name.", 400)
     return header
@@ -94,17 +106,37 @@ def check_csv_header(head: bytes, label: str, truncated: bool = False) -> list[s
 def read_csv_upload(content: bytes, filename: str | None = None) -> pd.DataFrame:
     """Parse an uploaded CSV file; refuse what is not comma-separated UTF-8 text with a header and rows."""
     label = f"'{filename}'" if filename else "The uploaded file"
-    check_csv_header(content, label)
+    header = check_csv_header(content, label)
+    if len(header) > MAX_TRAINING_COLUMNS + 1:  # checked before parsing: a wide file is slow to parse
+        raise InputError(
+            f"{label} has {len(header):,} columns: this platform trains on at most {MAX_TRAINING_COLUMNS:,} "
+            "feature columns (plus the target); drop the columns the model does not need."
+        )
     try:
         frame = pd.read_csv(io.BytesIO(content), skipinitialspace=True, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise InputError(f"{label} is empty: upload a CSV file with a header row and at least one data row.", 400)
     except pd.errors.ParserError as exc:
         raise InputError(f"{label} could not be parsed as CSV ({exc}): check that every row has as many fields as the header.", 400)
+    if not isinstance(frame.index, pd.RangeIndex):
+        # pandas takes a first data row with one field more than the header as a row index: refuse it.
+        raise InputError(
+            f"{label} could not be parsed as CSV (data row 1 has more fields than the header's "
+            f"{len(header)}): check that every row has as many fields as the header.",
+            400,
+        )
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.empty:
         raise InputError(f"{label} has a header but no data rows: add at least one row.", 400)
     return frame
+
+
+def column_list(columns) -> str:
+    """Column names for a message: all of a few, the first ones of many (a file may have thousands)."""
+    columns = [str(c) for c in columns]
+    if len(columns) <= _SHOW_COLUMNS:
+        return str(columns)
+    return f"{str(columns[:_SHOW_COLUMNS])[:-1]}, ... ({len(columns):,} in all)]"
 
 
 def _normalised_columns(frame: pd.DataFrame) -> dict[str, str]:
@@ -155,7 +187,7 @@ def _resolve_target(frame: pd.DataFrame, columns: dict[str, str], target_column:
     if key in columns:
         return columns[key]
     raise InputError(
-        f"target_column '{wanted}' is not a column of the file; its columns are {list(frame.columns)}."
+        f"target_column '{wanted[:200]}' is not a column of the file; its columns are {column_list(frame.columns)}."
     )
 
 
@@ -196,6 +228,14 @@ def prepare_training_data(frame: pd.DataFrame, target_column: str | None = None)
             f"{sorted(RESERVED_FEATURE_NAMES)}: rename them."
         )
     features = {normalise_column_name(c): numeric_column(frame[c], c) for c in feature_columns}
+    for column, values in zip(feature_columns, features.values()):
+        huge = np.abs(values) > FLOAT32_MAX
+        if huge.any():
+            rows = [int(r) + 1 for r in frame.index[huge][:_SHOW]]
+            raise InputError(
+                f"Column '{column}' has values too large to train on (beyond +/-{FLOAT32_MAX:.4g}, the largest a "
+                f"decision tree compares) in data row(s) {rows}: fix or remove those cells."
+            )
     y, class_names = _encode_target(frame[target], target)
     if len(class_names) < 2:
         raise InputError(
@@ -216,8 +256,8 @@ def features_from_frame(frame: pd.DataFrame, feature_names: list[str]) -> np.nda
     missing = [f for f in feature_names if f not in columns]
     if missing:
         raise InputError(
-            f"The file lacks the feature column(s) {missing}; the model needs {feature_names} "
-            f"and the file has {list(frame.columns)}."
+            f"The file lacks the feature column(s) {column_list(missing)}; the model needs "
+            f"{column_list(feature_names)} and the file has {column_list(frame.columns)}."
         )
     return np.column_stack([numeric_column(frame[columns[f]], columns[f]) for f in feature_names])
 
@@ -226,7 +266,11 @@ def _as_number(name: str, value: Any) -> float:
     if isinstance(value, bool) or value is None:
         raise InputError(f"Feature '{name}' must be a number, got {json_repr(value)}.")
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # a JSON integer beyond any float, such as 10**400
+            digits = int(value.bit_length() * 0.30103) + 1
+            raise InputError(f"Feature '{name}' must be a finite number, got an integer of about {digits} digits.")
     elif isinstance(value, str):
         try:
             number = float(value.strip())

@@ -14,6 +14,15 @@ from . import tracking_names as names
 from .compiled_model import CompiledModel, near_ties
 from .model_store import StoredModel
 
+# scikit-learn's trees compare features as float32 and refuse a value beyond its range (1e308 is a
+# finite float64): such a value is answered as the largest float32 of its sign, which every
+# threshold is below, exactly as onnxruntime answers its float32 infinity. It is still flagged.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _tree_range(X: np.ndarray) -> np.ndarray:
+    return np.clip(np.asarray(X, dtype=float), -_FLOAT32_MAX, _FLOAT32_MAX)
+
 
 @dataclass
 class Prediction:
@@ -55,7 +64,7 @@ class Predictor:
         return "onnxruntime" if self.compiled is not None else "scikit-learn"
 
     def sklearn_proba(self, X: np.ndarray) -> np.ndarray:
-        frame = pd.DataFrame(np.asarray(X, dtype=float), columns=self.feature_names)
+        frame = pd.DataFrame(_tree_range(X), columns=self.feature_names)
         raw = self.estimator.predict_proba(frame)
         if len(self._columns) == len(self.class_names):
             return raw
@@ -64,6 +73,7 @@ class Predictor:
         return full
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        X = _tree_range(X)
         if self.compiled is None:
             return self.sklearn_proba(X)
         proba = self.compiled.predict_proba(X)

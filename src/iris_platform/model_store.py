@@ -85,7 +85,10 @@ class ModelStore:
             for name, data in files.items():  # the metadata last: a model is listed only once complete
                 atomic_write(self.directory / name, data)
         except BaseException:
-            self.remove(filename)
+            try:
+                self.remove(filename)
+            except OSError:
+                pass  # the folder itself is gone or broken: the write's own error says so
             raise
         return filename, metadata, files
 
@@ -105,6 +108,8 @@ class ModelStore:
                 stat = pkl.stat()
             except (OSError, ValueError):
                 continue
+            if not isinstance(metadata, dict):
+                continue  # not metadata this platform wrote
             entries.append(
                 {
                     "filename": pkl.name,
@@ -114,7 +119,7 @@ class ModelStore:
                     "metadata": metadata,
                 }
             )
-        entries.sort(key=lambda e: (e["metadata"].get("training_timestamp", ""), e["filename"]), reverse=True)
+        entries.sort(key=lambda e: (str(e["metadata"].get("training_timestamp", "")), e["filename"]), reverse=True)
         return entries
 
     def resolve(self, requested: str) -> str:
@@ -140,6 +145,8 @@ class ModelStore:
             raise InputError(f"Model '{filename}' or its metadata is missing from the models folder.", 404)
         except ValueError:
             raise InputError(f"The metadata of '{filename}' is not valid JSON: the model is refused.", 422)
+        if not isinstance(metadata, dict):
+            raise InputError(f"The metadata of '{filename}' is not a JSON object: the model is refused.", 422)
         expected = metadata.get("sha256")
         if not expected or sha256_hex(blob) != expected:
             raise InputError(
@@ -159,6 +166,13 @@ class ModelStore:
                     "the model is refused.",
                     status_code=422,
                 )
+        lacking = [k for k in ("feature_names", "class_names") if not isinstance(metadata.get(k), list)]
+        if lacking:
+            raise InputError(
+                f"The metadata of '{filename}' lacks {lacking}: it was not written by this platform's training, "
+                "so the model is refused and was not unpickled.",
+                422,
+            )
         estimator = pickle.loads(blob)
         return StoredModel(estimator, metadata, self.path_of(filename), onnx_bytes)
 

@@ -6,6 +6,7 @@ concurrent requests cannot race on it.
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 import threading
@@ -62,6 +63,23 @@ def statistics_metrics(stats: dict[str, Any]) -> dict[str, float]:
     }
 
 
+# MLflow's HTTP client retries a remote tracking server 7 times with exponential backoff (about
+# 4 minutes) and waits 120 s for an answer: a request that must write its run would hang that long
+# when the server is down. The platform answers 503 after about 3 s instead (the tracking worker
+# retries on its own); the environment variables still win when set.
+MLFLOW_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def bound_http_retries(tracking_uri: str) -> None:
+    if tracking_uri.lower().startswith(("http://", "https://")):
+        for key, value in MLFLOW_HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+
+
 def _is_not_found(exc: MlflowException) -> bool:
     return exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
 
@@ -69,6 +87,7 @@ def _is_not_found(exc: MlflowException) -> bool:
 class Tracker:
     def __init__(self, tracking_uri: str):
         self.tracking_uri = tracking_uri
+        bound_http_retries(tracking_uri)  # before the tracking worker is spawned: it inherits them
         self._client: MlflowClient | None = None
         # mlflow.sklearn.log_model only speaks through the fluent API, which reads this global.
         mlflow.set_tracking_uri(tracking_uri)
@@ -83,10 +102,29 @@ class Tracker:
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
-                    client = MlflowClient(tracking_uri=self.tracking_uri)
-                    client.search_experiments(max_results=1)  # connect now; raise while still None
+                    try:
+                        client = MlflowClient(tracking_uri=self.tracking_uri)
+                        client.search_experiments(max_results=1)  # connect now; raise while still None
+                    except MlflowException:
+                        raise
+                    except Exception as exc:  # e.g. a sqlite store whose folder cannot be made: unavailable
+                        raise MlflowException(f"cannot open the tracking store: {type(exc).__name__}: {exc}") from exc
                     self._client = client
         return self._client
+
+    def reset_connections(self) -> None:
+        """Drop the database connections kept in the pool, after a tracking error.
+
+        A connection SQLite opened while the database refused writes stays read-only, and one a
+        database server closed stays closed: without this, the store would keep failing after it
+        is back. The next use opens fresh connections.
+        """
+        try:
+            store = self._sql_store() if self._client is not None else None
+            if store is not None:
+                store.engine.dispose()
+        except Exception:
+            pass  # the error that led here is the one to report
 
     # -- experiments -------------------------------------------------------------------------
 

@@ -124,6 +124,7 @@ def _drain(config: WorkerConfig, shared: SharedState, stop, parent_pid: int, fir
             shared.set_error(None)
         except Exception as exc:  # tracking store down or refusing: keep the records, retry
             verify = True
+            tracker.reset_connections()  # else a connection opened during the outage may keep failing
             shared.set_error(f"{type(exc).__name__}: {exc}")
             log.warning("writing to MLflow failed, retrying in %.1fs: %s", config.retry_seconds, exc)
             if stopping:

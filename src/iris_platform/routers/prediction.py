@@ -18,7 +18,7 @@ async def _feature_values(request: Request) -> dict:
     if content_type.startswith("application/json"):
         try:
             body = await request.json()
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
             raise InputError("The request body is not valid JSON: send an object of feature values.", 400)
         if not isinstance(body, dict):
             raise InputError("The JSON body must be an object mapping each feature name to a number.", 400)
