@@ -8,6 +8,7 @@ or half-writing.
 
 from __future__ import annotations
 
+import concurrent.futures
 import asyncio
 import errno
 import os
@@ -376,7 +377,10 @@ async def _load(url: str, training_sizes: list[int], seed: int) -> dict:
 def test_500_concurrent_predictions_while_two_trainings_run(live_server, results, tmp_path):
     first = httpx.post(f"{live_server.url}/train", data={"n_estimators": str(FAST_TREES)}, timeout=120)
     assert first.status_code == 200, first.text
-    load = asyncio.run(_load(live_server.url, [30, 60], seed=10))
+    # In a thread of its own: Playwright's sync API (the browser tests) may leave an event loop
+    # running in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        load = pool.submit(asyncio.run, _load(live_server.url, [30, 60], seed=10)).result()
     answers, trainings = load["answers"], load["trainings"]
 
     texts = [r.text for _, r, _ in answers] + [t.text for t in trainings]
