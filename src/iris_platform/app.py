@@ -20,6 +20,7 @@ from starlette.requests import ClientDisconnect
 from . import __version__
 from .config import Settings, megabytes
 from .errors import InputError
+from .predict_lane import PredictLane
 from .routers import health, models, prediction, runs, training
 from .security import BodyLimitMiddleware, SecurityHeadersMiddleware, TokenMiddleware, redact_uri
 from .service import IrisService
@@ -124,8 +125,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def dashboard() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
 
-    # Added innermost first: the token is checked before the body is counted, and every answer,
-    # a 401 or 413 included, gets the security headers.
+    # Added innermost first: /predict skips FastAPI's routing, the token is checked before the body
+    # is counted, and every answer, a 401 or 413 included, gets the security headers.
+    app.add_middleware(PredictLane, handlers=app.exception_handlers)
     app.add_middleware(
         BodyLimitMiddleware,
         default_limit=megabytes(settings.max_upload_mb),

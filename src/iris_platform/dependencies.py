@@ -5,5 +5,6 @@ from fastapi import Request
 from .service import IrisService
 
 
-def get_service(request: Request) -> IrisService:
+async def get_service(request: Request) -> IrisService:
+    # async: FastAPI would run a plain `def` dependency in the thread pool, a thread hop per request.
     return request.app.state.service

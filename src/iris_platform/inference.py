@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -118,7 +118,7 @@ def run_stamp(moment: datetime) -> str:
 
 def new_prediction_id(moment: datetime) -> str:
     """32 hex digits: the time in milliseconds, then randomness; ids sort by time and say when."""
-    return f"{int(moment.timestamp() * 1000):012x}{uuid.uuid4().hex[:20]}"
+    return f"{int(moment.timestamp() * 1000):012x}{os.urandom(10).hex()}"
 
 
 def prediction_time_ms(prediction_id: str) -> int | None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 SEGMENT_BYTES = 16 * 1024 * 1024
 CHECKPOINT_FILE = "checkpoint.json"
 _SEGMENT = re.compile(r"^segment-(\d{8})\.jsonl$")
@@ -34,7 +36,7 @@ def segment_numbers(directory: Path) -> list[int]:
 
 
 def encode(record: dict[str, Any]) -> bytes:
-    return (json.dumps(record, separators=(",", ":")) + "\n").encode()
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
 class JournalAppender:
@@ -139,7 +141,7 @@ class JournalReader:
             for line in complete.splitlines(keepends=True):
                 offset += len(line)
                 try:
-                    record = json.loads(line)
+                    record = orjson.loads(line)
                 except ValueError:
                     continue  # unreadable: never acknowledged as written
                 self._buffer.append((record, Position(self._read.segment, offset)))
