@@ -99,7 +99,7 @@ class Config:
                        batch_rows=1_000_000, naive_reps=1, batch_reps=1, batch_timeout=180,
                        big_rows=10_000_000, dash_inference_runs=20_000, dash_training_runs=200,
                        runs_samples=5, summary_samples=3, query_budget=25, anchor_count_reps=1)
-        return cls(quick, big, train_reps=5, wrk_seconds=10, our_reps=3, anchor_reps=2,
+        return cls(quick, big, train_reps=5, wrk_seconds=10, our_reps=3, anchor_reps=3,
                    drain_load_seconds=30, drain_wait_max=90, settle_max=30,
                    batch_rows=1_000_000, naive_reps=3, batch_reps=3, batch_timeout=300,
                    big_rows=10_000_000, dash_inference_runs=20_000, dash_training_runs=200,
@@ -605,29 +605,31 @@ class Bench:
             raise RuntimeError(f"our /predict answered HTTP {status}: {body[:200]!r}")
 
         self.anchor_runs: dict[int, list[WrkResult]] = {1: [], 16: []}
+        self.our_runs: dict[int, list[WrkResult]] = {1: [], 16: []}
         anchor_ok = getattr(self, "anchor", None) is not None and self.anchor.alive()
-        if anchor_ok:
-            # The anchor first, while our tracking writer is idle, so it does not steal the anchor's CPU.
-            for c, t in ((1, 1), (16, 2)):
-                for i in range(cfg.anchor_reps):
+        # Interleaved, anchor then ours at each repetition, so that a change in the shared machine's
+        # load between the two phases does not skew the ratio. Our writer's backlog is cleared
+        # before every run, the anchor's included, so it never steals the anchor's CPU.
+        for c, t in ((1, 1), (16, 2)):
+            for i in range(max(cfg.our_reps, cfg.anchor_reps if anchor_ok else 0)):
+                if anchor_ok and i < cfg.anchor_reps:
+                    self.settle()
                     r = run_wrk(f"anchor c={c} #{i + 1}", self.anchor.url + "/invocations", anchor_lua, t, c,
                                 cfg.wrk_seconds)
                     log("  " + r.brief())
                     self.anchor_runs[c].append(r)
+                if i < cfg.our_reps:
+                    self.settle()
+                    r = run_wrk(f"ours c={c} #{i + 1}", self.ours.url + "/predict", our_lua, t, c, cfg.wrk_seconds)
+                    log("  " + r.brief())
+                    self.our_runs[c].append(r)
+                    self.our_predict_runs.append(r)
+                    if not self.ours.alive():
+                        raise RuntimeError(f"our server exited during the load: {self.ours.log_tail()}")
+        if anchor_ok:
             self.check_server_log(self.anchor)
             self.stop_server(self.anchor)
             self.anchor = None
-
-        self.our_runs: dict[int, list[WrkResult]] = {1: [], 16: []}
-        for c, t in ((1, 1), (16, 2)):
-            for i in range(cfg.our_reps):
-                self.settle()
-                r = run_wrk(f"ours c={c} #{i + 1}", self.ours.url + "/predict", our_lua, t, c, cfg.wrk_seconds)
-                log("  " + r.brief())
-                self.our_runs[c].append(r)
-                self.our_predict_runs.append(r)
-                if not self.ours.alive():
-                    raise RuntimeError(f"our server exited during the load: {self.ours.log_tail()}")
 
         def agg(runs: list[WrkResult], attr: str) -> float | None:
             return median([getattr(r, attr) for r in runs if not r.error])
