@@ -130,6 +130,21 @@ def test_the_download_is_the_runs_artifact(platform, big, downloaded, tmp_path):
     pd.testing.assert_frame_equal(artifact, downloaded, check_dtype=False)
 
 
+def test_a_predictions_file_sent_again_gets_fresh_predictions_without_duplicate_columns(platform, big, estimator):
+    frame, first = big
+    assert first["replaced_columns"] == []
+    again = flowers(200, seed=5)
+    stale = again.assign(predicted_class="virginica", confidence=0.0, prob_setosa=0.5)  # a column in the middle too
+    stale = stale[["predicted_class"] + COLUMNS + ["confidence", "prob_setosa"]]
+    body = predict_batch(platform.client, csv_bytes(stale))
+    assert body["replaced_columns"] == ["predicted_class", "confidence", "prob_setosa"]
+    out = pd.read_csv(io.BytesIO(platform.client.get(body["predictions_url"]).content), dtype={"note": str})
+    assert list(out.columns) == COLUMNS + PREDICTION_COLUMNS  # each name once: the new values replace the old
+    proba, classes = sklearn_classes(estimator, again)
+    assert list(out["predicted_class"]) == [IRIS_CLASSES[c] for c in classes]
+    assert np.abs(out[[f"prob_{c}" for c in IRIS_CLASSES]].to_numpy() - proba).max() <= 1e-5
+
+
 def test_a_small_batch_lists_every_row(platform, estimator):
     frame = flowers(INLINE, seed=1)
     body = predict_batch(platform.client, csv_bytes(frame))
@@ -169,6 +184,30 @@ def test_a_bad_cell_deep_in_the_file_names_its_column_and_row(platform, monkeypa
         422, "petal width (cm)", *fragments,
     )
     assert f"row {row}" in detail or f"[{row}]" in detail, detail
+    assert run_ids(platform.mlflow) == before
+    assert_no_running_runs(platform)
+
+
+@pytest.mark.parametrize("where", ["last column", "first column"])
+def test_an_unclosed_quote_deep_in_the_file_is_refused_not_read_to_the_end(platform, monkeypatch, where):
+    # pyarrow reads an unclosed quote in the last column to the end of the file as one cell: without
+    # a check, every row after it would silently go unpredicted.
+    monkeypatch.setattr(batch_stream, "BLOCK_BYTES", 4096)
+    frame = flowers(ROWS, seed=3)
+    frame["note"] = [f"flower {i}" for i in range(ROWS)]  # no other quote in the file to close it
+    if where == "last column":
+        frame = frame[[c for c in COLUMNS if c != "note"] + ["note"]]
+    lines = csv_bytes(frame).decode().splitlines(keepends=True)
+    # In the last block: an unclosed quote in an earlier block makes pyarrow's chunker fail loudly.
+    row = ROWS - 20 if where == "last column" else 3210
+    lines[row] = lines[row].replace("flower", '"flower', 1) if where == "last column" else '"' + lines[row]
+    before = run_ids(platform.mlflow)
+    detail = assert_error(
+        platform.client.post("/predict_batch", files={"file": ("quote.csv", "".join(lines).encode(), "text/csv")}),
+        400, "unclosed quote", "runs across lines",
+    )
+    if where == "last column":
+        assert f"data row {row}" in detail and "'note'" in detail, detail
     assert run_ids(platform.mlflow) == before
     assert_no_running_runs(platform)
 

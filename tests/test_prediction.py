@@ -132,6 +132,8 @@ def without(name):
         (lambda c: post_json(c, {**SETOSA, "sepal_length": True}), 422, ["sepal_length", "true"]),
         (lambda c: post_json(c, {**SETOSA, "sepal_length": None}), 422, ["sepal_length", "null"]),
         (lambda c: post_urlencoded(c, {**SETOSA, "sepal_length": "nan"}), 422, ["sepal_length", "finite"]),
+        (lambda c: post_urlencoded(c, {**SETOSA, "sepal_length": "5_1"}), 422, ["sepal_length", "number", "5_1"]),
+        (lambda c: post_json(c, {**SETOSA, "petal_width": "٢"}), 422, ["petal_width", "number"]),
         (lambda c: post_json(c, {**SETOSA, "colour": 3}), 422, ["unknown", "colour"]),
         (lambda c: c.post("/predict", data={**as_form(SETOSA), "Sepal Length (cm)": "5"}), 422, ["twice"]),
         (lambda c: c.post("/predict", data=as_form(without("petal_width")),
@@ -143,7 +145,7 @@ def without(name):
          415, ["JSON", "form"]),
     ],
     ids=["json-missing", "form-missing", "json-text", "multipart-text", "boolean", "null", "nan",
-         "unknown-field", "duplicate", "file-field", "bad-json", "json-array", "text-plain"],
+         "underscore-digits", "arabic-digit", "unknown-field", "duplicate", "file-field", "bad-json", "json-array", "text-plain"],
 )
 def test_bad_prediction_requests_are_refused_clearly(trained_platform, send, status, fragments):
     wait_for_writer(trained_platform.client)

@@ -272,8 +272,12 @@ def _as_number(name: str, value: Any) -> float:
             digits = int(value.bit_length() * 0.30103) + 1
             raise InputError(f"Feature '{name}' must be a finite number, got an integer of about {digits} digits.")
     elif isinstance(value, str):
+        text = value.strip()
         try:
-            number = float(value.strip())
+            # float() also reads "1_000" and non-ASCII digits such as "١٢"; in a form field those are typos.
+            if "_" in text or not text.isascii():
+                raise ValueError(text)
+            number = float(text)
         except ValueError:
             raise InputError(f"Feature '{name}' must be a number, got {json_repr(value)}.")
     else:

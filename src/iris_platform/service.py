@@ -240,6 +240,7 @@ class IrisService:
             "truncated": truncated,
             "predictions": streamed.first_rows,
             "predictions_url": f"/mlflow/run/{run_id}/artifacts/{names.PREDICTIONS_ARTIFACT}",
+            "replaced_columns": streamed.replaced_columns,
             "batch_statistics": streamed.statistics,
         }
 
