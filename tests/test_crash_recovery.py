@@ -1,86 +1,21 @@
 """The real server as a process, killed with SIGKILL mid-burst: every acknowledged prediction reaches MLflow once."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from mlflow import MlflowClient
 
 from conftest import FAST_TREES, logged_prediction_ids
+from server_process import ServerProcess
 
-MAIN = Path(__file__).resolve().parents[1] / "main.py"
-START_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 60.0
 FLOWERS = [
     {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
     {"sepal_length": 6.0, "sepal_width": 2.9, "petal_length": 4.5, "petal_width": 1.5},
     {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.8, "petal_width": 2.3},
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`python main.py --port <port>` in `directory`, in its own process group (with its tracking worker)."""
-
-    def __init__(self, directory: Path, **env_overrides: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ)
-        env.pop("MLFLOW_TRACKING_URI", None)  # the default: sqlite:///mlflow.db in the working directory
-        env.update(env_overrides)
-        self.log = open(directory / f"server-{self.port}.log", "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, str(MAIN), "--port", str(self.port)],
-            cwd=directory, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        self.group = self.process.pid  # start_new_session: the server leads its own process group
-
-    def wait_healthy(self, client: httpx.Client) -> dict:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"server exited with {self.process.returncode}: {self.output()}")
-            try:
-                response = client.get(f"{self.url}/health", timeout=2)
-                if response.status_code == 200:
-                    return response.json()
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"server did not answer /health within {START_TIMEOUT_S}s: {self.output()}")
-
-    def crash(self) -> None:
-        """SIGKILL the server process only: its tracking worker is orphaned, as after a real crash."""
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def kill_all(self) -> None:
-        """The server and anything left in its group (an orphaned tracking worker)."""
-        try:
-            os.killpg(self.group, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-        self.log.close()
-
-    def output(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text(errors="replace")[-3000:]
 
 
 def predict(client: httpx.Client, url: str, i: int) -> str | None:
@@ -107,13 +42,13 @@ def predict(client: httpx.Client, url: str, i: int) -> str | None:
 )
 def test_sigkill_mid_burst_loses_no_acknowledged_prediction(tmp_path, threshold):
     env = {"IRIS_WRITER_WINDOW_THRESHOLD": threshold} if threshold else {}
-    servers: list[Server] = []
+    servers: list[ServerProcess] = []
     acknowledged: list[str] = []
     try:
         with httpx.Client() as client:
-            first = Server(tmp_path, **env)
+            first = ServerProcess(tmp_path, **env)
             servers.append(first)
-            first.wait_healthy(client)
+            first.wait_healthy()
             trained = client.post(f"{first.url}/train", data={"n_estimators": str(FAST_TREES)}, timeout=60)
             assert trained.status_code == 200, trained.text
 
@@ -137,9 +72,9 @@ def test_sigkill_mid_burst_loses_no_acknowledged_prediction(tmp_path, threshold)
             assert first.process.poll() is not None, "the server should have been killed"
             assert 200 <= len(acknowledged) < 400
 
-            second = Server(tmp_path, **env)
+            second = ServerProcess(tmp_path, **env)
             servers.append(second)
-            health = second.wait_healthy(client)
+            health = second.wait_healthy()
             assert health["model_loaded"] is True
             assert health["current_model"] == trained.json()["model_path"]
             prediction_id = predict(client, second.url, 0)  # serving again at once
@@ -154,8 +89,8 @@ def test_sigkill_mid_burst_loses_no_acknowledged_prediction(tmp_path, threshold)
                 time.sleep(0.2)
             assert health["tracking_error"] is None
     finally:
-        for server in servers:
-            server.kill_all()
+        for server in servers:  # whole groups, orphaned worker too: nothing writes while the store is read below
+            server.kill()
 
     mlflow_client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     logged = logged_prediction_ids(mlflow_client, tmp_path / "artifacts")

@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,8 +26,9 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from server_process import ServerProcess
+
 REPO = Path(__file__).resolve().parents[2]
-MAIN = REPO / "main.py"
 EXAMPLES = REPO / "examples"
 TRAIN_CSV = EXAMPLES / "iris_train.csv"
 BATCH_CSV = EXAMPLES / "iris_batch.csv"
@@ -51,20 +48,12 @@ PAGE_SIZE = 25  # the dashboard's runs page (RUNS_PAGE in app.js)
 # -- the server ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    port: int
-    directory: Path
-    process: subprocess.Popen
-    http: httpx.Client
+class Server(ServerProcess):
+    """The server, with a client on its URL whose get/post insist on 200 and return the JSON."""
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def tracking_uri(self) -> str:
-        return f"sqlite:///{self.directory}/mlflow.db"
+    def __init__(self, directory: Path):
+        super().__init__(directory, python=PYTHON, IRIS_API_TOKEN=None)  # the page under test is the open one
+        self.http = httpx.Client(base_url=self.url, timeout=60)
 
     def get(self, path: str, **kwargs: Any) -> Any:
         response = self.http.get(path, **kwargs)
@@ -77,66 +66,16 @@ class Server:
         return response.json()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the server's whole process group (uvicorn and its tracking worker child)."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        pass
-    try:  # whatever is left of the group (a worker that outlived its parent) goes too
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
-    directory = tmp_path_factory.mktemp("server")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env.pop("IRIS_API_TOKEN", None)  # the page under test is the open one
-    log_path = directory / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(PYTHON), str(MAIN), "--port", str(port)],
-            cwd=directory, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    server = Server(tmp_path_factory.mktemp("server"))
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited with {process.returncode}:\n{_log_tail(log_path)}")
-            try:
-                if http.get("/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not answer /health in {SERVER_START_TIMEOUT_S} s:\n{_log_tail(log_path)}")
-            time.sleep(0.2)
-        yield Server(port, directory, process, http)
+        server.wait_healthy(SERVER_START_TIMEOUT_S)
+        yield server
     finally:
-        http.close()
-        _stop(process)
+        server.http.close()
+        # The whole group, worker included: the module's store is thrown away, so nothing need be written first.
+        server.stop(grace_s=15, whole_group=True)
 
 
 # -- the browser ---------------------------------------------------------------------------------

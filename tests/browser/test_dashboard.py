@@ -120,6 +120,8 @@ def test_02_train_on_the_default_data(page: Page, server: Server):
     cells = training_row.locator("td")
     expect(cells.nth(5)).to_have_text(js_pct(latest["metrics"]["accuracy"]))
     expect(cells.nth(6)).to_have_text(js_pct(latest["metrics"]["f1_score"]))
+    expect(cells.nth(8)).to_have_text(latest["params"]["n_samples"])  # the data set's rows: 150 for Iris
+    assert latest["params"]["n_samples"] == "150"
 
     summary = server.get("/mlflow/summary")
     assert summary["training_runs"] == 1
@@ -165,7 +167,8 @@ def test_03_train_on_an_uploaded_csv(page: Page, server: Server):
         if not other["is_current"]:
             expect(items.filter(has_text=other["filename"]).locator("button")).to_have_text("Load")
     wait_rows(page, [r["run_id"] for r in api_runs(server)])
-    expect(row(page, answer["run_id"]).locator("td.run-name")).to_contain_text("uploaded_csv")
+    expect(row(page, answer["run_id"]).locator("td.run-name .run-meta")).to_have_text(f"uploaded_csv · {TRAIN_CSV.name}")
+    expect(row(page, answer["run_id"]).locator("td").nth(8)).to_have_text(run["params"]["n_samples"])
 
 
 # 4 ---------------------------------------------------------------------------------------------

@@ -9,12 +9,7 @@ always those of one complete, passing run.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -22,7 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis.configuration import set_hypothesis_home_dir
@@ -31,14 +25,13 @@ from mlflow import MlflowClient
 from iris_platform.app import create_app
 
 from conftest import EXPERIMENTS, Platform, all_runs, settings_for
+from server_process import ServerProcess, free_port  # free_port: test_faults.py imports it from here
 
 from .results import Results
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-MAIN = REPO / "main.py"
 DOCUMENT = REPO / "docs" / "RELIABILITY.md"
-START_TIMEOUT_S = 60.0
 
 RESULTS = Results()
 
@@ -118,76 +111,18 @@ def run_index(mlflow_client: MlflowClient) -> dict[str, Any]:
 # -- the real server, as a process -------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """`python main.py --port <port>` in `directory`, in its own process group (with its tracking worker)."""
-
-    def __init__(self, directory: Path, **env: str):
-        self.directory = Path(directory)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        environment = dict(os.environ)
-        environment.update(
-            MLFLOW_TRACKING_URI=f"sqlite:///{self.directory}/mlflow.db",
-            IRIS_MODELS_DIR=str(self.directory / "models"),
-            IRIS_JOURNAL_DIR=str(self.directory / "journal"),
-            **env,
-        )
-        self.tracking_uri = environment["MLFLOW_TRACKING_URI"]
-        self.log_path = self.directory / f"server-{self.port}.log"
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, str(MAIN), "--port", str(self.port)],
-            cwd=self.directory, env=environment, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def wait_healthy(self) -> dict:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"server exited with {self.process.returncode}: {self.output()}")
-            try:
-                response = httpx.get(f"{self.url}/health", timeout=2)
-                if response.status_code == 200:
-                    return response.json()
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"server did not answer /health within {START_TIMEOUT_S}s: {self.output()}")
-
-    def stop(self) -> None:
-        """SIGTERM (uvicorn shuts down, the worker writes what is journaled), then the group if need be."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(40)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # the group this test started: anything left in it
-        except ProcessLookupError:
-            pass
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-        self._log.close()
-
-
 @pytest.fixture(scope="package")
 def live_server(tmp_path_factory) -> Iterator[ServerProcess]:
     """The real server (main.py under uvicorn) with 1 MB body limits, shared by the tests that need sockets."""
-    server = ServerProcess(tmp_path_factory.mktemp("live"), IRIS_MAX_UPLOAD_MB="1", IRIS_MAX_BATCH_UPLOAD_MB="1")
+    directory = tmp_path_factory.mktemp("live")
+    server = ServerProcess(
+        directory,
+        MLFLOW_TRACKING_URI=f"sqlite:///{directory}/mlflow.db",
+        IRIS_MODELS_DIR=str(directory / "models"),
+        IRIS_JOURNAL_DIR=str(directory / "journal"),
+        IRIS_MAX_UPLOAD_MB="1",
+        IRIS_MAX_BATCH_UPLOAD_MB="1",
+    )
     try:
         server.wait_healthy()
         yield server

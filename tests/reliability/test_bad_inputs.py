@@ -388,6 +388,8 @@ def csv_cases() -> list[Case]:
          (422, ("petal_width", "blank", "[1]")), (400, ("could not be parsed", "expected 5 columns"))),
         ("unclosed quote", (H + '"5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,virginica\n').encode(),
          (400, ("could not be parsed",)), (400, ("could not be parsed",))),
+        ("unclosed quote in the last column", (H + '5.1,3.5,1.4,0.2,"setosa\n4.9,3.0,1.4,0.2,virginica\n').encode(),
+         (400, ("could not be parsed", "EOF inside string")), (400, ("unclosed quote", "'species'", "data row 1"))),
         ("CR-only line endings, one class", (H + "5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,setosa\n").replace("\n", "\r").encode(),
          (422, ("only one class",)), None),  # batch: accepted, see the borderline rows
         ("target with one class", (H + "5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,setosa\n4.7,3.2,1.3,0.2,setosa\n").encode(),

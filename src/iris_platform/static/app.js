@@ -310,12 +310,13 @@ function renderRuns(data) {
       el("td", {}, pick),
       el("td", {}, el("span", { class: `badge ${run.run_type}`, text: run.run_type })),
       el("td", { class: "run-name" }, el("div", { text: run.run_name }),
-        el("small", { class: "run-meta", text: training ? (p.data_source ?? "") : `type ${p.prediction_type ?? "–"}${p.predicted_class ? ` · ${p.predicted_class}` : ""}${p.input_file ? ` · ${p.input_file}` : ""}` })),
+        el("small", { class: "run-meta", text: (training ? (p.data_source ?? "") : `type ${p.prediction_type ?? "–"}${p.predicted_class ? ` · ${p.predicted_class}` : ""}`) + (p.input_file ? ` · ${p.input_file}` : "") })),
       el("td", { text: new Date(run.start_time).toLocaleString() }),
       el("td", { text: run.status }),
       metricCell(m.accuracy), metricCell(m.f1_score),
       metricCell(m.prediction_confidence ?? m.avg_confidence),
-      metricCell(m.total_samples ?? (training ? undefined : 1), false));
+      // A training run's samples are its data set's rows (a param); an inference run's, the rows it predicted.
+      metricCell(training ? (p.n_samples === undefined ? undefined : Number(p.n_samples)) : (m.total_samples ?? 1), false));
     row.addEventListener("click", () => openRun(run.run_id));
     row.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openRun(run.run_id); } });
     body.append(row);
