@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 MAIN = Path(__file__).resolve().parents[1] / "main.py"
@@ -74,10 +74,10 @@ class ServerProcess:
             if self.process.poll() is not None:
                 pytest.fail(f"server exited with {self.process.returncode}: {self.output()}")
             try:
-                response = httpx.get(f"{self.url}/health", timeout=2)
+                response = httpx2.get(f"{self.url}/health", timeout=2)
                 if response.status_code == 200:
                     return response.json()
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             time.sleep(0.1)
         pytest.fail(f"server did not answer /health within {timeout}s: {self.output()}")

@@ -3,7 +3,7 @@
 import threading
 import time
 
-import httpx
+import httpx2
 import pytest
 from mlflow import MlflowClient
 
@@ -18,11 +18,11 @@ FLOWERS = [
 ]
 
 
-def predict(client: httpx.Client, url: str, i: int) -> str | None:
+def predict(client: httpx2.Client, url: str, i: int) -> str | None:
     """The prediction id if the server answered 200; None if the request failed."""
     try:
         response = client.post(f"{url}/predict", json=FLOWERS[i % 3], timeout=5)
-    except httpx.TransportError:
+    except httpx2.TransportError:
         return None
     if response.status_code != 200:
         return None
@@ -45,7 +45,7 @@ def test_sigkill_mid_burst_loses_no_acknowledged_prediction(tmp_path, threshold)
     servers: list[ServerProcess] = []
     acknowledged: list[str] = []
     try:
-        with httpx.Client() as client:
+        with httpx2.Client() as client:
             first = ServerProcess(tmp_path, **env)
             servers.append(first)
             first.wait_healthy()

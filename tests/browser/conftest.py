@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
@@ -53,7 +53,7 @@ class Server(ServerProcess):
 
     def __init__(self, directory: Path):
         super().__init__(directory, python=PYTHON, IRIS_API_TOKEN=None)  # the page under test is the open one
-        self.http = httpx.Client(base_url=self.url, timeout=60)
+        self.http = httpx2.Client(base_url=self.url, timeout=60)
 
     def get(self, path: str, **kwargs: Any) -> Any:
         response = self.http.get(path, **kwargs)

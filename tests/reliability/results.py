@@ -186,7 +186,7 @@ class Results:
                 f"| answers mentioning 'database is locked' | {r['locked']} |",
                 f"| latency p50 / p99 / max | {r['p50_ms']:.0f} / {r['p99_ms']:.0f} / {r['max_ms']:.0f} ms |",
                 "",
-                "The latencies are those of a whole wave seen by the test's own Python client (httpx), which "
+                "The latencies are those of a whole wave seen by the test's own Python client (httpx2), which "
                 "shares the cores with the server: they measure that the load was held, not the server's speed "
                 "(`make bench` measures that).",
                 "",

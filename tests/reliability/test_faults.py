@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
+import httpx2
 import numpy as np
 import pytest
 from mlflow import MlflowClient
@@ -107,8 +107,8 @@ class MlflowServer:
         def up():
             assert self.process.poll() is None, "mlflow server exited"
             try:
-                return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
-            except httpx.TransportError:
+                return httpx2.get(f"{self.url}/health", timeout=1).status_code == 200
+            except httpx2.TransportError:
                 return False
         wait_until(up, timeout, "mlflow server did not start", interval=0.2)
 
@@ -349,8 +349,8 @@ CONCURRENT = 500
 
 async def _load(url: str, training_sizes: list[int], seed: int) -> dict:
     """Trainings in flight, and waves of CONCURRENT predictions until both trainings have answered."""
-    limits = httpx.Limits(max_connections=CONCURRENT + len(training_sizes), max_keepalive_connections=CONCURRENT)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+    limits = httpx2.Limits(max_connections=CONCURRENT + len(training_sizes), max_keepalive_connections=CONCURRENT)
+    async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
         async def one(features):
             started = time.monotonic()
             response = await client.post("/predict", json=features)
@@ -375,7 +375,7 @@ async def _load(url: str, training_sizes: list[int], seed: int) -> dict:
 
 
 def test_500_concurrent_predictions_while_two_trainings_run(live_server, results, tmp_path):
-    first = httpx.post(f"{live_server.url}/train", data={"n_estimators": str(FAST_TREES)}, timeout=120)
+    first = httpx2.post(f"{live_server.url}/train", data={"n_estimators": str(FAST_TREES)}, timeout=120)
     assert first.status_code == 200, first.text
     # In a thread of its own: Playwright's sync API (the browser tests) may leave an event loop
     # running in this one.
@@ -409,7 +409,7 @@ def test_500_concurrent_predictions_while_two_trainings_run(live_server, results
     drained_health = None
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
-        drained_health = httpx.get(f"{live_server.url}/health", timeout=10).json()
+        drained_health = httpx2.get(f"{live_server.url}/health", timeout=10).json()
         if drained_health["pending_inference_records"] == 0:
             break
         time.sleep(0.2)
@@ -433,7 +433,7 @@ def test_500_concurrent_predictions_while_two_trainings_run(live_server, results
     )
     results.fault(
         fault=f"{len(answers)} concurrent predictions during two trainings",
-        injected=f"{CONCURRENT} requests in flight at once (httpx.AsyncClient) against the real server",
+        injected=f"{CONCURRENT} requests in flight at once (httpx2.AsyncClient) against the real server",
         answers=f"{statuses[200]} x 200, trainings {[t.status_code for t in trainings]}, "
                 f"{len(predictors)} models answered, 0 mixed, 0 'database is locked'",
         acknowledged=len(ids), found_once=once, lost=lost, duplicated=twice,
