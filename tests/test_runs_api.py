@@ -113,6 +113,23 @@ def test_max_results_limits_the_page_not_the_total(activity):
     assert len(training["runs"]) == 1 and training["total"] == 3
 
 
+@pytest.mark.parametrize("order", ["desc", "asc"])
+def test_runs_sorted_by_samples_mix_training_and_inference_runs(activity, order):
+    platform, made = activity
+
+    def samples(run):  # what the Samples column shows: a training's data set, the rows a run predicted
+        if "n_samples" in run["params"]:
+            return float(run["params"]["n_samples"])
+        return run["metrics"].get("total_samples", 1.0)
+
+    runs = get_json(platform, f"/mlflow/runs?order_by=samples&order={order}&max_results=50")["runs"]
+    assert {r["run_id"] for r in runs} == set(stored_runs(platform))
+    values = [samples(r) for r in runs]
+    assert values == sorted(values, reverse=order == "desc")
+    assert {150.0, 3.0, 1.0} <= set(values)  # Iris trainings, the 3-row batch, single predictions
+    assert runs[0 if order == "desc" else -1]["run_type"] == "training"
+
+
 def test_runs_of_an_unknown_experiment_is_404(activity):
     platform, _ = activity
     response = platform.client.get("/mlflow/runs?experiment_name=no_such_experiment")

@@ -11,17 +11,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from . import tracking_names as names
 from .errors import InputError
 
 _METRIC_KEY = re.compile(r"^[0-9A-Za-z_\-. /:]{1,250}$")
-SORT_FIELDS = ("start_time", "run_name")
+# "samples": the rows an inference run predicted (its total_samples metric; a single prediction is
+# one) or a training run's data set (its n_samples param), as the dashboard's Samples column shows.
+SORT_FIELDS = ("start_time", "run_name", "samples")
 
 
 @dataclass(frozen=True)
 class RunQuery:
     experiment_ids: tuple[str, ...]
     search: str | None = None
-    order_by: str = "start_time"  # "start_time", "run_name" or "metrics.<key>"
+    order_by: str = "start_time"  # "start_time", "run_name", "samples" or "metrics.<key>"
     descending: bool = True
     page: int = 1
     page_size: int = 50
@@ -31,11 +34,13 @@ class RunQuery:
             self.order_by.startswith("metrics.") and _METRIC_KEY.match(self.order_by[len("metrics."):])
         ):
             raise InputError(
-                f"order_by '{self.order_by[:100]}' is not sortable: use start_time, run_name or metrics.<name>."
+                f"order_by '{self.order_by[:100]}' is not sortable: use start_time, run_name, samples or metrics.<name>."
             )
 
     @property
     def metric(self) -> str | None:
+        if self.order_by == "samples":
+            return names.M_TOTAL_SAMPLES  # what a store without SQL (MLflow's search) can sort by
         return self.order_by[len("metrics."):] if self.order_by.startswith("metrics.") else None
 
 
@@ -47,7 +52,8 @@ def _like(text: str) -> str:
 def page_run_ids(store, query: RunQuery) -> tuple[list[str], int]:
     """(run ids of the requested page in order, number of runs matching the filter)."""
     from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun
-    from sqlalchemy import and_, func, or_, select
+    from sqlalchemy import Float, and_, cast, func, or_, select
+    from sqlalchemy.orm import aliased
 
     conditions = [
         SqlRun.experiment_id.in_([int(i) for i in query.experiment_ids]),
@@ -66,9 +72,14 @@ def page_run_ids(store, query: RunQuery) -> tuple[list[str], int]:
         if query.metric:
             metric = SqlLatestMetric
             ids = ids.outerjoin(metric, and_(metric.run_uuid == SqlRun.run_uuid, metric.key == query.metric))
-            value = metric.value.desc() if query.descending else metric.value.asc()
+            value = metric.value
+            if query.order_by == "samples":
+                param = aliased(SqlParam)
+                ids = ids.outerjoin(param, and_(param.run_uuid == SqlRun.run_uuid, param.key == names.P_N_SAMPLES))
+                value = func.coalesce(metric.value, cast(param.value, Float), 1.0)
             # Runs without the metric go last either way.
-            ids = ids.order_by(metric.value.is_(None), value, SqlRun.start_time.desc())
+            ids = ids.order_by(value.is_(None), value.desc() if query.descending else value.asc(),
+                               SqlRun.start_time.desc())
         else:
             column = SqlRun.start_time if query.order_by == "start_time" else SqlRun.name
             ids = ids.order_by(column.desc() if query.descending else column.asc(), SqlRun.run_uuid)

@@ -462,6 +462,14 @@ def test_10_search_sort_and_export(page: Page, server: Server):
     expect(page.locator('button.sort[data-sort="metrics.accuracy"]')).to_have_attribute("aria-sort", "ascending")
     assert query_of(page)["order"] == ["asc"]
 
+    # Samples, over every run: a training's data set and the rows an inference run predicted, in one order.
+    page.get_by_role("tab", name="All Runs").click()
+    page.click('button.sort[data-sort="samples"]')
+    by_samples = api_runs(server, order_by="samples", order="desc")
+    wait_rows(page, [r["run_id"] for r in by_samples])
+    shown = page.eval_on_selector_all("#runs tr[data-run-id] td:nth-child(9)", "cells => cells.map(c => Number(c.textContent))")
+    assert shown == sorted(shown, reverse=True) and shown[0] == 150, shown
+
 
 # 11 --------------------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ class RunFilter:
     experiment_name: Optional[str] = Query(None, max_length=256, description="Default: both experiments")
     run_type: Optional[Literal["training", "inference"]] = Query(None, description="Instead of experiment_name")
     search: Optional[str] = Query(None, max_length=200, description="Text in the run name or any param")
-    order_by: str = Query("start_time", max_length=260, description="start_time, run_name or metrics.<name>")
+    order_by: str = Query("start_time", max_length=260, description="start_time, run_name, samples or metrics.<name>")
     order: Literal["asc", "desc"] = Query("desc")
 
     @property
