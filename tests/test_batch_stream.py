@@ -145,6 +145,21 @@ def test_a_predictions_file_sent_again_gets_fresh_predictions_without_duplicate_
     assert np.abs(out[[f"prob_{c}" for c in IRIS_CLASSES]].to_numpy() - proba).max() <= 1e-5
 
 
+def test_spaces_around_header_names_are_read_as_the_names(platform, estimator):
+    frame = flowers(20, seed=6)
+    content = csv_bytes(frame).replace(b",", b" , ", len(COLUMNS) - 1)  # "note , petal width (cm) , ..."
+    content = content.replace(b"\n", b",  id\n", 1)  # and an extra column, " id", with numbers
+    lines = content.decode().splitlines()
+    content = "\n".join([lines[0]] + [f"{line},{i}" for i, line in enumerate(lines[1:])]).encode() + b"\n"
+    body = predict_batch(platform.client, content)
+    assert body["total_samples"] == 20 and body["replaced_columns"] == []
+    _, classes = sklearn_classes(estimator, frame)
+    assert [r["class_name"] for r in body["predictions"]] == [IRIS_CLASSES[c] for c in classes]
+    out = pd.read_csv(io.BytesIO(platform.client.get(body["predictions_url"]).content), dtype={"note": str})
+    assert list(out.columns) == COLUMNS + ["id"] + PREDICTION_COLUMNS
+    assert list(out["id"]) == list(range(20))
+
+
 def test_a_small_batch_lists_every_row(platform, estimator):
     frame = flowers(INLINE, seed=1)
     body = predict_batch(platform.client, csv_bytes(frame))

@@ -130,6 +130,17 @@ def test_runs_sorted_by_samples_mix_training_and_inference_runs(activity, order)
     assert runs[0 if order == "desc" else -1]["run_type"] == "training"
 
 
+def test_sorting_by_samples_survives_a_run_logged_by_hand_with_a_word_for_n_samples(fresh_platform):
+    platform = fresh_platform
+    trained = train(platform.client, n_estimators=FAST_TREES)
+    experiment = platform.mlflow.get_experiment_by_name(TRAINING_EXPERIMENT)
+    odd = platform.mlflow.create_run(experiment.experiment_id, run_name="logged from a notebook")
+    platform.mlflow.log_param(odd.info.run_id, "n_samples", "all")  # PostgreSQL cannot cast this to a number
+    platform.mlflow.set_terminated(odd.info.run_id)
+    runs = get_json(platform, "/mlflow/runs?order_by=samples&order=desc")["runs"]
+    assert [r["run_id"] for r in runs] == [trained["run_id"], odd.info.run_id]
+
+
 def test_runs_of_an_unknown_experiment_is_404(activity):
     platform, _ = activity
     response = platform.client.get("/mlflow/runs?experiment_name=no_such_experiment")

@@ -100,6 +100,8 @@ def _check_one_row_per_line(batch: pa.RecordBatch, header: list[str], first_row:
     """Refuse a value that spans lines: pyarrow reads an unclosed quote to the end of the file as one
     cell, which would silently drop every row after it."""
     for name, column in zip(header, batch.columns):
+        if not pa.types.is_string(column.type):
+            continue
         # A scan of the column's bytes is ~20x cheaper than a per-cell search; that only finds the row.
         cells = np.frombuffer(column.buffers()[2] or b"", dtype=np.uint8)
         if not ((cells == 10).any() or (cells == 13).any()):
@@ -145,7 +147,9 @@ def predict_csv(source: BinaryIO, filename: str | None, predictor: Predictor, ou
     try:
         reader = pacsv.open_csv(
             source,
-            read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding="utf8"),
+            # The header as checked (names stripped, " id" is "id"): pyarrow's own names would keep the
+            # spaces, miss `column_types` and guess other types.
+            read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding="utf8", column_names=header, skip_rows=1),
             parse_options=pacsv.ParseOptions(delimiter=","),
             convert_options=pacsv.ConvertOptions(column_types=column_types, strings_can_be_null=False),
         )

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .routers.prediction import predict
+from .security import route_path
 
 
 class PredictLane:
@@ -28,7 +29,7 @@ class PredictLane:
         self.handlers = {k: v for k, v in handlers.items() if isinstance(k, type) and k is not Exception}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/predict":
+        if scope["type"] != "http" or scope["method"] != "POST" or route_path(scope) != "/predict":
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)

@@ -52,7 +52,7 @@ def _like(text: str) -> str:
 def page_run_ids(store, query: RunQuery) -> tuple[list[str], int]:
     """(run ids of the requested page in order, number of runs matching the filter)."""
     from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun
-    from sqlalchemy import Float, and_, cast, func, or_, select
+    from sqlalchemy import BigInteger, and_, case, cast, func, or_, select
     from sqlalchemy.orm import aliased
 
     conditions = [
@@ -76,7 +76,9 @@ def page_run_ids(store, query: RunQuery) -> tuple[list[str], int]:
             if query.order_by == "samples":
                 param = aliased(SqlParam)
                 ids = ids.outerjoin(param, and_(param.run_uuid == SqlRun.run_uuid, param.key == names.P_N_SAMPLES))
-                value = func.coalesce(metric.value, cast(param.value, Float), 1.0)
+                # Only a count is cast: PostgreSQL refuses to cast "all", and MySQL casts to integers only.
+                count = case((param.value.regexp_match(r"^[0-9]{1,15}$"), cast(param.value, BigInteger)), else_=None)
+                value = func.coalesce(metric.value, count, 1.0)
             # Runs without the metric go last either way.
             ids = ids.order_by(value.is_(None), value.desc() if query.descending else value.asc(),
                                SqlRun.start_time.desc())

@@ -39,6 +39,18 @@ async def _send_json(send, status: int, detail: str, headers: Iterable[tuple[byt
     await send({"type": "http.response.body", "body": body})
 
 
+def route_path(scope) -> str:
+    """The path the router matches: behind a proxy's root path (`--root-path /api`), scope["path"] is
+    "/api/predict" while the route is "/predict". Starlette's own rule, so no guard can be sidestepped."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root):
+        if path == root:
+            return ""
+        if path[len(root)] == "/":
+            return path[len(root):]
+    return path
+
+
 def _header(scope, name: bytes) -> bytes | None:
     for key, value in scope.get("headers", ()):
         if key == name:
@@ -54,7 +66,7 @@ class TokenMiddleware:
         self._expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and (scope["method"], scope["path"]) in PROTECTED:
+        if scope["type"] == "http" and (scope["method"], route_path(scope)) in PROTECTED:
             given = _header(scope, b"authorization") or b""
             if not hmac.compare_digest(given, self._expected):  # constant time; the token is never logged
                 await _send_json(
@@ -91,7 +103,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
-        limit = self.limits.get(scope["path"], self.default_limit)
+        limit = self.limits.get(route_path(scope), self.default_limit)
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _send_json(send, 413, BodyTooLarge(limit).detail)
@@ -118,7 +130,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = (DOCS_CSP if scope["path"].startswith(DOCS_PATHS) else PAGE_CSP).encode()
+        csp = (DOCS_CSP if route_path(scope).startswith(DOCS_PATHS) else PAGE_CSP).encode()
 
         async def with_headers(message):
             if message["type"] == "http.response.start":
