@@ -349,7 +349,10 @@ CONCURRENT = 500
 
 async def _load(url: str, training_sizes: list[int], seed: int) -> dict:
     """Trainings in flight, and waves of CONCURRENT predictions until both trainings have answered."""
-    limits = httpx2.Limits(max_connections=CONCURRENT + len(training_sizes), max_keepalive_connections=CONCURRENT)
+    # keepalive_expiry below uvicorn's 5 s keep-alive: a connection idle through a slow wave must not be
+    # reused just as the server closes it (a client-side race, seen once as a ReadError).
+    limits = httpx2.Limits(max_connections=CONCURRENT + len(training_sizes), max_keepalive_connections=CONCURRENT,
+                           keepalive_expiry=2.0)
     async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
         async def one(features):
             started = time.monotonic()
