@@ -132,3 +132,16 @@ def test_replay_replaces_a_half_written_run(stopped):
     assert run.info.run_id != half.info.run_id
     check_single_run(run, record)
     assert stopped.mlflow.get_run(half.info.run_id).info.lifecycle_stage == "deleted"
+
+
+def test_start_up_leaves_scikit_learn_to_the_warm_up_thread():
+    # Issue 3's start-up goal: importing scikit-learn costs about a second that an empty directory
+    # (no model to load) need not wait for. The warm-up thread imports it once the server answers.
+    import subprocess
+    import sys
+
+    code = ("import sys, iris_platform.app; print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'skl2onnx'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", done.stdout
+

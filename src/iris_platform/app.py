@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import gc
 import logging
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from .predict_lane import PredictLane
 from .routers import health, models, prediction, runs, training
 from .security import BodyLimitMiddleware, SecurityHeadersMiddleware, TokenMiddleware, redact_uri
 from .service import IrisService
+from .training import warm_up
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = logging.getLogger(__name__)
@@ -39,6 +41,11 @@ def validation_detail(exc: RequestValidationError) -> str:
     return "Invalid request: " + "; ".join(parts) + "."
 
 
+def _warm_up() -> None:
+    warm_up()
+    gc.freeze()  # scikit-learn's objects too
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     service = IrisService(settings)
@@ -46,9 +53,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         service.start()
-        # Everything imported so far (MLflow, scikit-learn, pandas: ~10^6 objects) lives as long as
-        # the process; freezing it keeps the garbage collector's full passes from stalling requests.
+        # Everything imported so far (MLflow, pandas: ~10^6 objects) lives as long as the process;
+        # freezing it keeps the garbage collector's full passes from stalling requests.
         gc.freeze()
+        threading.Thread(target=_warm_up, name="iris-warm-up", daemon=True).start()
         try:
             yield
         finally:

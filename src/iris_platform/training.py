@@ -6,16 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.metrics import (
-    accuracy_score,
-    classification_report,
-    confusion_matrix,
-    f1_score,
-    precision_score,
-    recall_score,
-)
-from sklearn.model_selection import train_test_split
 
 from . import tracking_names as names
 from .data import TrainingData
@@ -25,9 +15,17 @@ MODEL_TYPE = "RandomForestClassifier"
 MAX_ESTIMATORS = 1000
 
 
+def warm_up() -> None:
+    """Import scikit-learn (about a second) after start-up rather than before it: a server in an
+    empty directory has no model to load and can answer at once; the first training then finds it loaded."""
+    import sklearn.ensemble  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+
+
 @dataclass
 class TrainedModel:
-    estimator: RandomForestClassifier
+    estimator: Any  # a fitted sklearn.ensemble.RandomForestClassifier
     metrics: dict[str, float]
     classification_report: dict[str, Any]
     confusion_matrix: list[list[int]]
@@ -44,6 +42,8 @@ def check_parameters(n_estimators: int, test_size: float) -> None:
 
 
 def _split(data: TrainingData, test_size: float, random_state: int):
+    from sklearn.model_selection import train_test_split
+
     n_classes = len(data.class_names)
     n_test = int(np.ceil(test_size * len(data.y)))
     counts = np.bincount(data.y, minlength=n_classes)
@@ -59,6 +59,16 @@ def _split(data: TrainingData, test_size: float, random_state: int):
 
 
 def train_model(data: TrainingData, n_estimators: int, test_size: float, random_state: int) -> TrainedModel:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import (
+        accuracy_score,
+        classification_report,
+        confusion_matrix,
+        f1_score,
+        precision_score,
+        recall_score,
+    )
+
     check_parameters(n_estimators, test_size)
     if len(data.y) < len(data.class_names) + 1:
         raise InputError(
