@@ -28,6 +28,8 @@ _HEAD_BYTES = 64 * 1024
 # A header row may be longer than the first read (a file of thousands of columns); up to this is read to find its end.
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 _ARROW_COLUMN = re.compile(r"CSV column #(\d+)")
+# What to do about a value that runs across lines, whichever check finds it.
+_ONE_ROW_PER_LINE = "close the quote, or remove the line breaks inside values; a batch file holds one row per line."
 
 
 @dataclass
@@ -68,8 +70,7 @@ def _arrow_error(exc: Exception, header: list[str], label: str) -> InputError:
             value = text.rsplit(":", 1)[-1].strip()
             return InputError(f"Column '{column}' must be numeric, but holds {value}: fix or remove those cells.")
     if "out of sync with chunker" in text:
-        return InputError(f"{label} has a value that runs across lines (an unclosed quote?): close the quote, or "
-                          "remove the line breaks inside values; a batch file holds one row per line.", 400)
+        return InputError(f"{label} has a value that runs across lines (an unclosed quote?): {_ONE_ROW_PER_LINE}", 400)
     if "UTF8" in text or "utf-8" in text.lower():
         return InputError(f"{label} is not UTF-8 text: save it as UTF-8.", 400)
     return InputError(f"{label} could not be parsed as CSV ({text}): check that every row has as many fields as the header.", 400)
@@ -111,7 +112,7 @@ def _check_one_row_per_line(batch: pa.RecordBatch, header: list[str], first_row:
             row = first_row + pc.index(broken, True).as_py() + 1
             raise InputError(
                 f"{label}: the value of column '{name}' in data row {row} runs across lines (an unclosed quote?): "
-                "close the quote, or remove the line breaks inside values; a batch file holds one row per line.",
+                + _ONE_ROW_PER_LINE,
                 400,
             )
 

@@ -47,4 +47,3 @@ class PredictLane:
                     return await handler(request, exc)
                 return await run_in_threadpool(handler, request, exc)
         raise exc
-
