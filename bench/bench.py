@@ -13,6 +13,7 @@ end, whatever happens; every wait is bounded in time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pickle
@@ -31,10 +32,11 @@ import traceback
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -45,12 +47,16 @@ RESULTS = Path(__file__).resolve().parent / "results.md"
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SAMPLE = [5.1, 3.5, 1.4, 0.2]
-OUR_BODY = json.dumps(dict(zip(FEATURES, SAMPLE)), separators=(",", ":"))
+OUR_BODY = json.dumps(dict(zip(FEATURES, SAMPLE, strict=False)), separators=(",", ":"))
 ANCHOR_BODY = json.dumps({"dataframe_split": {"columns": FEATURES, "data": [SAMPLE]}}, separators=(",", ":"))
 INFERENCE_EXPERIMENT = "iris_inference"
 TRAINING_EXPERIMENT = "iris_classification"
-IRIS_RANGES = {"sepal_length": (4.3, 7.9), "sepal_width": (2.0, 4.4), "petal_length": (1.0, 6.9),
-               "petal_width": (0.1, 2.5)}
+IRIS_RANGES = {
+    "sepal_length": (4.3, 7.9),
+    "sepal_width": (2.0, 4.4),
+    "petal_length": (1.0, 6.9),
+    "petal_width": (0.1, 2.5),
+}
 CLASSES = ["setosa", "versicolor", "virginica"]
 
 T0 = time.monotonic()
@@ -92,18 +98,52 @@ class Config:
     anchor_count_reps: int
 
     @classmethod
-    def make(cls, quick: bool, big: bool) -> "Config":
+    def make(cls, quick: bool, big: bool) -> Config:
         if quick:
-            return cls(quick, big, train_reps=3, wrk_seconds=5, our_reps=2, anchor_reps=1,
-                       drain_load_seconds=10, drain_wait_max=40, settle_max=15,
-                       batch_rows=1_000_000, naive_reps=1, batch_reps=1, batch_timeout=180,
-                       big_rows=10_000_000, dash_inference_runs=20_000, dash_training_runs=200,
-                       runs_samples=5, summary_samples=3, query_budget=25, anchor_count_reps=1)
-        return cls(quick, big, train_reps=5, wrk_seconds=10, our_reps=3, anchor_reps=3,
-                   drain_load_seconds=30, drain_wait_max=90, settle_max=30,
-                   batch_rows=1_000_000, naive_reps=3, batch_reps=3, batch_timeout=300,
-                   big_rows=10_000_000, dash_inference_runs=20_000, dash_training_runs=200,
-                   runs_samples=20, summary_samples=10, query_budget=60, anchor_count_reps=2)
+            return cls(
+                quick,
+                big,
+                train_reps=3,
+                wrk_seconds=5,
+                our_reps=2,
+                anchor_reps=1,
+                drain_load_seconds=10,
+                drain_wait_max=40,
+                settle_max=15,
+                batch_rows=1_000_000,
+                naive_reps=1,
+                batch_reps=1,
+                batch_timeout=180,
+                big_rows=10_000_000,
+                dash_inference_runs=20_000,
+                dash_training_runs=200,
+                runs_samples=5,
+                summary_samples=3,
+                query_budget=25,
+                anchor_count_reps=1,
+            )
+        return cls(
+            quick,
+            big,
+            train_reps=5,
+            wrk_seconds=10,
+            our_reps=3,
+            anchor_reps=3,
+            drain_load_seconds=30,
+            drain_wait_max=90,
+            settle_max=30,
+            batch_rows=1_000_000,
+            naive_reps=3,
+            batch_reps=3,
+            batch_timeout=300,
+            big_rows=10_000_000,
+            dash_inference_runs=20_000,
+            dash_training_runs=200,
+            runs_samples=20,
+            summary_samples=10,
+            query_budget=60,
+            anchor_count_reps=2,
+        )
 
 
 # -- processes and HTTP ----------------------------------------------------------------------------
@@ -115,8 +155,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-         timeout: float = 30.0) -> tuple[int, bytes]:
+def http(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 30.0
+) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -125,8 +166,9 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict[str, st
         return exc.code, exc.read()
 
 
-def http_json(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-              timeout: float = 30.0) -> tuple[int, Any]:
+def http_json(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 30.0
+) -> tuple[int, Any]:
     status, data = http(method, url, body, headers, timeout)
     try:
         return status, json.loads(data)
@@ -155,16 +197,21 @@ class Server:
     def start(self) -> None:
         self._log_file = open(self.log_path, "ab")
         self.started_at = time.perf_counter()
-        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=self._log_file,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_ready(self, limit: float) -> float:
         """Seconds from spawn until GET ready_path answers 200; raises after `limit` seconds."""
         deadline = self.started_at + limit
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with code {self.proc.returncode}; "
-                                   f"log tail: {self.log_tail()}")
+                raise RuntimeError(f"{self.name} exited with code {self.proc.returncode}; log tail: {self.log_tail()}")
             try:
                 status, _ = http("GET", self.url + self.ready_path, timeout=1.0)
                 if status == 200:
@@ -172,8 +219,9 @@ class Server:
             except (OSError, urllib.error.URLError):
                 pass
             time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not answer {self.ready_path} within {limit:.0f} s; "
-                           f"log tail: {self.log_tail()}")
+        raise RuntimeError(
+            f"{self.name} did not answer {self.ready_path} within {limit:.0f} s; log tail: {self.log_tail()}"
+        )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -189,10 +237,8 @@ class Server:
             return
         pgid = self.proc.pid  # the session leader: its process group id is its pid
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -201,10 +247,8 @@ class Server:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
         self._log_file.close()
         self.proc = None
 
@@ -271,8 +315,10 @@ class WrkResult:
         if self.error:
             return f"{self.label}: ERROR {self.error}"
         errs = f", socket errors {self.socket_errors}" if self.socket_error_total else ""
-        return (f"{self.label}: {self.rps:.0f} req/s, p50 {fmt_ms(self.p50_ms)}, p99 {fmt_ms(self.p99_ms)}, "
-                f"{self.requests} requests, non-2xx {self.non_2xx}{errs}")
+        return (
+            f"{self.label}: {self.rps:.0f} req/s, p50 {fmt_ms(self.p50_ms)}, p99 {fmt_ms(self.p99_ms)}, "
+            f"{self.requests} requests, non-2xx {self.non_2xx}{errs}"
+        )
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
@@ -296,7 +342,9 @@ def parse_wrk(text: str, result: WrkResult) -> WrkResult:
             setattr(result, attr, _to_ms(m.group(1), m.group(2)))
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     if m:
-        result.socket_errors = {k: int(v) for k, v in zip(("connect", "read", "write", "timeout"), m.groups())}
+        result.socket_errors = {
+            k: int(v) for k, v in zip(("connect", "read", "write", "timeout"), m.groups(), strict=False)
+        }
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     result.non_2xx = int(m.group(1)) if m else 0
     return result
@@ -304,17 +352,25 @@ def parse_wrk(text: str, result: WrkResult) -> WrkResult:
 
 def write_lua(path: Path, body: str) -> Path:
     path.write_text(
-        'wrk.method = "POST"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = {json.dumps(body)}\n"
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(body)}\n'
     )
     return path
 
 
 def run_wrk(label: str, url: str, script: Path, threads: int, connections: int, seconds: int) -> WrkResult:
     result = WrkResult(label, connections, seconds)
-    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "30s",
-            "-s", str(script), url]
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "--timeout",
+        "30s",
+        "-s",
+        str(script),
+        url,
+    ]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     except subprocess.TimeoutExpired:
@@ -407,8 +463,10 @@ class Bench:
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
-        log(f"  -> [{row.goal}] {row.what}: ours {row.ours} | anchor {row.anchor} | {row.ratio} | "
-            f"goal {row.target} | {row.result}")
+        log(
+            f"  -> [{row.goal}] {row.what}: ours {row.ours} | anchor {row.anchor} | {row.ratio} | "
+            f"goal {row.target} | {row.result}"
+        )
 
     def mkdtemp(self, prefix: str) -> Path:
         path = Path(tempfile.mkdtemp(prefix=prefix))
@@ -417,8 +475,7 @@ class Bench:
 
     def base_env(self) -> dict[str, str]:
         # The defaults: no IRIS_* setting (window threshold, journal, ...) and no MLflow URI from outside.
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("IRIS_", "MLFLOW_")) and k != "VIRTUAL_ENV"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("IRIS_", "MLFLOW_")) and k != "VIRTUAL_ENV"}
         # mlflow models serve runs `uvicorn` by name: the venv's bin must come first on PATH.
         env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONUNBUFFERED"] = "1"
@@ -473,8 +530,10 @@ class Bench:
         waited = self.wait_drained(self.cfg.settle_max)
         if waited is None:
             answered, pending = self.pending()
-            self.note(f"backlog not cleared within {self.cfg.settle_max:.0f} s between load runs "
-                      f"(pending_inference_records = {pending}); the next run shares the CPU with the writer")
+            self.note(
+                f"backlog not cleared within {self.cfg.settle_max:.0f} s between load runs "
+                f"(pending_inference_records = {pending}); the next run shares the CPU with the writer"
+            )
         elif waited > 1:
             log(f"  backlog cleared after {waited:.1f} s")
 
@@ -488,8 +547,15 @@ class Bench:
             self.startup_s = self.ours.wait_ready(60)
         except RuntimeError as exc:
             self.startup_s = None
-            self.add(Row("6", "start-up in an empty directory until GET /health is 200", "did not start",
-                         target="≤ 8 s", result="FAIL"))
+            self.add(
+                Row(
+                    "6",
+                    "start-up in an empty directory until GET /health is 200",
+                    "did not start",
+                    target="≤ 8 s",
+                    result="FAIL",
+                )
+            )
             raise RuntimeError(f"our server did not start: {exc}")
         log(f"  /health answered {self.startup_s:.2f} s after spawn")
 
@@ -501,8 +567,13 @@ class Bench:
         for i in range(self.cfg.train_reps):
             start = time.perf_counter()
             try:
-                status, body = http_json("POST", self.ours.url + "/train", body=b"", timeout=120,
-                                         headers={"content-type": "application/x-www-form-urlencoded"})
+                status, body = http_json(
+                    "POST",
+                    self.ours.url + "/train",
+                    body=b"",
+                    timeout=120,
+                    headers={"content-type": "application/x-www-form-urlencoded"},
+                )
             except (OSError, urllib.error.URLError) as exc:
                 errors.append(str(exc))
                 continue
@@ -517,12 +588,20 @@ class Bench:
         m = median(times)
         if errors:
             self.note(f"POST /train failed {len(errors)} time(s): {errors[0]}")
-        self.add(Row("4", f"POST /train, default Iris, 100 trees, everything logged (median of {len(times)})",
-                     fmt_s(m), target="≤ 2 s", result=verdict(None if m is None else m <= 2.0)))
+        self.add(
+            Row(
+                "4",
+                f"POST /train, default Iris, 100 trees, everything logged (median of {len(times)})",
+                fmt_s(m),
+                target="≤ 2 s",
+                result=verdict(None if m is None else m <= 2.0),
+            )
+        )
         self.details.append(f"training times: {', '.join(f'{t:.2f}' for t in times)} s")
         if times:
-            self.add(Row("4", "the first POST /train after start-up (cold: imports, first conversion)",
-                         fmt_s(times[0])))
+            self.add(
+                Row("4", "the first POST /train after start-up (cold: imports, first conversion)", fmt_s(times[0]))
+            )
         if self.train_response is None:
             raise RuntimeError("no model could be trained; the remaining goals need one")
         meta = self.train_response.get("model_metadata") or {}
@@ -551,10 +630,11 @@ class Bench:
         expected = estimator.predict_proba(pd.DataFrame(X, columns=self.feature_names))
         columns = [int(c) for c in getattr(estimator, "classes_", range(len(self.class_names)))]
         worst, class_mismatch, failures = 0.0, 0, 0
-        for row, probs in zip(X, expected):
-            body = json.dumps(dict(zip(self.feature_names, map(float, row)))).encode()
-            status, answer = http_json("POST", self.ours.url + "/predict", body,
-                                       {"content-type": "application/json"}, timeout=30)
+        for row, probs in zip(X, expected, strict=False):
+            body = json.dumps(dict(zip(self.feature_names, map(float, row), strict=False))).encode()
+            status, answer = http_json(
+                "POST", self.ours.url + "/predict", body, {"content-type": "application/json"}, timeout=30
+            )
             if status >= 400 or not isinstance(answer, dict):
                 failures += 1
                 continue
@@ -567,9 +647,15 @@ class Bench:
             if answer.get("prediction") != int(columns[int(np.argmax(probs))]):
                 class_mismatch += 1
         ok = failures == 0 and worst <= 1e-5 and class_mismatch == 0
-        self.add(Row("1", "parity spot check, 20 random rows: largest probability difference from scikit-learn, class mismatches",
-                     f"{worst:.1e}, {class_mismatch} mismatches" + (f", {failures} failed" if failures else ""),
-                     target="≤ 1e-5, 0", result=verdict(ok)))
+        self.add(
+            Row(
+                "1",
+                "parity spot check, 20 random rows: largest probability difference from scikit-learn, class mismatches",
+                f"{worst:.1e}, {class_mismatch} mismatches" + (f", {failures} failed" if failures else ""),
+                target="≤ 1e-5, 0",
+                result=verdict(ok),
+            )
+        )
 
     # step 3-5: single predictions under load (goal 1)
 
@@ -580,15 +666,27 @@ class Bench:
         port = free_port()
         env = self.base_env()
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{self.workdir}/mlflow.db"
-        argv = [str(MLFLOW), "models", "serve", "-m", self.model_uri, "--env-manager", "local",
-                "-p", str(port), "-h", "127.0.0.1"]
+        argv = [
+            str(MLFLOW),
+            "models",
+            "serve",
+            "-m",
+            self.model_uri,
+            "--env-manager",
+            "local",
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+        ]
         self.anchor = Server("anchor", argv, self.workdir, env, port, "/ping")
         self.servers.append(self.anchor)
         self.anchor.start()
         self.anchor_startup_s = self.anchor.wait_ready(120)
         log(f"  anchor answered /ping {self.anchor_startup_s:.1f} s after spawn")
-        status, body = http("POST", self.anchor.url + "/invocations", ANCHOR_BODY.encode(),
-                            {"content-type": "application/json"})
+        status, body = http(
+            "POST", self.anchor.url + "/invocations", ANCHOR_BODY.encode(), {"content-type": "application/json"}
+        )
         log(f"  anchor /invocations: HTTP {status} {body[:100]!r}")
         if status != 200:
             raise RuntimeError(f"the anchor answered HTTP {status}: {body[:200]!r}")
@@ -614,8 +712,9 @@ class Bench:
             for i in range(max(cfg.our_reps, cfg.anchor_reps if anchor_ok else 0)):
                 if anchor_ok and i < cfg.anchor_reps:
                     self.settle()
-                    r = run_wrk(f"anchor c={c} #{i + 1}", self.anchor.url + "/invocations", anchor_lua, t, c,
-                                cfg.wrk_seconds)
+                    r = run_wrk(
+                        f"anchor c={c} #{i + 1}", self.anchor.url + "/invocations", anchor_lua, t, c, cfg.wrk_seconds
+                    )
                     log("  " + r.brief())
                     self.anchor_runs[c].append(r)
                 if i < cfg.our_reps:
@@ -636,22 +735,65 @@ class Bench:
 
         o1, a1 = self.our_runs[1], self.anchor_runs[1]
         o16, a16 = self.our_runs[16], self.anchor_runs[16]
-        n = lambda runs: f"{len([r for r in runs if not r.error])}×{cfg.wrk_seconds} s"
+
+        def n(runs):
+            return f"{len([r for r in runs if not r.error])}×{cfg.wrk_seconds} s"
+
         p50 = agg(o1, "p50_ms")
-        self.add(Row("1", f"single /predict p50, 1 connection (median of {n(o1)}; anchor {n(a1)})",
-                     fmt_ms(p50), fmt_ms(agg(a1, "p50_ms")), faster(p50, agg(a1, "p50_ms")), "≤ 1.5 ms",
-                     verdict(None if p50 is None else p50 <= 1.5)))
-        self.add(Row("1", "throughput, 1 connection", fmt_rps(agg(o1, "rps")), fmt_rps(agg(a1, "rps")),
-                     throughput(agg(o1, "rps"), agg(a1, "rps"))))
+        self.add(
+            Row(
+                "1",
+                f"single /predict p50, 1 connection (median of {n(o1)}; anchor {n(a1)})",
+                fmt_ms(p50),
+                fmt_ms(agg(a1, "p50_ms")),
+                faster(p50, agg(a1, "p50_ms")),
+                "≤ 1.5 ms",
+                verdict(None if p50 is None else p50 <= 1.5),
+            )
+        )
+        self.add(
+            Row(
+                "1",
+                "throughput, 1 connection",
+                fmt_rps(agg(o1, "rps")),
+                fmt_rps(agg(a1, "rps")),
+                throughput(agg(o1, "rps"), agg(a1, "rps")),
+            )
+        )
         r16, ar16 = agg(o16, "rps"), agg(a16, "rps")
         ok16 = None if not r16 or not ar16 else r16 >= 40 * ar16
-        self.add(Row("1", f"throughput, 16 connections (median of {n(o16)}; anchor {n(a16)})",
-                     fmt_rps(r16), fmt_rps(ar16), throughput(r16, ar16), "≥ 40× the anchor", verdict(ok16)))
+        self.add(
+            Row(
+                "1",
+                f"throughput, 16 connections (median of {n(o16)}; anchor {n(a16)})",
+                fmt_rps(r16),
+                fmt_rps(ar16),
+                throughput(r16, ar16),
+                "≥ 40× the anchor",
+                verdict(ok16),
+            )
+        )
         p99 = agg(o16, "p99_ms")
-        self.add(Row("1", "p99, 16 connections", fmt_ms(p99), fmt_ms(agg(a16, "p99_ms")),
-                     faster(p99, agg(a16, "p99_ms")), "≤ 30 ms", verdict(None if p99 is None else p99 <= 30)))
-        self.add(Row("1", "p50, 16 connections", fmt_ms(agg(o16, "p50_ms")), fmt_ms(agg(a16, "p50_ms")),
-                     faster(agg(o16, "p50_ms"), agg(a16, "p50_ms"))))
+        self.add(
+            Row(
+                "1",
+                "p99, 16 connections",
+                fmt_ms(p99),
+                fmt_ms(agg(a16, "p99_ms")),
+                faster(p99, agg(a16, "p99_ms")),
+                "≤ 30 ms",
+                verdict(None if p99 is None else p99 <= 30),
+            )
+        )
+        self.add(
+            Row(
+                "1",
+                "p50, 16 connections",
+                fmt_ms(agg(o16, "p50_ms")),
+                fmt_ms(agg(a16, "p50_ms")),
+                faster(agg(o16, "p50_ms"), agg(a16, "p50_ms")),
+            )
+        )
         for runs in (a1, a16, o1, o16):
             for r in runs:
                 self.details.append(r.brief())
@@ -694,21 +836,35 @@ class Bench:
         drain_s = self.wait_drained(cfg.drain_wait_max)
         answered, last_pending = self.pending()
         peak = max(seen) if seen else None
-        log(f"  {'drained after ' + fmt_s(drain_s) if drain_s is not None else 'not drained'}; "
-            f"largest backlog seen {peak}")
-        self.add(Row("2", f"after {secs} s at 16 connections ({fmt_rps(r.rps)}): seconds until "
-                          "pending_inference_records == 0",
-                     fmt_s(drain_s) if drain_s is not None else f"not drained in {cfg.drain_wait_max:.0f} s "
-                                                                    f"({last_pending} pending)",
-                     target="≤ 10 s", result=verdict(drain_s is not None and drain_s <= 10)))
+        log(
+            f"  {'drained after ' + fmt_s(drain_s) if drain_s is not None else 'not drained'}; "
+            f"largest backlog seen {peak}"
+        )
+        self.add(
+            Row(
+                "2",
+                f"after {secs} s at 16 connections ({fmt_rps(r.rps)}): seconds until pending_inference_records == 0",
+                fmt_s(drain_s)
+                if drain_s is not None
+                else f"not drained in {cfg.drain_wait_max:.0f} s ({last_pending} pending)",
+                target="≤ 10 s",
+                result=verdict(drain_s is not None and drain_s <= 10),
+            )
+        )
         extra = []
         if nulls[0]:
             extra.append(f"{nulls[0]} null")
         if unanswered[0]:
             extra.append(f"{unanswered[0]} unanswered")
-        self.add(Row("2", "largest writer backlog seen during that load (polled every second"
-                          + (f"; {', '.join(extra)} polls" if extra else "") + ")",
-                     "n/a" if peak is None else f"{peak:,} records"))
+        self.add(
+            Row(
+                "2",
+                "largest writer backlog seen during that load (polled every second"
+                + (f"; {', '.join(extra)} polls" if extra else "")
+                + ")",
+                "n/a" if peak is None else f"{peak:,} records",
+            )
+        )
         worker = (self.health() or {}).get("tracking_worker")
         if worker is not None:
             self.details.append(f"tracking worker after goal 2: {json.dumps(worker)}")
@@ -722,8 +878,15 @@ class Bench:
         client = MlflowClient(tracking_uri=f"sqlite:///{self.workdir}/mlflow.db")
         experiment = client.get_experiment_by_name(INFERENCE_EXPERIMENT)
         if experiment is None:
-            self.add(Row("2", "records in MLflow == successful /predict responses", "no iris_inference experiment",
-                         target="equal", result="FAIL"))
+            self.add(
+                Row(
+                    "2",
+                    "records in MLflow == successful /predict responses",
+                    "no iris_inference experiment",
+                    target="equal",
+                    result="FAIL",
+                )
+            )
             return
         start = time.perf_counter()
         singles = windows = window_records = 0
@@ -731,9 +894,13 @@ class Bench:
         for kind in ("single", "single_window"):
             token = None
             while True:
-                page = client.search_runs([experiment.experiment_id],
-                                          filter_string=f"params.prediction_type = '{kind}'",
-                                          run_view_type=ViewType.ACTIVE_ONLY, max_results=50000, page_token=token)
+                page = client.search_runs(
+                    [experiment.experiment_id],
+                    filter_string=f"params.prediction_type = '{kind}'",
+                    run_view_type=ViewType.ACTIVE_ONLY,
+                    max_results=50000,
+                    page_token=token,
+                )
                 for run in page:
                     if kind == "single":
                         singles += 1
@@ -758,8 +925,10 @@ class Bench:
         # it after wrk stopped counting. A read/write socket error can hide a response the same way.
         in_flight = sum(r.connections for r in runs) + sock_lost
         diff = records - ok_2xx
-        log(f"  {singles} single runs + {windows} window runs holding {window_records} records = {records}; "
-            f"2xx responses counted {ok_2xx}; counted in {count_s:.1f} s")
+        log(
+            f"  {singles} single runs + {windows} window runs holding {window_records} records = {records}; "
+            f"2xx responses counted {ok_2xx}; counted in {count_s:.1f} s"
+        )
         if diff == 0:
             result, shown = "PASS", f"{records:,} = {ok_2xx:,} (exact)"
         elif 0 < diff <= in_flight:
@@ -769,17 +938,32 @@ class Bench:
             result = "FAIL"
             what = f"{-diff:,} missing" if diff < 0 else f"+{diff:,}, more than the {in_flight} in flight"
             shown = f"{records:,} vs {ok_2xx:,} ({what}{'; not drained' if not drained else ''})"
-        self.add(Row("2", f"records in MLflow ({singles:,} single runs + {windows:,} window runs) vs 2xx "
-                          f"/predict responses over the whole run", shown,
-                     target="equal, none lost", result=result))
-        self.add(Row("1–2", "HTTP errors over every /predict load run: non-2xx responses, socket errors",
-                     f"{non_2xx} non-2xx, {sock} socket errors",
-                     result="PASS" if non_2xx == 0 and sock == 0 else "FAIL", target="0"))
+        self.add(
+            Row(
+                "2",
+                f"records in MLflow ({singles:,} single runs + {windows:,} window runs) vs 2xx "
+                f"/predict responses over the whole run",
+                shown,
+                target="equal, none lost",
+                result=result,
+            )
+        )
+        self.add(
+            Row(
+                "1–2",
+                "HTTP errors over every /predict load run: non-2xx responses, socket errors",
+                f"{non_2xx} non-2xx, {sock} socket errors",
+                result="PASS" if non_2xx == 0 and sock == 0 else "FAIL",
+                target="0",
+            )
+        )
         if missing_total:
             self.note(f"{missing_total} single_window runs have no total_samples metric; counted as 0")
-        self.details.append(f"goal 2 count: {singles} single + {window_records} in {windows} windows = {records}; "
-                            f"wrk 2xx {ok_2xx} (incl. {self.extra_predict_ok} bench requests), non-2xx {non_2xx}, "
-                            f"socket errors {sock}; diff {diff:+d}; counting took {count_s:.1f} s")
+        self.details.append(
+            f"goal 2 count: {singles} single + {window_records} in {windows} windows = {records}; "
+            f"wrk 2xx {ok_2xx} (incl. {self.extra_predict_ok} bench requests), non-2xx {non_2xx}, "
+            f"socket errors {sock}; diff {diff:+d}; counting took {count_s:.1f} s"
+        )
 
     # step 7: batch (goal 3)
 
@@ -827,9 +1011,19 @@ class Bench:
         rss_before = proc_status(pid, "VmRSS")
         children_before = {c: proc_status(c, "VmRSS") for c in children}
         out = self.workdir / "batch_response.json"
-        argv = ["curl", "-sS", "-o", str(out), "-w", "%{http_code} %{time_total}", "--max-time",
-                str(int(self.cfg.batch_timeout)), "-F", f"file=@{path};type=text/csv",
-                self.ours.url + "/predict_batch"]
+        argv = [
+            "curl",
+            "-sS",
+            "-o",
+            str(out),
+            "-w",
+            "%{http_code} %{time_total}",
+            "--max-time",
+            str(int(self.cfg.batch_timeout)),
+            "-F",
+            f"file=@{path};type=text/csv",
+            self.ours.url + "/predict_batch",
+        ]
         start = time.perf_counter()
         done = subprocess.run(argv, capture_output=True, text=True, timeout=self.cfg.batch_timeout + 30)
         wall = time.perf_counter() - start
@@ -839,9 +1033,16 @@ class Bench:
             after = proc_status(child, "VmHWM")
             if before is not None and after is not None:
                 children_growth += max(0, after - before)
-        info: dict[str, Any] = {"wall": wall, "exact_peak": exact, "rss_before": rss_before, "hwm_after": hwm_after,
-                                "growth_kb": (hwm_after - rss_before) if hwm_after and rss_before else None,
-                                "children_growth_kb": children_growth, "problems": [], "truncated": None}
+        info: dict[str, Any] = {
+            "wall": wall,
+            "exact_peak": exact,
+            "rss_before": rss_before,
+            "hwm_after": hwm_after,
+            "growth_kb": (hwm_after - rss_before) if hwm_after and rss_before else None,
+            "children_growth_kb": children_growth,
+            "problems": [],
+            "truncated": None,
+        }
         parts = done.stdout.split()
         code = int(parts[0]) if parts and parts[0].isdigit() else 0
         info["status"] = code
@@ -877,9 +1078,22 @@ class Bench:
         target = self.workdir / "predictions_download.csv"
         full = url if url.startswith("http") else self.ours.url + ("" if url.startswith("/") else "/") + url
         start = time.perf_counter()
-        got = subprocess.run(["curl", "-sS", "-o", str(target), "-w", "%{http_code}", "--max-time",
-                              str(int(self.cfg.batch_timeout)), full],
-                             capture_output=True, text=True, timeout=self.cfg.batch_timeout + 30)
+        got = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-o",
+                str(target),
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                str(int(self.cfg.batch_timeout)),
+                full,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=self.cfg.batch_timeout + 30,
+        )
         info["download_s"] = time.perf_counter() - start
         if got.stdout.strip() != "200":
             info["problems"].append(f"GET predictions_url answered {got.stdout.strip()} {got.stderr.strip()[:200]}")
@@ -922,48 +1136,78 @@ class Bench:
                 break
             info = self.upload(path, rows, f"#{i + 1}")
             results.append(info)
-            log(f"  POST /predict_batch #{i + 1}: {fmt_s(info['wall'])}, HTTP {info['status']}, peak growth "
+            log(
+                f"  POST /predict_batch #{i + 1}: {fmt_s(info['wall'])}, HTTP {info['status']}, peak growth "
                 f"{fmt_mb(info['growth_kb'])}, download {fmt_s(info.get('download_s'))}"
-                + (f"; problems: {info['problems']}" if info["problems"] else ""))
+                + (f"; problems: {info['problems']}" if info["problems"] else "")
+            )
             if info["status"] != 200 and not self.ours.alive():
                 raise RuntimeError(f"our server died during the batch: {self.ours.log_tail()}")
         path.unlink(missing_ok=True)
         ours = median([r["wall"] for r in results])
         anchor = median(naive)
         ok = None if ours is None or anchor is None else ours <= 0.5 * anchor
-        self.add(Row("3", f"{rows:,}-row CSV ({size_mb:.0f} MB): POST /predict_batch, full response "
-                          f"(median of {len(results)}) vs naive pandas pipeline in process (median of {len(naive)})",
-                     fmt_s(ours), fmt_s(anchor), faster(ours, anchor), "≤ 0.5× naive", verdict(ok)))
+        self.add(
+            Row(
+                "3",
+                f"{rows:,}-row CSV ({size_mb:.0f} MB): POST /predict_batch, full response "
+                f"(median of {len(results)}) vs naive pandas pipeline in process (median of {len(naive)})",
+                fmt_s(ours),
+                fmt_s(anchor),
+                faster(ours, anchor),
+                "≤ 0.5× naive",
+                verdict(ok),
+            )
+        )
         growth = max([r["growth_kb"] for r in results if r["growth_kb"] is not None], default=None)
         exact = all(r["exact_peak"] for r in results)
-        self.add(Row("3", "server peak memory growth during that upload (VmHWM − VmRSS before"
-                          + ("; peak reset before each upload" if exact else "; upper bound") + ")",
-                     fmt_mb(growth), target="≤ 1 GB",
-                     result=verdict(None if growth is None else growth <= 1024 * 1024)))
+        self.add(
+            Row(
+                "3",
+                "server peak memory growth during that upload (VmHWM − VmRSS before"
+                + ("; peak reset before each upload" if exact else "; upper bound")
+                + ")",
+                fmt_mb(growth),
+                target="≤ 1 GB",
+                result=verdict(None if growth is None else growth <= 1024 * 1024),
+            )
+        )
         self.batch_streams = any(r["truncated"] is True for r in results)
         kids = max([r["children_growth_kb"] for r in results], default=0)
         if kids > 100 * 1024:
-            self.note(f"the server's child processes grew by up to {fmt_mb(kids)} during the batch upload "
-                      "(not in the memory row, which is the server process alone)")
+            self.note(
+                f"the server's child processes grew by up to {fmt_mb(kids)} during the batch upload "
+                "(not in the memory row, which is the server process alone)"
+            )
         problems = sorted({p for r in results for p in r["problems"]})
-        self.add(Row("3", "response has run_id, truncated = true, predictions_url whose CSV has every row",
-                     "ok" if not problems else "; ".join(problems)[:300], target="yes",
-                     result="PASS" if results and not problems else "FAIL"))
+        self.add(
+            Row(
+                "3",
+                "response has run_id, truncated = true, predictions_url whose CSV has every row",
+                "ok" if not problems else "; ".join(problems)[:300],
+                target="yes",
+                result="PASS" if results and not problems else "FAIL",
+            )
+        )
         for r in results:
             self.details.append(
                 f"batch {rows}: wall {fmt_s(r['wall'])}, RSS before {fmt_mb(r['rss_before'])}, VmHWM after "
                 f"{fmt_mb(r['hwm_after'])}, response {r.get('response_bytes')} B, download "
                 f"{fmt_s(r.get('download_s'))} ({r.get('download_bytes')} B, {r.get('rows_downloaded')} rows), "
-                f"header {r.get('header')!r}")
+                f"header {r.get('header')!r}"
+            )
         self.details.append(f"naive pipeline: {', '.join(f'{t:.2f}' for t in naive)} s")
 
     def step_big(self) -> None:
         rows = self.cfg.big_rows
         if not getattr(self, "batch_streams", False):
-            self.add(Row("3", f"{rows:,}-row CSV: completes, memory bounded", "skipped", target="completes",
-                         result="n/a"))
-            self.note(f"the {rows:,}-row batch was skipped: the 1,000,000-row response was not truncated, so the "
-                      "server does not stream, and holding ten times that in memory could exhaust this machine")
+            self.add(
+                Row("3", f"{rows:,}-row CSV: completes, memory bounded", "skipped", target="completes", result="n/a")
+            )
+            self.note(
+                f"the {rows:,}-row batch was skipped: the 1,000,000-row response was not truncated, so the "
+                "server does not stream, and holding ten times that in memory could exhaust this machine"
+            )
             return
         path = self.workdir / f"batch_{rows}.csv"
         log(f"goal 3 (--big): writing a {rows:,}-row CSV")
@@ -977,26 +1221,40 @@ class Bench:
         finally:
             self.cfg.batch_timeout = saved
             path.unlink(missing_ok=True)
-        log(f"  POST /predict_batch: {fmt_s(info['wall'])}, HTTP {info['status']}, growth {fmt_mb(info['growth_kb'])}"
-            + (f"; problems {info['problems']}" if info["problems"] else ""))
+        log(
+            f"  POST /predict_batch: {fmt_s(info['wall'])}, HTTP {info['status']}, growth {fmt_mb(info['growth_kb'])}"
+            + (f"; problems {info['problems']}" if info["problems"] else "")
+        )
         ok = info["wall"] is not None and not info["problems"]
-        self.add(Row("3", f"{rows:,}-row CSV: completes, every row downloadable"
-                          + (f" ({'; '.join(info['problems'])[:200]})" if info["problems"] else ""),
-                     fmt_s(info["wall"]), target="completes", result=verdict(ok)))
-        self.add(Row("3", f"{rows:,}-row CSV: server peak memory growth", fmt_mb(info["growth_kb"]),
-                     target="≤ 1 GB (bounded)",
-                     result=verdict(None if info["growth_kb"] is None else info["growth_kb"] <= 1024 * 1024)))
+        self.add(
+            Row(
+                "3",
+                f"{rows:,}-row CSV: completes, every row downloadable"
+                + (f" ({'; '.join(info['problems'])[:200]})" if info["problems"] else ""),
+                fmt_s(info["wall"]),
+                target="completes",
+                result=verdict(ok),
+            )
+        )
+        self.add(
+            Row(
+                "3",
+                f"{rows:,}-row CSV: server peak memory growth",
+                fmt_mb(info["growth_kb"]),
+                target="≤ 1 GB (bounded)",
+                result=verdict(None if info["growth_kb"] is None else info["growth_kb"] <= 1024 * 1024),
+            )
+        )
 
     # step 8: dashboard at scale (goal 5)
 
     def populate(self, workdir: Path) -> None:
         """20,000 inference runs and 200 training runs, inserted with MLflow's own ORM models."""
+        import numpy as np
         from mlflow import MlflowClient
         from mlflow.entities import Metric, Param
         from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-        import numpy as np
 
         cfg = self.cfg
         db_uri = f"sqlite:///{workdir}/mlflow.db"
@@ -1009,18 +1267,29 @@ class Bench:
         rng = np.random.default_rng(3)
 
         def training_values(k: int) -> tuple[dict, dict]:
-            params = {"model_type": "RandomForestClassifier", "n_estimators": "100", "test_size": "0.2",
-                      "n_features": "4", "n_samples": "150", "n_classes": "3", "data_source": "sklearn_iris"}
+            params = {
+                "model_type": "RandomForestClassifier",
+                "n_estimators": "100",
+                "test_size": "0.2",
+                "n_features": "4",
+                "n_samples": "150",
+                "n_classes": "3",
+                "data_source": "sklearn_iris",
+            }
             acc = float(0.85 + 0.15 * rng.random())
             metrics = {"accuracy": acc, "precision": acc, "recall": acc, "f1_score": acc}
             return params, metrics
 
         # One training run through the client: the reference for what a real run looks like.
         params, metrics = training_values(0)
-        run = client.create_run(exp_ids[TRAINING_EXPERIMENT], start_time=now_ms - 10_000_000,
-                                run_name="training_seed_0")
-        client.log_batch(run.info.run_id, metrics=[Metric(k, v, now_ms, 0) for k, v in metrics.items()],
-                         params=[Param(k, v) for k, v in params.items()])
+        run = client.create_run(
+            exp_ids[TRAINING_EXPERIMENT], start_time=now_ms - 10_000_000, run_name="training_seed_0"
+        )
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, v, now_ms, 0) for k, v in metrics.items()],
+            params=[Param(k, v) for k, v in params.items()],
+        )
         client.set_terminated(run.info.run_id, "FINISHED")
 
         store = SqlAlchemyStore(db_uri, artifact_root)
@@ -1029,12 +1298,24 @@ class Bench:
 
         def add_run(experiment: str, name: str, start_ms: int, params: dict, metrics: dict, tags: dict) -> None:
             run_id = uuid.uuid4().hex
-            pending[SqlRun].append(dict(
-                run_uuid=run_id, name=name, source_type="UNKNOWN", source_name="", entry_point_name="",
-                user_id="bench", status="FINISHED", start_time=start_ms, end_time=start_ms + 30,
-                deleted_time=None, source_version="", lifecycle_stage="active",
-                artifact_uri=f"{artifact_root}/{exp_ids[experiment]}/{run_id}/artifacts",
-                experiment_id=int(exp_ids[experiment])))
+            pending[SqlRun].append(
+                dict(
+                    run_uuid=run_id,
+                    name=name,
+                    source_type="UNKNOWN",
+                    source_name="",
+                    entry_point_name="",
+                    user_id="bench",
+                    status="FINISHED",
+                    start_time=start_ms,
+                    end_time=start_ms + 30,
+                    deleted_time=None,
+                    source_version="",
+                    lifecycle_stage="active",
+                    artifact_uri=f"{artifact_root}/{exp_ids[experiment]}/{run_id}/artifacts",
+                    experiment_id=int(exp_ids[experiment]),
+                )
+            )
             for k, v in params.items():
                 pending[SqlParam].append(dict(key=k, value=str(v), run_uuid=run_id))
             for k, v in metrics.items():
@@ -1062,32 +1343,51 @@ class Bench:
             x = [round(float(rng.uniform(*IRIS_RANGES[f])), 1) for f in FEATURES]
             p = rng.dirichlet([1, 1, 1])
             c = int(p.argmax())
-            stamp = datetime.fromtimestamp(start / 1000, timezone.utc)
-            params = {"prediction_type": "single", "model_path": model_path, "timestamp": stamp.isoformat(),
-                      **dict(zip(FEATURES, map(str, x))), "predicted_class": CLASSES[c]}
-            metrics = {"prediction_confidence": float(p[c]), "predicted_class_index": c,
-                       **{f"probability_{n}": float(v) for n, v in zip(CLASSES, p)}}
-            add_run(INFERENCE_EXPERIMENT, f"single_prediction_{stamp.strftime('%Y%m%d_%H%M%S_%f')}", start,
-                    params, metrics, {"prediction_id": uuid.uuid4().hex})
+            stamp = datetime.fromtimestamp(start / 1000, UTC)
+            params = {
+                "prediction_type": "single",
+                "model_path": model_path,
+                "timestamp": stamp.isoformat(),
+                **dict(zip(FEATURES, map(str, x), strict=False)),
+                "predicted_class": CLASSES[c],
+            }
+            metrics = {
+                "prediction_confidence": float(p[c]),
+                "predicted_class_index": c,
+                **{f"probability_{n}": float(v) for n, v in zip(CLASSES, p, strict=False)},
+            }
+            add_run(
+                INFERENCE_EXPERIMENT,
+                f"single_prediction_{stamp.strftime('%Y%m%d_%H%M%S_%f')}",
+                start,
+                params,
+                metrics,
+                {"prediction_id": uuid.uuid4().hex},
+            )
             if len(pending[SqlRun]) >= 5000:
                 flush()
         flush()
         store.engine.dispose()
 
         # Read a sample back through the public API.
-        sample = client.search_runs([exp_ids[INFERENCE_EXPERIMENT]], max_results=1,
-                                    order_by=["attributes.start_time DESC"])
+        sample = client.search_runs(
+            [exp_ids[INFERENCE_EXPERIMENT]], max_results=1, order_by=["attributes.start_time DESC"]
+        )
         if not sample:
             raise RuntimeError("no inference run reads back after the bulk insert")
         got = sample[0]
         want_params = {"prediction_type", "model_path", "timestamp", *FEATURES, "predicted_class"}
-        want_metrics = {"prediction_confidence", "predicted_class_index",
-                        *(f"probability_{n}" for n in CLASSES)}
-        if not (want_params <= set(got.data.params) and want_metrics <= set(got.data.metrics)
-                and got.data.tags.get("prediction_id") and got.info.status == "FINISHED"):
+        want_metrics = {"prediction_confidence", "predicted_class_index", *(f"probability_{n}" for n in CLASSES)}
+        if not (
+            want_params <= set(got.data.params)
+            and want_metrics <= set(got.data.metrics)
+            and got.data.tags.get("prediction_id")
+            and got.info.status == "FINISHED"
+        ):
             raise RuntimeError(f"a bulk-inserted run reads back incomplete: {got.data.params} {got.data.metrics}")
-        trained = client.search_runs([exp_ids[TRAINING_EXPERIMENT]], max_results=1,
-                                     filter_string="attributes.run_name = 'training_bench_00001'")
+        trained = client.search_runs(
+            [exp_ids[TRAINING_EXPERIMENT]], max_results=1, filter_string="attributes.run_name = 'training_bench_00001'"
+        )
         if not trained or "accuracy" not in trained[0].data.metrics:
             raise RuntimeError("a bulk-inserted training run reads back incomplete")
         self.dash_exp_ids = exp_ids
@@ -1102,8 +1402,9 @@ class Bench:
         for name in (TRAINING_EXPERIMENT, INFERENCE_EXPERIMENT):
             token, n = None, 0
             while True:
-                page = client.search_runs([self.dash_exp_ids[name]], run_view_type=ViewType.ACTIVE_ONLY,
-                                          max_results=1000, page_token=token)
+                page = client.search_runs(
+                    [self.dash_exp_ids[name]], run_view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
+                )
                 n += len(page)
                 token = page.token
                 if not token or time.perf_counter() - start > 600:
@@ -1120,8 +1421,9 @@ class Bench:
         times = []
         for _ in range(reps + 1):
             start = time.perf_counter()
-            client.search_runs(ids, run_view_type=ViewType.ACTIVE_ONLY, max_results=50,
-                               order_by=["attributes.start_time DESC"])
+            client.search_runs(
+                ids, run_view_type=ViewType.ACTIVE_ONLY, max_results=50, order_by=["attributes.start_time DESC"]
+            )
             times.append(time.perf_counter() - start)
         return median(times[1:])
 
@@ -1150,8 +1452,10 @@ class Bench:
         cfg = self.cfg
         total = cfg.dash_inference_runs + cfg.dash_training_runs
         workdir = self.mkdtemp("iris-bench-dash-")
-        log(f"goal 5: populating a second store with {cfg.dash_inference_runs:,} inference and "
-            f"{cfg.dash_training_runs} training runs")
+        log(
+            f"goal 5: populating a second store with {cfg.dash_inference_runs:,} inference and "
+            f"{cfg.dash_training_runs} training runs"
+        )
         start = time.perf_counter()
         self.populate(workdir)
         log(f"  populated and verified in {time.perf_counter() - start:.1f} s")
@@ -1161,11 +1465,15 @@ class Bench:
             log(f"  server on the populated store answered /health after {up:.1f} s")
             runs_path = "/mlflow/runs?max_results=50"
             runs_t, runs_body, runs_err = self.time_get(server, runs_path, 2, cfg.runs_samples)
-            log(f"  GET {runs_path}: {len(runs_t)} timings, median {fmt_ms(1000 * median(runs_t)) if runs_t else 'n/a'}"
-                + (f"; errors {runs_err[:2]}" if runs_err else ""))
+            log(
+                f"  GET {runs_path}: {len(runs_t)} timings, median {fmt_ms(1000 * median(runs_t)) if runs_t else 'n/a'}"
+                + (f"; errors {runs_err[:2]}" if runs_err else "")
+            )
             sum_t, sum_body, sum_err = self.time_get(server, "/mlflow/summary", 1, cfg.summary_samples)
-            log(f"  GET /mlflow/summary: {len(sum_t)} timings, median "
-                f"{fmt_ms(1000 * median(sum_t)) if sum_t else 'n/a'}" + (f"; errors {sum_err[:2]}" if sum_err else ""))
+            log(
+                f"  GET /mlflow/summary: {len(sum_t)} timings, median "
+                f"{fmt_ms(1000 * median(sum_t)) if sum_t else 'n/a'}" + (f"; errors {sum_err[:2]}" if sum_err else "")
+            )
         finally:
             self.check_server_log(server)
             self.stop_server(server)
@@ -1177,19 +1485,31 @@ class Bench:
         runs_ms = 1000 * median(runs_t) if runs_t else None
         anchor_runs_ms = None if newest_s is None or anchor_count_s is None else 1000 * (newest_s + anchor_count_s)
         runs_ok = runs_ms is not None and runs_ms <= 150
-        total_ok = isinstance(runs_body, dict) and runs_body.get("total") == total \
-            and len(runs_body.get("runs") or []) == 50
-        problems = [] if total_ok else [
-            f"runs response: total {runs_body.get('total') if isinstance(runs_body, dict) else runs_body!r}, "
-            f"{len(runs_body.get('runs') or []) if isinstance(runs_body, dict) else 0} runs (want total {total}, 50 runs)"]
-        self.add(Row("5", f"GET /mlflow/runs?max_results=50 over {total:,} runs (median of {len(runs_t)}; "
-                          "anchor: search_runs newest 50 + total by paging, in process)",
-                     fmt_ms(runs_ms) + ("" if total_ok else " (wrong total)"), fmt_ms(anchor_runs_ms),
-                     faster(runs_ms, anchor_runs_ms), "≤ 150 ms",
-                     "FAIL" if runs_ms is None else verdict(runs_ok and total_ok)))
+        total_ok = (
+            isinstance(runs_body, dict) and runs_body.get("total") == total and len(runs_body.get("runs") or []) == 50
+        )
+        problems = (
+            []
+            if total_ok
+            else [
+                f"runs response: total {runs_body.get('total') if isinstance(runs_body, dict) else runs_body!r}, "
+                f"{len(runs_body.get('runs') or []) if isinstance(runs_body, dict) else 0} runs (want total {total}, 50 runs)"
+            ]
+        )
+        self.add(
+            Row(
+                "5",
+                f"GET /mlflow/runs?max_results=50 over {total:,} runs (median of {len(runs_t)}; "
+                "anchor: search_runs newest 50 + total by paging, in process)",
+                fmt_ms(runs_ms) + ("" if total_ok else " (wrong total)"),
+                fmt_ms(anchor_runs_ms),
+                faster(runs_ms, anchor_runs_ms),
+                "≤ 150 ms",
+                "FAIL" if runs_ms is None else verdict(runs_ok and total_ok),
+            )
+        )
         sum_ms = 1000 * median(sum_t) if sum_t else None
-        want = {"total_runs": total, "training_runs": cfg.dash_training_runs,
-                "inference_runs": cfg.dash_inference_runs}
+        want = {"total_runs": total, "training_runs": cfg.dash_training_runs, "inference_runs": cfg.dash_inference_runs}
         got = {k: sum_body.get(k) for k in want} if isinstance(sum_body, dict) else {}
         counts_ok = got == want
         acc = sum_body.get("avg_accuracy") if isinstance(sum_body, dict) else None
@@ -1197,19 +1517,36 @@ class Bench:
             problems.append(f"summary counts {got} (want {want})")
         if acc is None:
             problems.append("summary has no avg_accuracy")
-        self.add(Row("5", f"GET /mlflow/summary (median of {len(sum_t)}; anchor: counting by paging "
-                          f"search_runs, median of {len(counts)})",
-                     fmt_ms(sum_ms) + ("" if counts_ok else " (wrong counts)"), fmt_ms(1000 * anchor_count_s),
-                     faster(sum_ms, 1000 * anchor_count_s), "≤ 300 ms",
-                     "FAIL" if sum_ms is None else verdict(sum_ms <= 300 and counts_ok)))
-        self.add(Row("5", "counts correct: runs total, summary total/training/inference runs, avg_accuracy present",
-                     "ok" if not problems else "; ".join(problems)[:300], target="yes",
-                     result="PASS" if not problems else "FAIL"))
+        self.add(
+            Row(
+                "5",
+                f"GET /mlflow/summary (median of {len(sum_t)}; anchor: counting by paging "
+                f"search_runs, median of {len(counts)})",
+                fmt_ms(sum_ms) + ("" if counts_ok else " (wrong counts)"),
+                fmt_ms(1000 * anchor_count_s),
+                faster(sum_ms, 1000 * anchor_count_s),
+                "≤ 300 ms",
+                "FAIL" if sum_ms is None else verdict(sum_ms <= 300 and counts_ok),
+            )
+        )
+        self.add(
+            Row(
+                "5",
+                "counts correct: runs total, summary total/training/inference runs, avg_accuracy present",
+                "ok" if not problems else "; ".join(problems)[:300],
+                target="yes",
+                result="PASS" if not problems else "FAIL",
+            )
+        )
         self.details.append(f"/mlflow/runs timings (ms): {', '.join(f'{1000 * t:.0f}' for t in runs_t)}")
-        self.details.append(f"/mlflow/summary timings (ms): {', '.join(f'{1000 * t:.0f}' for t in sum_t)}; "
-                            f"body {json.dumps(sum_body)[:300] if sum_body is not None else None}")
-        self.details.append(f"anchor newest-50 search_runs {fmt_ms(1000 * newest_s) if newest_s else 'n/a'}; "
-                            f"paging counts {[(round(c[0], 2), c[1], c[2]) for c in counts]}")
+        self.details.append(
+            f"/mlflow/summary timings (ms): {', '.join(f'{1000 * t:.0f}' for t in sum_t)}; "
+            f"body {json.dumps(sum_body)[:300] if sum_body is not None else None}"
+        )
+        self.details.append(
+            f"anchor newest-50 search_runs {fmt_ms(1000 * newest_s) if newest_s else 'n/a'}; "
+            f"paging counts {[(round(c[0], 2), c[1], c[2]) for c in counts]}"
+        )
         for e in (runs_err + sum_err)[:3]:
             self.note(f"dashboard query error: {e}")
 
@@ -1220,9 +1557,18 @@ class Bench:
         s = getattr(self, "startup_s", None)
         if s is None:
             return
-        self.add(Row("6", "start-up in an empty directory until GET /health is 200 "
-                          "(anchor: mlflow models serve until /ping is 200)",
-                     fmt_s(s), fmt_s(anchor_up), faster(s, anchor_up), "≤ 8 s", verdict(s <= 8)))
+        self.add(
+            Row(
+                "6",
+                "start-up in an empty directory until GET /health is 200 "
+                "(anchor: mlflow models serve until /ping is 200)",
+                fmt_s(s),
+                fmt_s(anchor_up),
+                faster(s, anchor_up),
+                "≤ 8 s",
+                verdict(s <= 8),
+            )
+        )
 
     def run(self) -> None:
         steps: list[tuple[str, Callable[[], None], bool]] = [
@@ -1279,7 +1625,9 @@ class Bench:
         warnings = [l for l in lines if "WARNING" in l]
         where = f" (log kept at {server.log_path})" if self.keep else ""
         if status_5xx:
-            self.note(f"{server.name} answered {len(status_5xx)} request(s) with 5xx, e.g. {status_5xx[0][:200]}{where}")
+            self.note(
+                f"{server.name} answered {len(status_5xx)} request(s) with 5xx, e.g. {status_5xx[0][:200]}{where}"
+            )
         if exceptions:
             summary = "; ".join(f"{n}× {e}" for e, n in sorted(exceptions.items(), key=lambda kv: -kv[1])[:3])
             self.note(f"{server.name} logged {sum(exceptions.values())} traceback(s): {summary}{where}")
@@ -1320,15 +1668,18 @@ class Bench:
             pass
         date = subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip()
         nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-        code = ("import importlib, platform\n"
-                "out = {'python': platform.python_version()}\n"
-                "for m in ('mlflow', 'sklearn', 'onnxruntime', 'skl2onnx', 'fastapi', 'uvicorn', 'pyarrow', 'pandas'):\n"
-                "    try:\n        out[m] = importlib.import_module(m).__version__\n"
-                "    except Exception:\n        out[m] = 'not installed'\n"
-                "import json; print(json.dumps(out))")
+        code = (
+            "import importlib, platform\n"
+            "out = {'python': platform.python_version()}\n"
+            "for m in ('mlflow', 'sklearn', 'onnxruntime', 'skl2onnx', 'fastapi', 'uvicorn', 'pyarrow', 'pandas'):\n"
+            "    try:\n        out[m] = importlib.import_module(m).__version__\n"
+            "    except Exception:\n        out[m] = 'not installed'\n"
+            "import json; print(json.dumps(out))"
+        )
         try:
-            versions = json.loads(subprocess.run([str(PYTHON), "-c", code], capture_output=True, text=True,
-                                                 timeout=120).stdout)
+            versions = json.loads(
+                subprocess.run([str(PYTHON), "-c", code], capture_output=True, text=True, timeout=120).stdout
+            )
         except Exception:
             versions = {}
         wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.strip().splitlines()
@@ -1336,7 +1687,8 @@ class Bench:
         return [
             f"- date: {date}",
             f"- machine: {nproc} CPUs ({cpu}), {mem} memory, {platform.platform()}",
-            "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())
+            "- versions: "
+            + ", ".join(f"{k} {v}" for k, v in versions.items())
             + (f", {wrk_v[0].split('[')[0].strip()}" if wrk_v else ""),
             f"- mode: {mode}" + (", with the 10,000,000-row batch" if self.cfg.big else ""),
             f"- load: wrk, {self.cfg.wrk_seconds} s a run, {self.cfg.our_reps} runs each for this server, "
@@ -1349,7 +1701,10 @@ class Bench:
         lines += self.machine() + [""]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "|".join("---" for _ in head) + "|")
-        order = lambda r: float(re.match(r"\d+", r.goal).group()) + (0.5 if "–" in r.goal else 0)
+
+        def order(r):
+            return float(re.match(r"\d+", r.goal).group()) + (0.5 if "–" in r.goal else 0)
+
         for r in sorted(self.rows, key=order):
             cells = [r.goal, r.what, r.ours, r.anchor, r.ratio, r.target, r.result]
             lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")

@@ -11,11 +11,12 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -28,8 +29,8 @@ from iris_platform.app import create_app
 from iris_platform.config import Settings
 from iris_platform.data import parse_features
 from iris_platform.inference import Predictor, inference_record
-from iris_platform.model_store import ModelStore
 from iris_platform.inference_journal import JournalAppender
+from iris_platform.model_store import ModelStore
 
 WRITER_TIMEOUT_S = 20.0
 
@@ -221,9 +222,7 @@ def all_runs(mlflow_client: MlflowClient, experiment_name: str, filter_string: s
 
 
 def runs_for_prediction(mlflow_client: MlflowClient, prediction_id: str) -> list:
-    return all_runs(
-        mlflow_client, INFERENCE_EXPERIMENT, f"tags.{PREDICTION_ID_TAG} = '{prediction_id}'"
-    )
+    return all_runs(mlflow_client, INFERENCE_EXPERIMENT, f"tags.{PREDICTION_ID_TAG} = '{prediction_id}'")
 
 
 def the_run_for_prediction(mlflow_client: MlflowClient, prediction_id: str):
@@ -310,8 +309,10 @@ def check_single_run(run, record: dict[str, Any]) -> None:
         **{k: str(v) for k, v in record["features"].items()},
         "predicted_class": record["class_name"],
     }
-    assert run.data.metrics == pytest.approx({
-        "predicted_class_index": record["class_index"],
-        "prediction_confidence": record["confidence"],
-        **{f"probability_{c}": p for c, p in record["probabilities"].items()},
-    })
+    assert run.data.metrics == pytest.approx(
+        {
+            "predicted_class_index": record["class_index"],
+            "prediction_confidence": record["confidence"],
+            **{f"probability_{c}": p for c, p in record["probabilities"].items()},
+        }
+    )

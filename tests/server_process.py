@@ -5,6 +5,7 @@ Imported as `server_process`, like `conftest`: pytest puts tests/ on sys.path fo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -51,7 +52,10 @@ class ServerProcess:
         with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
                 [str(python), str(MAIN), "--port", str(self.port)],
-                cwd=self.directory, env=environment, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.directory,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # the server leads a new process group: its worker can be found after a crash
             )
 
@@ -110,7 +114,5 @@ class ServerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)  # the group this test started, by its leader's pid
         except ProcessLookupError:
             pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            pass

@@ -7,9 +7,6 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
-
-from iris_platform import tracking_names as names
-
 from conftest import (
     INFERENCE_EXPERIMENT,
     IRIS_CLASSES,
@@ -25,6 +22,8 @@ from conftest import (
     read_artifact_csv,
     wait_for_writer,
 )
+
+from iris_platform import tracking_names as names
 
 # Only setosa and virginica rows: versicolor is predicted zero times and must still be counted.
 ROWS = [SETOSA, VIRGINICA, {**SETOSA, "sepal_length": 4.9}, {**VIRGINICA, "petal_length": 6.1}, SETOSA]
@@ -50,7 +49,7 @@ def test_batch_answer_matches_single_predictions(trained_platform, batch):
     assert batch["model_path"] == trained_platform.client.get("/health").json()["current_model"]
     rows = batch["predictions"]
     assert [r["sample_index"] for r in rows] == list(range(len(ROWS)))
-    for row, features in zip(rows, ROWS):
+    for row, features in zip(rows, ROWS, strict=False):
         single = predict(trained_platform.client, features)
         assert row["prediction"] == single["prediction"]
         assert row["class_name"] == single["class_name"] == IRIS_CLASSES[row["prediction"]]
@@ -87,8 +86,12 @@ def test_batch_run_params_and_metrics(trained_platform, batch):
         "min_confidence": stats["min_confidence"],
         "max_confidence": stats["max_confidence"],
         "unique_classes_predicted": 2,
-        "count_setosa": 3, "count_versicolor": 0, "count_virginica": 2,
-        "percentage_setosa": 60.0, "percentage_versicolor": 0.0, "percentage_virginica": 40.0,
+        "count_setosa": 3,
+        "count_versicolor": 0,
+        "count_virginica": 2,
+        "percentage_setosa": 60.0,
+        "percentage_versicolor": 0.0,
+        "percentage_virginica": 40.0,
     }
     assert run.data.metrics == pytest.approx(expected)
     assert math.fsum(run.data.metrics[f"percentage_{c}"] for c in IRIS_CLASSES) == pytest.approx(100.0)
@@ -100,8 +103,12 @@ def test_predictions_csv_artifact(trained_platform, batch, tmp_path):
     table = read_artifact_csv(trained_platform.mlflow, batch["run_id"], names.PREDICTIONS_ARTIFACT, tmp_path)
 
     original = batch_frame()
-    assert list(table.columns) == [*original.columns, "predicted_class", "confidence",
-                                   *(f"prob_{c}" for c in IRIS_CLASSES)]
+    assert list(table.columns) == [
+        *original.columns,
+        "predicted_class",
+        "confidence",
+        *(f"prob_{c}" for c in IRIS_CLASSES),
+    ]
     assert len(table) == len(original)
     pd.testing.assert_frame_equal(table[list(original.columns)], original)  # same rows, input order
     rows = batch["predictions"]
@@ -121,6 +128,7 @@ def test_batch_run_is_listed_by_the_api(trained_platform, batch):
 
 # -- the caller's mistakes --------------------------------------------------------------------------
 
+
 def batch_csv(frame_change) -> bytes:
     frame = pd.DataFrame(ROWS)
     return csv_bytes(frame_change(frame))
@@ -136,19 +144,38 @@ def _semicolons() -> bytes:
     "content, status, fragments",
     [
         (batch_csv(lambda f: f.drop(columns=["petal_width"])), 422, ["lacks", "'petal_width'"]),
-        (batch_csv(lambda f: f.drop(columns=["sepal_length", "sepal_width"])), 422, ["'sepal_length'", "'sepal_width'"]),
-        (batch_csv(lambda f: f.astype({"petal_length": object}).assign(petal_length=[1.4, "long", 1.5, 6.1, 1.4])),
-         422, ["'petal_length'", "numeric", "[2]", "long"]),
+        (
+            batch_csv(lambda f: f.drop(columns=["sepal_length", "sepal_width"])),
+            422,
+            ["'sepal_length'", "'sepal_width'"],
+        ),
+        (
+            batch_csv(lambda f: f.astype({"petal_length": object}).assign(petal_length=[1.4, "long", 1.5, 6.1, 1.4])),
+            422,
+            ["'petal_length'", "numeric", "[2]", "long"],
+        ),
         (batch_csv(lambda f: f.assign(sepal_width=[3.5, None, 3.0, 3.0, 3.5])), 422, ["'sepal_width'", "blank", "[2]"]),
         (b"", 400, ["empty"]),
         (b"sepal_length,sepal_width,petal_length,petal_width\n", 400, ["no data rows"]),
-        ("sepal_length,sepal_width,petal_length,petal_width,note\n5.1,3.5,1.4,0.2,d\u00e9j\u00e0\n".encode("cp1252"),
-         400, ["UTF-8"]),
+        (
+            "sepal_length,sepal_width,petal_length,petal_width,note\n5.1,3.5,1.4,0.2,d\u00e9j\u00e0\n".encode("cp1252"),
+            400,
+            ["UTF-8"],
+        ),
         (_semicolons(), 400, ["semicolon"]),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", 400, ["UTF-8"]),
     ],
-    ids=["missing-column", "missing-columns", "text-cell", "blank-cell", "empty", "header-only", "cp1252",
-         "semicolon", "binary"],
+    ids=[
+        "missing-column",
+        "missing-columns",
+        "text-cell",
+        "blank-cell",
+        "empty",
+        "header-only",
+        "cp1252",
+        "semicolon",
+        "binary",
+    ],
 )
 def test_bad_batch_files_are_refused_clearly(trained_platform, content, status, fragments):
     wait_for_writer(trained_platform.client)

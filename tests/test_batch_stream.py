@@ -5,17 +5,11 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
-
-from iris_platform import batch_stream
-from iris_platform.model_store import ModelStore
-
 from conftest import (
     FAST_TREES,
-    INFERENCE_EXPERIMENT,
     IRIS_CLASSES,
     IRIS_FEATURES,
     SKLEARN_HEADERS,
-    all_runs,
     assert_error,
     assert_no_running_runs,
     csv_bytes,
@@ -27,12 +21,15 @@ from conftest import (
     train,
 )
 
+from iris_platform import batch_stream
+from iris_platform.model_store import ModelStore
+
 INLINE = 50
 ROWS = 5000
 PREDICTION_COLUMNS = ["predicted_class", "confidence", *[f"prob_{c}" for c in IRIS_CLASSES]]
 # scikit-learn headers, shuffled, with a text column the model does not use (some cells need quoting).
 COLUMNS = ["note", "petal width (cm)", "sepal length (cm)", "petal length (cm)", "sepal width (cm)"]
-FEATURE_OF = dict(zip(SKLEARN_HEADERS, IRIS_FEATURES))
+FEATURE_OF = dict(zip(SKLEARN_HEADERS, IRIS_FEATURES, strict=False))
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +98,7 @@ def test_the_download_holds_every_row_in_input_order(big, downloaded, estimator)
     assert np.abs(got - proba).max() <= 1e-5
     assert np.allclose(downloaded["confidence"], proba.max(axis=1), atol=1e-5)
 
-    for row, inline in zip(downloaded.head(INLINE).itertuples(index=False), body["predictions"]):
+    for row, inline in zip(downloaded.head(INLINE).itertuples(index=False), body["predictions"], strict=False):
         assert row.predicted_class == inline["class_name"] == IRIS_CLASSES[inline["prediction"]]
         assert row.confidence == pytest.approx(inline["confidence"])
         assert {c: getattr(row, f"prob_{c}") for c in IRIS_CLASSES} == pytest.approx(inline["probabilities"])
@@ -196,7 +193,9 @@ def test_a_bad_cell_deep_in_the_file_names_its_column_and_row(platform, monkeypa
     before = run_ids(platform.mlflow)
     detail = assert_error(
         platform.client.post("/predict_batch", files={"file": ("bad.csv", content, "text/csv")}),
-        422, "petal width (cm)", *fragments,
+        422,
+        "petal width (cm)",
+        *fragments,
     )
     assert f"row {row}" in detail or f"[{row}]" in detail, detail
     assert run_ids(platform.mlflow) == before
@@ -219,7 +218,9 @@ def test_an_unclosed_quote_deep_in_the_file_is_refused_not_read_to_the_end(platf
     before = run_ids(platform.mlflow)
     detail = assert_error(
         platform.client.post("/predict_batch", files={"file": ("quote.csv", "".join(lines).encode(), "text/csv")}),
-        400, "unclosed quote", "runs across lines",
+        400,
+        "unclosed quote",
+        "runs across lines",
     )
     if where == "last column":
         assert f"data row {row}" in detail and "'note'" in detail, detail
@@ -232,8 +233,14 @@ def test_an_unclosed_quote_deep_in_the_file_is_refused_not_read_to_the_end(platf
 
 @pytest.mark.parametrize(
     "path",
-    ["nope.csv", "..%2F..%2Fetc%2Fpasswd", "../../etc/passwd", "%2Fetc%2Fpasswd", "predictions.csv%2F..%2F..%2Fmlflow.db",
-     "..%2F..%2F..%2F..%2F..%2F..%2F..%2Fetc%2Fpasswd"],
+    [
+        "nope.csv",
+        "..%2F..%2Fetc%2Fpasswd",
+        "../../etc/passwd",
+        "%2Fetc%2Fpasswd",
+        "predictions.csv%2F..%2F..%2Fmlflow.db",
+        "..%2F..%2F..%2F..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+    ],
 )
 def test_the_artifact_route_refuses_anything_the_run_does_not_list(platform, big, path):
     response = platform.client.get(f"/mlflow/run/{big[1]['run_id']}/artifacts/{path}")

@@ -6,15 +6,6 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.ensemble import RandomForestClassifier
-
-from iris_platform import compiled_model
-from iris_platform.compiled_model import CompiledModel, check_parity, convert, near_ties
-from iris_platform.data import load_iris_training_data
-from iris_platform.inference import Predictor
-from iris_platform.model_store import ModelStore, StoredModel, sha256_hex
-from iris_platform.service import compiled_predictor
-
 from conftest import (
     FAST_TREES,
     IRIS_CLASSES,
@@ -26,6 +17,14 @@ from conftest import (
     predict,
     train,
 )
+from sklearn.ensemble import RandomForestClassifier
+
+from iris_platform import compiled_model
+from iris_platform.compiled_model import CompiledModel, check_parity, convert, near_ties
+from iris_platform.data import load_iris_training_data
+from iris_platform.inference import Predictor
+from iris_platform.model_store import ModelStore, StoredModel, sha256_hex
+from iris_platform.service import compiled_predictor
 
 TOLERANCE = 1e-5  # what the API promises
 
@@ -55,7 +54,7 @@ def random_inputs(n: int, seed: int) -> np.ndarray:
     span = high - low
     rng = np.random.default_rng(seed)
     inside = rng.uniform(low - span, high + span, size=(n, X.shape[1]))
-    return np.vstack([np.round(inside[: n // 2], 1), inside[n // 2:], [[-1e6] * 4, [1e6] * 4, [0.0] * 4]])
+    return np.vstack([np.round(inside[: n // 2], 1), inside[n // 2 :], [[-1e6] * 4, [1e6] * 4, [0.0] * 4]])
 
 
 def threshold_inputs(estimator, n: int, seed: int) -> np.ndarray:
@@ -63,15 +62,16 @@ def threshold_inputs(estimator, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     thresholds = [[] for _ in IRIS_FEATURES]
     for tree in estimator.estimators_:
-        for feature, threshold in zip(tree.tree_.feature, tree.tree_.threshold):
+        for feature, threshold in zip(tree.tree_.feature, tree.tree_.threshold, strict=False):
             if feature >= 0:
                 thresholds[feature].append(threshold)
     columns = []
     for values in thresholds:
         picked = rng.choice(np.array(values), size=n)
         step = rng.integers(-1, 2, size=n)
-        columns.append(np.where(step < 0, np.nextafter(picked, -np.inf),
-                                np.where(step > 0, np.nextafter(picked, np.inf), picked)))
+        columns.append(
+            np.where(step < 0, np.nextafter(picked, -np.inf), np.where(step > 0, np.nextafter(picked, np.inf), picked))
+        )
     return np.column_stack(columns)
 
 
@@ -99,7 +99,7 @@ def test_the_apps_predictor_matches_scikit_learn_on_thousands_of_rows(platform, 
     assert np.array_equal(batch.indexes, np.argmax(expected, axis=1))
     assert np.allclose(batch.confidences, expected.max(axis=1), atol=TOLERANCE)
 
-    for row, want in zip(X[::10], expected[::10]):  # the single-row session
+    for row, want in zip(X[::10], expected[::10], strict=False):  # the single-row session
         got = predictor.predict_one(list(row))
         assert got.index == int(np.argmax(want))
         assert got.class_name == IRIS_CLASSES[got.index]
@@ -109,8 +109,8 @@ def test_the_apps_predictor_matches_scikit_learn_on_thousands_of_rows(platform, 
 def test_predict_over_http_matches_scikit_learn(platform, reference):
     X = random_inputs(60, seed=3)
     expected = sklearn_proba(reference.estimator, X)
-    for row, want in zip(X, expected):
-        body = predict(platform.client, dict(zip(IRIS_FEATURES, map(float, row))))
+    for row, want in zip(X, expected, strict=False):
+        body = predict(platform.client, dict(zip(IRIS_FEATURES, map(float, row), strict=False)))
         assert body["prediction"] == int(np.argmax(want))
         assert body["class_name"] == IRIS_CLASSES[body["prediction"]]
         assert list(body["probabilities"]) == IRIS_CLASSES
@@ -125,22 +125,29 @@ def test_check_parity_on_the_training_data(reference):
     assert report.rows_checked == len(X) == 150
     assert report.class_mismatches == 0
     assert 0.0 <= report.max_abs_diff <= compiled_model.PARITY_TOLERANCE
-    assert report.as_dict() == {"runtime": "onnxruntime", "parity_ok": True, "max_abs_diff": report.max_abs_diff,
-                                "rows_checked": 150, "class_mismatches": 0}
+    assert report.as_dict() == {
+        "runtime": "onnxruntime",
+        "parity_ok": True,
+        "max_abs_diff": report.max_abs_diff,
+        "rows_checked": 150,
+        "class_mismatches": 0,
+    }
 
 
 # -- ties ---------------------------------------------------------------------------------------------
 
 
 def test_near_ties_flags_exact_and_near_ties_only():
-    proba = np.array([
-        [0.5, 0.5, 0.0],              # exact tie
-        [0.6, 0.3, 0.1],              # clear winner
-        [0.4, 0.4 + 1e-7, 0.2],       # within the margin
-        [1 / 3, 1 / 3, 1 / 3],        # three-way tie
-        [0.2, 0.4, 0.4],              # tie between the last two
-        [0.45, 0.45 + 1e-3, 0.099],   # close, but beyond the margin
-    ])
+    proba = np.array(
+        [
+            [0.5, 0.5, 0.0],  # exact tie
+            [0.6, 0.3, 0.1],  # clear winner
+            [0.4, 0.4 + 1e-7, 0.2],  # within the margin
+            [1 / 3, 1 / 3, 1 / 3],  # three-way tie
+            [0.2, 0.4, 0.4],  # tie between the last two
+            [0.45, 0.45 + 1e-3, 0.099],  # close, but beyond the margin
+        ]
+    )
     assert near_ties(proba).tolist() == [True, False, True, True, True, False]
     assert near_ties(np.ones((3, 1))).tolist() == [False, False, False]
 

@@ -5,9 +5,8 @@ import time
 
 import httpx2
 import pytest
-from mlflow import MlflowClient
-
 from conftest import FAST_TREES, logged_prediction_ids
+from mlflow import MlflowClient
 from server_process import ServerProcess
 
 DRAIN_TIMEOUT_S = 60.0

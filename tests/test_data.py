@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import IRIS_CLASSES, IRIS_FEATURES, SETOSA, SKLEARN_HEADERS, csv_bytes, iris_frame
 
 from iris_platform.data import (
     features_from_frame,
@@ -13,8 +14,6 @@ from iris_platform.data import (
     read_csv_upload,
 )
 from iris_platform.errors import InputError
-
-from conftest import IRIS_CLASSES, IRIS_FEATURES, SETOSA, SKLEARN_HEADERS, csv_bytes, iris_frame
 
 
 @pytest.mark.parametrize(
@@ -118,8 +117,16 @@ def test_target_column_chosen_by_name_anywhere_in_the_file():
         (pd.DataFrame({"label": ["a", "b"]}), None, ["only the target column"]),
         (pd.DataFrame({"Petal Width": [1.0, 2.0], "petal_width": [1.0, 2.0], "y": ["a", "b"]}), None, ["normalise"]),
     ],
-    ids=["one-class", "no-such-target", "text-feature", "blank-feature", "float-target", "blank-target",
-         "no-features", "colliding-names"],
+    ids=[
+        "one-class",
+        "no-such-target",
+        "text-feature",
+        "blank-feature",
+        "float-target",
+        "blank-target",
+        "no-features",
+        "colliding-names",
+    ],
 )
 def test_prepare_training_data_refuses_unusable_data(frame, target, fragments):
     with pytest.raises(InputError) as raised:
@@ -169,8 +176,9 @@ def test_parse_features_names_missing_features():
 
 
 def test_features_from_frame_orders_columns_by_model_and_names_missing_ones():
-    frame = pd.DataFrame({"petal width (cm)": [0.2], "id": [7], "petal_length": [1.4], "SepalWidthCm": [3.5],
-                          "sepal length": [5.1]})
+    frame = pd.DataFrame(
+        {"petal width (cm)": [0.2], "id": [7], "petal_length": [1.4], "SepalWidthCm": [3.5], "sepal length": [5.1]}
+    )
     assert features_from_frame(frame, IRIS_FEATURES).tolist() == [[5.1, 3.5, 1.4, 0.2]]
     with pytest.raises(InputError, match="sepal_length"):
         features_from_frame(frame.drop(columns=["sepal length"]), IRIS_FEATURES)

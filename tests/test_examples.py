@@ -6,7 +6,6 @@ Afterwards the store holds one training run and two inference runs, as the dashb
 from pathlib import Path
 
 import pandas as pd
-
 from conftest import (
     INFERENCE_EXPERIMENT,
     IRIS_FEATURES,

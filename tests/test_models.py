@@ -3,7 +3,6 @@
 from datetime import datetime
 
 import pytest
-
 from conftest import (
     FAST_TREES,
     SETOSA,
@@ -99,8 +98,15 @@ def test_loading_an_older_model_switches_predictions(models):
         lambda p, m: f"{p.models_dir}/../{p.models_dir.name}/{m['model_metadata']['model_file']}",
         lambda p, m: f"../{p.models_dir.name}/{m['model_metadata']['model_file']}",
     ],
-    ids=["parent", "etc-passwd", "unknown-model", "pointer-file", "metadata-file", "dotdot-to-listed",
-         "relative-dotdot"],
+    ids=[
+        "parent",
+        "etc-passwd",
+        "unknown-model",
+        "pointer-file",
+        "metadata-file",
+        "dotdot-to-listed",
+        "relative-dotdot",
+    ],
 )
 def test_load_model_refuses_anything_not_listed(models, requested):
     platform, older, _ = models

@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import FAST_TREES, SETOSA, VIRGINICA, assert_error, settings_for, train, wait_for_writer
 from fastapi.testclient import TestClient
 
-from conftest import FAST_TREES, SETOSA, VIRGINICA, assert_error, settings_for, train, wait_for_writer
 from iris_platform.app import create_app
 from iris_platform.predict_lane import PredictLane
 
@@ -31,17 +31,22 @@ def client_for(directory: Path, lane: bool):
 
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
-    with client_for(tmp_path_factory.mktemp("lane"), lane=True) as with_lane, \
-            client_for(tmp_path_factory.mktemp("route"), lane=False) as without_lane:
+    with (
+        client_for(tmp_path_factory.mktemp("lane"), lane=True) as with_lane,
+        client_for(tmp_path_factory.mktemp("route"), lane=False) as without_lane,
+    ):
         yield with_lane, without_lane
 
 
 REQUESTS = {
     "json": dict(json=SETOSA),
-    "json-charset": dict(content=b'{"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.8, "petal_width": 2.3}',
-                         headers={"content-type": "application/json; charset=utf-8"}),
-    "json-sklearn-names": dict(json={"sepal length (cm)": 5.1, "sepal width (cm)": 3.5,
-                                     "petal length (cm)": 1.4, "petal width (cm)": 0.2}),
+    "json-charset": dict(
+        content=b'{"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.8, "petal_width": 2.3}',
+        headers={"content-type": "application/json; charset=utf-8"},
+    ),
+    "json-sklearn-names": dict(
+        json={"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
+    ),
     "form": dict(data={k: str(v) for k, v in VIRGINICA.items()}),
     "multipart": dict(files={k: (None, str(v)) for k, v in SETOSA.items()}),
     "out-of-range": dict(json={**SETOSA, "petal_length": 1e308}),
@@ -49,9 +54,10 @@ REQUESTS = {
     "json-array": dict(json=[1, 2, 3, 4]),
     "missing": dict(json={"sepal_length": 5.1}),
     "not-a-number": dict(json={**SETOSA, "sepal_width": "wide"}),
-    "huge-integer": dict(content=b'{"sepal_length": 1' + b"0" * 400 + b', "sepal_width": 3.5, '
-                                 b'"petal_length": 1.4, "petal_width": 0.2}',
-                         headers={"content-type": "application/json"}),
+    "huge-integer": dict(
+        content=b'{"sepal_length": 1' + b"0" * 400 + b', "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}',
+        headers={"content-type": "application/json"},
+    ),
     "text-plain": dict(content=b"5.1,3.5,1.4,0.2", headers={"content-type": "text/plain"}),
     "no-content-type": dict(content=b"{}"),
 }
@@ -80,7 +86,10 @@ def test_the_route_is_still_documented_and_other_methods_are_refused(both):
     with_lane, _ = both
     operation = with_lane.get("/openapi.json").json()["paths"]["/predict"]["post"]
     assert set(operation["requestBody"]["content"]) == {
-        "application/json", "application/x-www-form-urlencoded", "multipart/form-data"}
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    }
     assert with_lane.get("/predict").status_code == 405
 
 

@@ -2,11 +2,9 @@
 
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
-
 from conftest import (
     INFERENCE_EXPERIMENT,
     IRIS_CLASSES,
@@ -84,7 +82,7 @@ def test_three_encodings_give_the_same_answer(trained_platform, features, expect
 
 def test_single_prediction_run_matches_the_response(trained_platform):
     features = {"sepal_length": 6.1, "sepal_width": 2.8, "petal_length": 4.7, "petal_width": 1.2}
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     body = predict(trained_platform.client, features)
     wait_for_writer(trained_platform.client)
 
@@ -95,17 +93,20 @@ def test_single_prediction_run_matches_the_response(trained_platform):
 
     timestamp = datetime.fromisoformat(run.data.params["timestamp"])
     assert timestamp.utcoffset() == timedelta(0)  # ISO 8601, UTC
-    assert before - timedelta(seconds=1) <= timestamp <= datetime.now(timezone.utc)
-    check_single_run(run, {
-        "prediction_id": body["prediction_id"],
-        "model_path": body["model_path"],
-        "timestamp": run.data.params["timestamp"],
-        "features": features,
-        "class_name": body["class_name"],
-        "class_index": body["prediction"],
-        "confidence": body["confidence"],
-        "probabilities": body["probabilities"],
-    })
+    assert before - timedelta(seconds=1) <= timestamp <= datetime.now(UTC)
+    check_single_run(
+        run,
+        {
+            "prediction_id": body["prediction_id"],
+            "model_path": body["model_path"],
+            "timestamp": run.data.params["timestamp"],
+            "features": features,
+            "class_name": body["class_name"],
+            "class_index": body["prediction"],
+            "confidence": body["confidence"],
+            "probabilities": body["probabilities"],
+        },
+    )
 
 
 def test_many_quick_predictions_each_reach_mlflow_once(trained_platform):
@@ -117,6 +118,7 @@ def test_many_quick_predictions_each_reach_mlflow_once(trained_platform):
 
 
 # -- the caller's mistakes --------------------------------------------------------------------------
+
 
 def without(name):
     return {k: v for k, v in SETOSA.items() if k != name}
@@ -136,16 +138,42 @@ def without(name):
         (lambda c: post_json(c, {**SETOSA, "petal_width": "٢"}), 422, ["petal_width", "number"]),
         (lambda c: post_json(c, {**SETOSA, "colour": 3}), 422, ["unknown", "colour"]),
         (lambda c: c.post("/predict", data={**as_form(SETOSA), "Sepal Length (cm)": "5"}), 422, ["twice"]),
-        (lambda c: c.post("/predict", data=as_form(without("petal_width")),
-                          files={"petal_width": ("p.txt", b"0.2", "text/plain")}), 400, ["file"]),
-        (lambda c: c.post("/predict", content=b"{not json", headers={"content-type": "application/json"}),
-         400, ["not valid JSON"]),
+        (
+            lambda c: c.post(
+                "/predict", data=as_form(without("petal_width")), files={"petal_width": ("p.txt", b"0.2", "text/plain")}
+            ),
+            400,
+            ["file"],
+        ),
+        (
+            lambda c: c.post("/predict", content=b"{not json", headers={"content-type": "application/json"}),
+            400,
+            ["not valid JSON"],
+        ),
         (lambda c: post_json(c, [5.1, 3.5, 1.4, 0.2]), 400, ["object"]),
-        (lambda c: c.post("/predict", content=b"5.1,3.5,1.4,0.2", headers={"content-type": "text/plain"}),
-         415, ["JSON", "form"]),
+        (
+            lambda c: c.post("/predict", content=b"5.1,3.5,1.4,0.2", headers={"content-type": "text/plain"}),
+            415,
+            ["JSON", "form"],
+        ),
     ],
-    ids=["json-missing", "form-missing", "json-text", "multipart-text", "boolean", "null", "nan",
-         "underscore-digits", "arabic-digit", "unknown-field", "duplicate", "file-field", "bad-json", "json-array", "text-plain"],
+    ids=[
+        "json-missing",
+        "form-missing",
+        "json-text",
+        "multipart-text",
+        "boolean",
+        "null",
+        "nan",
+        "underscore-digits",
+        "arabic-digit",
+        "unknown-field",
+        "duplicate",
+        "file-field",
+        "bad-json",
+        "json-array",
+        "text-plain",
+    ],
 )
 def test_bad_prediction_requests_are_refused_clearly(trained_platform, send, status, fragments):
     wait_for_writer(trained_platform.client)

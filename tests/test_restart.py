@@ -1,10 +1,6 @@
 """A restarted app (a new create_app on the same directories): same model, and no inference record lost."""
 
 import pytest
-
-from iris_platform.tracking import Tracker
-from iris_platform.inference_journal import JournalReader
-
 from conftest import (
     FAST_TREES,
     INFERENCE_EXPERIMENT,
@@ -27,6 +23,9 @@ from conftest import (
     train,
     wait_for_writer,
 )
+
+from iris_platform.inference_journal import JournalReader
+from iris_platform.tracking import Tracker
 
 SAMPLES = [SETOSA, VERSICOLOR, VIRGINICA]
 
@@ -140,8 +139,9 @@ def test_start_up_leaves_scikit_learn_to_the_warm_up_thread():
     import subprocess
     import sys
 
-    code = ("import sys, iris_platform.app; print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'skl2onnx'}))")
+    code = (
+        "import sys, iris_platform.app; print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'skl2onnx'}))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]", done.stdout
-

@@ -1,10 +1,7 @@
 """/mlflow/summary and /mlflow/runs `total` (one SQL aggregate) against counting by paging MlflowClient."""
 
 import pytest
-from mlflow.entities import Metric, ViewType
-
 from conftest import (
-    FAST_TREES,
     INFERENCE_EXPERIMENT,
     SETOSA,
     TRAINING_EXPERIMENT,
@@ -16,6 +13,7 @@ from conftest import (
     train,
     wait_for_writer,
 )
+from mlflow.entities import Metric, ViewType
 
 
 def paged(mlflow_client, experiment_ids: list[str]) -> list:
@@ -54,8 +52,11 @@ def check_counts(platform) -> dict:
         assert summary["avg_accuracy"] is None
     else:
         assert summary["avg_accuracy"] == pytest.approx(expected["avg_accuracy"])
-    for name, key in ((None, "total_runs"), (TRAINING_EXPERIMENT, "training_runs"),
-                      (INFERENCE_EXPERIMENT, "inference_runs")):
+    for name, key in (
+        (None, "total_runs"),
+        (TRAINING_EXPERIMENT, "training_runs"),
+        (INFERENCE_EXPERIMENT, "inference_runs"),
+    ):
         params = {"max_results": 2, **({"experiment_name": name} if name else {})}
         listed = platform.client.get("/mlflow/runs", params=params).json()
         assert listed["total"] == expected[key], name
@@ -78,8 +79,10 @@ def test_counts_agree_with_paging(platform):
     expected = check_counts(platform)
     assert expected["training_runs"] == 2
     assert expected["inference_runs"] == 4
-    accuracies = [r.data.metrics["accuracy"] for r in paged(
-        platform.mlflow, [experiment_id(platform.mlflow, TRAINING_EXPERIMENT)])]
+    accuracies = [
+        r.data.metrics["accuracy"]
+        for r in paged(platform.mlflow, [experiment_id(platform.mlflow, TRAINING_EXPERIMENT)])
+    ]
     assert len(accuracies) == 2
     assert expected["avg_accuracy"] == pytest.approx(sum(accuracies) / 2)
 

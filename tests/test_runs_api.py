@@ -5,8 +5,6 @@ from datetime import datetime
 from html.parser import HTMLParser
 
 import pytest
-
-
 from conftest import (
     EXPERIMENTS,
     FAST_TREES,
@@ -64,7 +62,13 @@ def test_experiments(activity):
 
 def test_fresh_store_gets_both_experiments_at_start(fresh_platform):
     assert {e.name for e in fresh_platform.mlflow.search_experiments()} >= set(EXPERIMENTS)
-    assert get_json(fresh_platform, "/mlflow/runs") == {"status": "success", "runs": [], "total": 0, "page": 1, "pages": 1}
+    assert get_json(fresh_platform, "/mlflow/runs") == {
+        "status": "success",
+        "runs": [],
+        "total": 0,
+        "page": 1,
+        "pages": 1,
+    }
 
 
 def test_runs_of_both_experiments_match_mlflow(activity):
@@ -82,7 +86,8 @@ def test_runs_of_both_experiments_match_mlflow(activity):
         assert run["run_name"] == mlflow_run.info.run_name
         assert run["status"] == mlflow_run.info.status
         assert datetime.fromisoformat(run["start_time"]).timestamp() * 1000 == pytest.approx(
-            mlflow_run.info.start_time, abs=1)
+            mlflow_run.info.start_time, abs=1
+        )
         assert run["params"] == mlflow_run.data.params
         assert run["metrics"] == mlflow_run.data.metrics
     single_ids = {r["run_id"] for r in body["runs"] if r["run_name"].startswith("single_prediction_")}
@@ -92,8 +97,7 @@ def test_runs_of_both_experiments_match_mlflow(activity):
 
 @pytest.mark.parametrize(
     "experiment, total, prefixes",
-    [(TRAINING_EXPERIMENT, 3, ("training_",)),
-     (INFERENCE_EXPERIMENT, 3, ("single_prediction_", "batch_prediction_"))],
+    [(TRAINING_EXPERIMENT, 3, ("training_",)), (INFERENCE_EXPERIMENT, 3, ("single_prediction_", "batch_prediction_"))],
 )
 def test_runs_filtered_by_experiment(activity, experiment, total, prefixes):
     platform, _ = activity
@@ -170,8 +174,7 @@ def test_summary_counts_every_run(activity):
 
 def test_summary_of_an_empty_store(fresh_platform):
     body = get_json(fresh_platform, "/mlflow/summary")
-    assert body == {"status": "success", "total_runs": 0, "training_runs": 0, "inference_runs": 0,
-                    "avg_accuracy": None}
+    assert body == {"status": "success", "total_runs": 0, "training_runs": 0, "inference_runs": 0, "avg_accuracy": None}
 
 
 def test_one_training_run_in_full(activity):
@@ -189,8 +192,10 @@ def test_one_training_run_in_full(activity):
     assert body["tags"] == {k: v for k, v in mlflow_run.data.tags.items() if not k.startswith("mlflow.")}
     model_file = training["model_metadata"]["model_file"]
     assert [a["path"] for a in body["artifacts"]] == [
-        f"model_files/{model_file.replace('.pkl', '.onnx')}", f"model_files/{model_file}",
-        f"model_files/{model_file.replace('.pkl', '_metadata.json')}"]
+        f"model_files/{model_file.replace('.pkl', '.onnx')}",
+        f"model_files/{model_file}",
+        f"model_files/{model_file.replace('.pkl', '_metadata.json')}",
+    ]
     assert all(a["size_bytes"] > 0 for a in body["artifacts"])
 
 
@@ -270,8 +275,15 @@ def test_docs_and_openapi_cover_every_route(activity):
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     paths = get_json(platform, "/openapi.json")["paths"]
     expected = {
-        "/health": "get", "/train": "post", "/predict": "post", "/predict_batch": "post", "/models": "get",
-        "/load_model": "post", "/mlflow/experiments": "get", "/mlflow/runs": "get", "/mlflow/summary": "get",
+        "/health": "get",
+        "/train": "post",
+        "/predict": "post",
+        "/predict_batch": "post",
+        "/models": "get",
+        "/load_model": "post",
+        "/mlflow/experiments": "get",
+        "/mlflow/runs": "get",
+        "/mlflow/summary": "get",
         "/mlflow/run/{run_id}": "get",
     }
     for path, method in expected.items():

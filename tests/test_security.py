@@ -7,9 +7,9 @@ root path (`--root-path /api`), where a guard that compared raw paths could be s
 from __future__ import annotations
 
 import pytest
+from conftest import FAST_TREES, SETOSA, assert_error, samples_csv, settings_for
 from fastapi.testclient import TestClient
 
-from conftest import FAST_TREES, SETOSA, assert_error, samples_csv, settings_for
 from iris_platform.app import create_app
 from iris_platform.security import redact_uri
 
@@ -30,16 +30,20 @@ def protected_requests(model_path: str):
     return {
         "train": lambda c, h, p="": c.post(f"{p}/train", data={"n_estimators": str(FAST_TREES)}, headers=h),
         "predict": lambda c, h, p="": c.post(f"{p}/predict", json=SETOSA, headers=h),
-        "predict-form": lambda c, h, p="": c.post(f"{p}/predict", data={k: str(v) for k, v in SETOSA.items()}, headers=h),
-        "predict_batch": lambda c, h, p="": c.post(f"{p}/predict_batch", headers=h,
-                                                   files={"file": ("b.csv", samples_csv([SETOSA]), "text/csv")}),
+        "predict-form": lambda c, h, p="": c.post(
+            f"{p}/predict", data={k: str(v) for k, v in SETOSA.items()}, headers=h
+        ),
+        "predict_batch": lambda c, h, p="": c.post(
+            f"{p}/predict_batch", headers=h, files={"file": ("b.csv", samples_csv([SETOSA]), "text/csv")}
+        ),
         "load_model": lambda c, h, p="": c.post(f"{p}/load_model", data={"model_path": model_path}, headers=h),
     }
 
 
 @pytest.mark.parametrize("route", ["train", "predict", "predict-form", "predict_batch", "load_model"])
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}],
-                         ids=["none", "wrong", "not-bearer"])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}], ids=["none", "wrong", "not-bearer"]
+)
 def test_protected_routes_refuse_a_missing_or_wrong_token(guarded, route, headers):
     client, trained = guarded
     before = client.get("/health").json()
@@ -99,11 +103,14 @@ def test_every_answer_carries_the_security_headers(guarded):
     assert "cdn" not in docs.text.lower()
 
 
-@pytest.mark.parametrize("uri, shown", [
-    ("postgresql://iris:hunter2@db.example:5432/mlflow", "postgresql://iris:***@db.example:5432/mlflow"),
-    ("https://user:pa%40ss@mlflow.example/", "https://user:***@mlflow.example/"),
-    ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
-    ("http://mlflow.example:5000", "http://mlflow.example:5000"),
-])
+@pytest.mark.parametrize(
+    "uri, shown",
+    [
+        ("postgresql://iris:hunter2@db.example:5432/mlflow", "postgresql://iris:***@db.example:5432/mlflow"),
+        ("https://user:pa%40ss@mlflow.example/", "https://user:***@mlflow.example/"),
+        ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
+        ("http://mlflow.example:5000", "http://mlflow.example:5000"),
+    ],
+)
 def test_tracking_uri_passwords_are_never_shown(uri, shown):
     assert redact_uri(uri) == shown

@@ -8,10 +8,6 @@ from datetime import datetime
 
 import pandas as pd
 import pytest
-
-from iris_platform.inference_journal import JournalReader
-from iris_platform.tracking import Tracker
-
 from conftest import (
     FAST_TREES,
     INFERENCE_EXPERIMENT,
@@ -35,10 +31,19 @@ from conftest import (
     wait_for_writer,
 )
 
+from iris_platform.inference_journal import JournalReader
+from iris_platform.tracking import Tracker
+
 THRESHOLD = 5  # above this many waiting records the worker writes window runs
 CENTRES = [SETOSA, VERSICOLOR, VIRGINICA]
-WINDOW_COLUMNS = ["prediction_id", "timestamp", *IRIS_FEATURES, "predicted_class", "confidence",
-                  *[f"prob_{c}" for c in IRIS_CLASSES]]
+WINDOW_COLUMNS = [
+    "prediction_id",
+    "timestamp",
+    *IRIS_FEATURES,
+    "predicted_class",
+    "confidence",
+    *[f"prob_{c}" for c in IRIS_CLASSES],
+]
 
 
 def sample(i: int) -> dict[str, float]:
@@ -365,8 +370,9 @@ def test_replay_does_not_write_a_window_mlflow_already_has(stopped, tmp_path):
     assert len(new_runs) == 4
     for record in records[8:]:
         check_single_run(the_run_for_prediction(stopped.mlflow, record["prediction_id"]), record)
-    windows = all_runs(stopped.mlflow, INFERENCE_EXPERIMENT,
-                       f"tags.window_first_prediction_id = '{records[0]['prediction_id']}'")
+    windows = all_runs(
+        stopped.mlflow, INFERENCE_EXPERIMENT, f"tags.window_first_prediction_id = '{records[0]['prediction_id']}'"
+    )
     assert [r.info.run_id for r in windows] == [window]
     table = window_table(stopped.mlflow, windows[0], tmp_path)
     assert list(table["prediction_id"]) == [r["prediction_id"] for r in records[:8]]

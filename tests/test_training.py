@@ -8,9 +8,6 @@ import mlflow.pyfunc
 import mlflow.sklearn
 import pandas as pd
 import pytest
-
-from iris_platform import tracking_names as names
-
 from conftest import (
     FAST_TREES,
     IRIS_CLASSES,
@@ -38,6 +35,8 @@ from conftest import (
     use_tracking_uri,
     wait_for_writer,
 )
+
+from iris_platform import tracking_names as names
 
 STAMP = r"\d{8}_\d{6}_\d{6}"
 PREFIXED_CLASSES = ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
@@ -94,7 +93,9 @@ def check_model_files(platform, body, tmp_path):
     assert metadata["compiled"]["parity_ok"] is True and metadata["compiled"]["max_abs_diff"] <= 1e-6
 
     artifacts = sorted(a.path for a in platform.mlflow.list_artifacts(body["run_id"], names.MODEL_FILES_ARTIFACT_DIR))
-    assert artifacts == sorted(f"{names.MODEL_FILES_ARTIFACT_DIR}/{p.name}" for p in (model_path, metadata_path, onnx_path))
+    assert artifacts == sorted(
+        f"{names.MODEL_FILES_ARTIFACT_DIR}/{p.name}" for p in (model_path, metadata_path, onnx_path)
+    )
     local = download_artifact(platform.mlflow, body["run_id"], names.MODEL_FILES_ARTIFACT_DIR, tmp_path)
     for path in (model_path, metadata_path, onnx_path):
         assert (local / path.name).read_bytes() == path.read_bytes()
@@ -120,15 +121,19 @@ def test_iris_training_response(iris_training):
 
 
 def test_iris_training_run_params_and_metrics(platform, iris_training):
-    check_training_run(platform, iris_training, {
-        "model_type": "RandomForestClassifier",
-        "n_estimators": 100,
-        "test_size": 0.2,
-        "n_features": 4,
-        "n_samples": 150,
-        "n_classes": 3,
-        "data_source": "sklearn_iris",
-    })
+    check_training_run(
+        platform,
+        iris_training,
+        {
+            "model_type": "RandomForestClassifier",
+            "n_estimators": 100,
+            "test_size": 0.2,
+            "n_features": 4,
+            "n_samples": 150,
+            "n_classes": 3,
+            "data_source": "sklearn_iris",
+        },
+    )
 
 
 def test_iris_model_files_and_metadata(platform, iris_training, tmp_path):
@@ -155,8 +160,12 @@ def test_mlflow_model_loads_from_its_uri_and_predicts_like_the_app(platform, iri
     assert str(logged.status) == "READY"
     assert [o.model_id for o in run.outputs.model_outputs] == [logged.model_id]
 
-    samples = [SETOSA, VERSICOLOR, VIRGINICA, {"sepal_length": 6.3, "sepal_width": 2.8, "petal_length": 4.9,
-                                               "petal_width": 1.6}]
+    samples = [
+        SETOSA,
+        VERSICOLOR,
+        VIRGINICA,
+        {"sepal_length": 6.3, "sepal_width": 2.8, "petal_length": 4.9, "petal_width": 1.6},
+    ]
     frame = pd.DataFrame(samples, columns=metadata["feature_names"])
     use_tracking_uri(platform.settings.tracking_uri)
     load_model(platform.client, iris_training["model_path"])
@@ -175,16 +184,20 @@ def test_mlflow_model_loads_from_its_uri_and_predicts_like_the_app(platform, iri
 
 def test_upload_with_sklearn_headers_and_string_labels(platform, upload_training, tmp_path):
     body = upload_training
-    check_training_run(platform, body, {
-        "model_type": "RandomForestClassifier",
-        "n_estimators": FAST_TREES,
-        "test_size": 0.3,
-        "n_features": 4,
-        "n_samples": 150,
-        "n_classes": 3,
-        "data_source": "uploaded_csv",
-        "input_file": "my iris.csv",
-    })
+    check_training_run(
+        platform,
+        body,
+        {
+            "model_type": "RandomForestClassifier",
+            "n_estimators": FAST_TREES,
+            "test_size": 0.3,
+            "n_features": 4,
+            "n_samples": 150,
+            "n_classes": 3,
+            "data_source": "uploaded_csv",
+            "input_file": "my iris.csv",
+        },
+    )
     metadata = check_model_files(platform, body, tmp_path)
     assert metadata["feature_names"] == IRIS_FEATURES
     assert metadata["class_names"] == PREFIXED_CLASSES
@@ -203,25 +216,33 @@ def test_model_trained_on_upload_serves_the_four_field_form(platform, upload_tra
     assert set(body["probabilities"]) == set(PREFIXED_CLASSES)
 
 
-def test_model_trained_on_upload_names_batch_metrics_and_columns_after_its_classes(platform, upload_training,
-                                                                                   tmp_path):
+def test_model_trained_on_upload_names_batch_metrics_and_columns_after_its_classes(platform, upload_training, tmp_path):
     load_model(platform.client, upload_training["model_path"])
     frame = iris_frame(SKLEARN_HEADERS, labels="prefixed").iloc[[0, 50, 100, 1]]
     body = predict_batch(platform.client, csv_bytes(frame), "with labels.csv")
     assert [r["class_name"] for r in body["predictions"]] == frame["species"].tolist()
     metrics = platform.mlflow.get_run(body["run_id"]).data.metrics
     assert {k: v for k, v in metrics.items() if k.startswith("count_")} == {
-        "count_Iris-setosa": 2, "count_Iris-versicolor": 1, "count_Iris-virginica": 1}
+        "count_Iris-setosa": 2,
+        "count_Iris-versicolor": 1,
+        "count_Iris-virginica": 1,
+    }
     table = read_artifact_csv(platform.mlflow, body["run_id"], names.PREDICTIONS_ARTIFACT, tmp_path)
-    assert list(table.columns) == [*SKLEARN_HEADERS, "species", "predicted_class", "confidence",
-                                   *(f"prob_{c}" for c in PREFIXED_CLASSES)]
+    assert list(table.columns) == [
+        *SKLEARN_HEADERS,
+        "species",
+        "predicted_class",
+        "confidence",
+        *(f"prob_{c}" for c in PREFIXED_CLASSES),
+    ]
     assert table["predicted_class"].tolist() == table["species"].tolist()
 
 
 def test_integer_labels_and_target_column_by_name(platform):
     frame = iris_frame(labels="integers", target="label")[["label", *IRIS_FEATURES]]  # target first
-    body = train(platform.client, file=("numbers.csv", csv_bytes(frame)), n_estimators=FAST_TREES,
-                 target_column="label")
+    body = train(
+        platform.client, file=("numbers.csv", csv_bytes(frame)), n_estimators=FAST_TREES, target_column="label"
+    )
     metadata = body["model_metadata"]
     assert metadata["class_names"] == ["0", "1", "2"]
     assert metadata["feature_names"] == IRIS_FEATURES
@@ -254,8 +275,19 @@ _TEXT_FEATURE = b"x,label\n1,a\nwide,b\n3,a\n4,b\n"
         (None, {"test_size": 1.5}, 422, ["test_size"]),
         (("tiny.csv", b"x,label\n1,a\n2,b\n"), {}, 422, ["rows", "classes"]),
     ],
-    ids=["empty", "header-only", "latin-1", "semicolon", "one-class", "no-target", "text-feature",
-         "zero-trees", "too-many-trees", "test-size", "too-few-rows"],
+    ids=[
+        "empty",
+        "header-only",
+        "latin-1",
+        "semicolon",
+        "one-class",
+        "no-target",
+        "text-feature",
+        "zero-trees",
+        "too-many-trees",
+        "test-size",
+        "too-few-rows",
+    ],
 )
 def test_bad_training_requests_are_refused_clearly(platform, file, form, status, fragments):
     wait_for_writer(platform.client)

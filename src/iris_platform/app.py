@@ -84,9 +84,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.warning("tracking store error on %s: %s", request.url.path, exc)
         service.tracker.reset_connections()  # a connection opened during the outage may stay broken
         return JSONResponse(
-            {"detail": f"The MLflow tracking store ({redact_uri(settings.tracking_uri)}) is unavailable or "
-                       f"refused the write ({type(exc).__name__}); nothing was half-written. Try again when it is "
-                       "back: single predictions are still served and journaled meanwhile."},
+            {
+                "detail": f"The MLflow tracking store ({redact_uri(settings.tracking_uri)}) is unavailable or "
+                f"refused the write ({type(exc).__name__}); nothing was half-written. Try again when it is "
+                "back: single predictions are still served and journaled meanwhile."
+            },
             status_code=503,
         )
 
@@ -97,16 +99,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def os_error(request: Request, exc: OSError) -> JSONResponse:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return JSONResponse(
-                {"detail": "The server's disk is full: free some space and try again; the model that was "
-                           "serving is still serving."},
+                {
+                    "detail": "The server's disk is full: free some space and try again; the model that was "
+                    "serving is still serving."
+                },
                 status_code=507,
             )
         if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
             # A folder the server writes to is unwritable, missing or replaced by a file.
             log.warning("cannot write on %s: %s", request.url.path, exc)
             return JSONResponse(
-                {"detail": f"The server cannot write where it needs to ({exc.filename or exc}: {exc.strerror}): "
-                           "check that the folder exists and is writable; the model that was serving is still serving."},
+                {
+                    "detail": f"The server cannot write where it needs to ({exc.filename or exc}: {exc.strerror}): "
+                    "check that the folder exists and is writable; the model that was serving is still serving."
+                },
                 status_code=503,
             )
         return await unexpected(request, exc)

@@ -73,7 +73,9 @@ def _arrow_error(exc: Exception, header: list[str], label: str) -> InputError:
         return InputError(f"{label} has a value that runs across lines (an unclosed quote?): {_ONE_ROW_PER_LINE}", 400)
     if "UTF8" in text or "utf-8" in text.lower():
         return InputError(f"{label} is not UTF-8 text: save it as UTF-8.", 400)
-    return InputError(f"{label} could not be parsed as CSV ({text}): check that every row has as many fields as the header.", 400)
+    return InputError(
+        f"{label} could not be parsed as CSV ({text}): check that every row has as many fields as the header.", 400
+    )
 
 
 def _as_numbers(column: pa.Array, name: str, first_row: int) -> np.ndarray:
@@ -100,7 +102,7 @@ def _features(batch: pa.RecordBatch, columns: list[str], first_row: int) -> np.n
 def _check_one_row_per_line(batch: pa.RecordBatch, header: list[str], first_row: int, label: str) -> None:
     """Refuse a value that spans lines: pyarrow reads an unclosed quote to the end of the file as one
     cell, which would silently drop every row after it."""
-    for name, column in zip(header, batch.columns):
+    for name, column in zip(header, batch.columns, strict=False):
         if not pa.types.is_string(column.type):
             continue
         # A scan of the column's bytes is ~20x cheaper than a per-cell search; that only finds the row.
@@ -135,8 +137,9 @@ def _read_head(source: BinaryIO, label: str) -> bytes:
     return head
 
 
-def predict_csv(source: BinaryIO, filename: str | None, predictor: Predictor, output: Path,
-                keep_rows: int) -> StreamedBatch:
+def predict_csv(
+    source: BinaryIO, filename: str | None, predictor: Predictor, output: Path, keep_rows: int
+) -> StreamedBatch:
     """Predict every row of `source` into the CSV file `output`; raise InputError on bad input."""
     label = f"'{filename}'" if filename else "The uploaded file"
     head = _read_head(source, label)
@@ -193,15 +196,23 @@ def predict_csv(source: BinaryIO, filename: str | None, predictor: Predictor, ou
         output.unlink(missing_ok=True)
         raise InputError(f"{label} has a header but no data rows: add at least one row.", 400)
     added = set(output_columns(classes))
-    return StreamedBatch(total=seen, statistics=totals.result(), first_rows=first_rows,
-                         replaced_columns=[c for c in header if c in added])
+    return StreamedBatch(
+        total=seen,
+        statistics=totals.result(),
+        first_rows=first_rows,
+        replaced_columns=[c for c in header if c in added],
+    )
 
 
-def _output_batch(batch: pa.RecordBatch, result: BatchResult, classes: list[str], class_array: pa.Array) -> pa.RecordBatch:
+def _output_batch(
+    batch: pa.RecordBatch, result: BatchResult, classes: list[str], class_array: pa.Array
+) -> pa.RecordBatch:
     added = [class_array.take(pa.array(result.indexes)), pa.array(result.confidences, type=pa.float64())]
     added += [pa.array(result.probabilities[:, i]) for i in range(len(classes))]
     added_names = output_columns(classes)
     kept = [i for i, name in enumerate(batch.schema.names) if name not in added_names]  # no duplicate names
     columns = [batch.column(i) for i in kept] + added
-    fields = [batch.schema.field(i) for i in kept] + [pa.field(n, a.type) for n, a in zip(added_names, added)]
+    fields = [batch.schema.field(i) for i in kept] + [
+        pa.field(n, a.type) for n, a in zip(added_names, added, strict=False)
+    ]
     return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))

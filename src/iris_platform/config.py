@@ -44,7 +44,7 @@ class Settings:
     random_state: int = 42
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         values = {
             "host": os.environ.get("IRIS_HOST", cls.host),
             "port": int(os.environ.get("IRIS_PORT", cls.port)),

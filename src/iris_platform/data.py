@@ -10,9 +10,10 @@ import io
 import math
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,8 +33,16 @@ MAX_TRAINING_COLUMNS = 1000
 # The largest magnitude a tree can compare: scikit-learn's trees work in float32.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Inference runs log each feature as a param beside these; a feature may not take their names.
-RESERVED_FEATURE_NAMES = frozenset({names.P_PREDICTION_TYPE, names.P_MODEL_PATH, names.P_TIMESTAMP,
-                                    names.P_PREDICTED_CLASS, names.P_INPUT_FILE, names.P_WINDOW_END})
+RESERVED_FEATURE_NAMES = frozenset(
+    {
+        names.P_PREDICTION_TYPE,
+        names.P_MODEL_PATH,
+        names.P_TIMESTAMP,
+        names.P_PREDICTED_CLASS,
+        names.P_INPUT_FILE,
+        names.P_WINDOW_END,
+    }
+)
 
 
 @lru_cache(maxsize=4096)  # the same few names arrive with every prediction
@@ -79,7 +88,9 @@ def check_csv_header(head: bytes, label: str, truncated: bool = False) -> list[s
     if not head or not head.strip():
         raise InputError(f"{label} is empty: upload a CSV file with a header row and at least one data row.", 400)
     if b"\x00" in head:
-        raise InputError(f"{label} is binary, not UTF-8 CSV text: upload a comma-separated CSV file saved as UTF-8.", 400)
+        raise InputError(
+            f"{label} is binary, not UTF-8 CSV text: upload a comma-separated CSV file saved as UTF-8.", 400
+        )
     try:
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -117,7 +128,9 @@ def read_csv_upload(content: bytes, filename: str | None = None) -> pd.DataFrame
     except pd.errors.EmptyDataError:
         raise InputError(f"{label} is empty: upload a CSV file with a header row and at least one data row.", 400)
     except pd.errors.ParserError as exc:
-        raise InputError(f"{label} could not be parsed as CSV ({exc}): check that every row has as many fields as the header.", 400)
+        raise InputError(
+            f"{label} could not be parsed as CSV ({exc}): check that every row has as many fields as the header.", 400
+        )
     if not isinstance(frame.index, pd.RangeIndex):
         # pandas takes a first data row with one field more than the header as a row index: refuse it.
         raise InputError(
@@ -147,9 +160,7 @@ def _normalised_columns(frame: pd.DataFrame) -> dict[str, str]:
         if not key:
             raise InputError(f"Column '{column}' has no letters or digits in its name: rename it.")
         if key in mapping:
-            raise InputError(
-                f"Columns '{mapping[key]}' and '{column}' both normalise to '{key}': rename one of them."
-            )
+            raise InputError(f"Columns '{mapping[key]}' and '{column}' both normalise to '{key}': rename one of them.")
         mapping[key] = column
     return mapping
 
@@ -228,7 +239,7 @@ def prepare_training_data(frame: pd.DataFrame, target_column: str | None = None)
             f"{sorted(RESERVED_FEATURE_NAMES)}: rename them."
         )
     features = {normalise_column_name(c): numeric_column(frame[c], c) for c in feature_columns}
-    for column, values in zip(feature_columns, features.values()):
+    for column, values in zip(feature_columns, features.values(), strict=False):
         huge = np.abs(values) > FLOAT32_MAX
         if huge.any():
             rows = [int(r) + 1 for r in frame.index[huge][:_SHOW]]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import tracking_names as names
 from .compiled_model import CompiledModel, near_ties
 from .model_store import StoredModel
 
@@ -89,7 +88,7 @@ class Predictor:
             index=index,
             class_name=self.class_names[index],
             confidence=float(proba[index]),
-            probabilities={c: float(p) for c, p in zip(self.class_names, proba)},
+            probabilities={c: float(p) for c, p in zip(self.class_names, proba, strict=False)},
         )
 
     def predict_batch(self, X: np.ndarray) -> BatchResult:
@@ -100,7 +99,7 @@ class Predictor:
     def out_of_range(self, values: list[float]) -> list[str]:
         """Features outside the range seen in training: served, but worth a second look."""
         flagged = []
-        for name, value in zip(self.feature_names, values):
+        for name, value in zip(self.feature_names, values, strict=False):
             bounds = self._ranges.get(name)
             if bounds and not (bounds[0] <= value <= bounds[1]):
                 flagged.append(name)
@@ -108,7 +107,7 @@ class Predictor:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def run_stamp(moment: datetime) -> str:
@@ -136,7 +135,7 @@ def inference_record(predictor: Predictor, values: list[float], prediction: Pred
         "timestamp": moment.isoformat(),
         "time_ms": int(moment.timestamp() * 1000),
         "model_path": predictor.model_path,
-        "features": dict(zip(predictor.feature_names, values)),
+        "features": dict(zip(predictor.feature_names, values, strict=False)),
         "class_index": prediction.index,
         "class_name": prediction.class_name,
         "confidence": prediction.confidence,
@@ -172,13 +171,16 @@ class StatisticsAccumulator:
             "min_confidence": self.confidence_min,
             "max_confidence": self.confidence_max,
             "unique_classes_predicted": int(np.count_nonzero(self.counts)),
-            "prediction_distribution": {c: int(n) for c, n in zip(self.class_names, self.counts)},
-            "prediction_percentages": {c: 100.0 * int(n) / total for c, n in zip(self.class_names, self.counts)},
+            "prediction_distribution": {c: int(n) for c, n in zip(self.class_names, self.counts, strict=False)},
+            "prediction_percentages": {
+                c: 100.0 * int(n) / total for c, n in zip(self.class_names, self.counts, strict=False)
+            },
         }
 
 
-def prediction_rows(result: BatchResult, class_names: list[str], offset: int = 0,
-                    limit: int | None = None) -> list[dict[str, Any]]:
+def prediction_rows(
+    result: BatchResult, class_names: list[str], offset: int = 0, limit: int | None = None
+) -> list[dict[str, Any]]:
     """The API's per-row answer for the first `limit` rows of a batch: class, confidence, probabilities."""
     indexes = result.indexes if limit is None else result.indexes[:limit]
     return [
@@ -187,7 +189,7 @@ def prediction_rows(result: BatchResult, class_names: list[str], offset: int = 0
             "prediction": int(index),
             "class_name": class_names[index],
             "confidence": float(result.confidences[i]),
-            "probabilities": dict(zip(class_names, map(float, result.probabilities[i]))),
+            "probabilities": dict(zip(class_names, map(float, result.probabilities[i]), strict=False)),
         }
         for i, index in enumerate(indexes)
     ]

@@ -13,7 +13,7 @@ import pickle
 import re
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +67,9 @@ class ModelStore:
     def onnx_name(model_filename: str) -> str:
         return model_filename[: -len(".pkl")] + ".onnx"
 
-    def save(self, estimator: Any, metadata: dict[str, Any], stamp: str,
-             onnx_bytes: bytes | None = None) -> tuple[str, dict[str, Any], dict[str, bytes]]:
+    def save(
+        self, estimator: Any, metadata: dict[str, Any], stamp: str, onnx_bytes: bytes | None = None
+    ) -> tuple[str, dict[str, Any], dict[str, bytes]]:
         """Write `iris_model_<stamp>.pkl`, its metadata and (if given) its ONNX form.
 
         Returns the pkl's filename, the metadata as written, and every file written by name.
@@ -115,7 +116,7 @@ class ModelStore:
                     "filename": pkl.name,
                     "path": self.path_of(pkl.name),
                     "size_kb": round(stat.st_size / 1024, 1),
-                    "modified": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(),
+                    "modified": datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(),
                     "metadata": metadata,
                 }
             )

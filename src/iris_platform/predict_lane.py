@@ -11,7 +11,8 @@ the answers are the same. It sits inside the token, body-limit and security-head
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request

@@ -31,7 +31,7 @@ class RunQuery:
 
     def __post_init__(self) -> None:
         if self.order_by not in SORT_FIELDS and not (
-            self.order_by.startswith("metrics.") and _METRIC_KEY.match(self.order_by[len("metrics."):])
+            self.order_by.startswith("metrics.") and _METRIC_KEY.match(self.order_by[len("metrics.") :])
         ):
             raise InputError(
                 f"order_by '{self.order_by[:100]}' is not sortable: use start_time, run_name, samples or metrics.<name>."
@@ -41,7 +41,7 @@ class RunQuery:
     def metric(self) -> str | None:
         if self.order_by == "samples":
             return names.M_TOTAL_SAMPLES  # what a store without SQL (MLflow's search) can sort by
-        return self.order_by[len("metrics."):] if self.order_by.startswith("metrics.") else None
+        return self.order_by[len("metrics.") :] if self.order_by.startswith("metrics.") else None
 
 
 def _like(text: str) -> str:
@@ -62,7 +62,10 @@ def page_run_ids(store, query: RunQuery) -> tuple[list[str], int]:
     if query.search:
         pattern = _like(query.search.lower())
         matching_params = select(SqlParam.run_uuid).where(
-            or_(func.lower(SqlParam.value).like(pattern, escape="\\"), func.lower(SqlParam.key).like(pattern, escape="\\"))
+            or_(
+                func.lower(SqlParam.value).like(pattern, escape="\\"),
+                func.lower(SqlParam.key).like(pattern, escape="\\"),
+            )
         )
         conditions.append(or_(func.lower(SqlRun.name).like(pattern, escape="\\"), SqlRun.run_uuid.in_(matching_params)))
 
@@ -80,8 +83,9 @@ def page_run_ids(store, query: RunQuery) -> tuple[list[str], int]:
                 count = case((param.value.regexp_match(r"^[0-9]{1,15}$"), cast(param.value, BigInteger)), else_=None)
                 value = func.coalesce(metric.value, count, 1.0)
             # Runs without the metric go last either way.
-            ids = ids.order_by(value.is_(None), value.desc() if query.descending else value.asc(),
-                               SqlRun.start_time.desc())
+            ids = ids.order_by(
+                value.is_(None), value.desc() if query.descending else value.asc(), SqlRun.start_time.desc()
+            )
         else:
             column = SqlRun.start_time if query.order_by == "start_time" else SqlRun.name
             ids = ids.order_by(column.desc() if query.descending else column.asc(), SqlRun.run_uuid)

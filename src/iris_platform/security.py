@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 from starlette.exceptions import HTTPException
@@ -23,19 +23,23 @@ PAGE_CSP = (
     "form-action 'self'; frame-ancestors 'none'"
 )
 # FastAPI's documentation pages start Swagger UI / ReDoc with an inline script.
-DOCS_CSP = PAGE_CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'").replace(
-    "style-src 'self'", "style-src 'self' 'unsafe-inline'"
-).replace("img-src 'self' data:", "img-src 'self' data: blob:")
+DOCS_CSP = (
+    PAGE_CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'")
+    .replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+    .replace("img-src 'self' data:", "img-src 'self' data: blob:")
+)
 DOCS_PATHS = ("/docs", "/redoc")
 
 
 async def _send_json(send, status: int, detail: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -47,7 +51,7 @@ def route_path(scope) -> str:
         if path == root:
             return ""
         if path[len(root)] == "/":
-            return path[len(root):]
+            return path[len(root) :]
     return path
 
 
@@ -70,7 +74,8 @@ class TokenMiddleware:
             given = _header(scope, b"authorization") or b""
             if not hmac.compare_digest(given, self._expected):  # constant time; the token is never logged
                 await _send_json(
-                    send, 401,
+                    send,
+                    401,
                     "This server requires an API token: send the header `Authorization: Bearer <token>` "
                     "with the token set in IRIS_API_TOKEN.",
                     [(b"www-authenticate", b"Bearer")],

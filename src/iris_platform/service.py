@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping
+from typing import Any, BinaryIO
 
 import mlflow.sklearn
 import numpy as np
@@ -114,8 +115,14 @@ class IrisService:
 
     # -- training ----------------------------------------------------------------------------
 
-    def train(self, content: bytes | None, filename: str | None, n_estimators: int, test_size: float,
-              target_column: str | None) -> dict[str, Any]:
+    def train(
+        self,
+        content: bytes | None,
+        filename: str | None,
+        n_estimators: int,
+        test_size: float,
+        target_column: str | None,
+    ) -> dict[str, Any]:
         check_parameters(n_estimators, test_size)
         if content is None:
             data, source = load_iris_training_data(), names.DATA_SOURCE_IRIS
@@ -182,9 +189,7 @@ class IrisService:
                 raise
         self.store.set_current(model_file)
         model_path = self.store.path_of(model_file)
-        self.predictor = Predictor(
-            StoredModel(trained.estimator, metadata, model_path, keep_onnx), predictor.compiled
-        )
+        self.predictor = Predictor(StoredModel(trained.estimator, metadata, model_path, keep_onnx), predictor.compiled)
         return {
             "status": "success",
             "run_id": run_id,

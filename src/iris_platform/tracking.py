@@ -11,14 +11,15 @@ import re
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.entities import Metric, Param, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
@@ -37,7 +38,7 @@ MAX_PARAM_LENGTH = 6000
 def iso(ms: int | None) -> str | None:
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat()
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
 def _run_name(prefix: str, iso_timestamp: str) -> str:
@@ -173,8 +174,9 @@ class Tracker:
     # -- writing runs ------------------------------------------------------------------------
 
     @contextmanager
-    def run(self, experiment: str, run_name: str, tags: dict[str, str] | None = None,
-            start_ms: int | None = None) -> Iterator[str]:
+    def run(
+        self, experiment: str, run_name: str, tags: dict[str, str] | None = None, start_ms: int | None = None
+    ) -> Iterator[str]:
         """A run that ends FINISHED, or FAILED with the reason as a tag; never left RUNNING."""
         run = self.client.create_run(
             self.experiment_id(experiment), start_time=start_ms, tags=tags or {}, run_name=run_name
@@ -191,8 +193,13 @@ class Tracker:
             raise
         self.client.set_terminated(run_id, "FINISHED")
 
-    def log(self, run_id: str, params: dict[str, Any] | None = None,
-            metrics: dict[str, float] | None = None, timestamp_ms: int | None = None) -> None:
+    def log(
+        self,
+        run_id: str,
+        params: dict[str, Any] | None = None,
+        metrics: dict[str, float] | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
         ts = timestamp_ms or int(time.time() * 1000)
         self.client.log_batch(
             run_id,
@@ -207,8 +214,9 @@ class Tracker:
                 local.write_bytes(data)
                 self.client.log_artifact(run_id, str(local), artifact_path)
 
-    def log_sklearn_model(self, run_id: str, estimator: Any, example, pip_requirements: list[str],
-                          trusted_types: list[str]) -> str:
+    def log_sklearn_model(
+        self, run_id: str, estimator: Any, example, pip_requirements: list[str], trusted_types: list[str]
+    ) -> str:
         """Log the MLflow model so `mlflow models serve -m models:/<model_id>` serves it; returns its URI."""
         from mlflow.models import infer_signature
 
@@ -341,8 +349,7 @@ class Tracker:
         experiment = self.client.get_experiment_by_name(experiment_name)
         if experiment is None:
             raise InputError(
-                f"Experiment '{experiment_name[:200]}' does not exist; this platform writes "
-                f"{list(names.EXPERIMENTS)}.",
+                f"Experiment '{experiment_name[:200]}' does not exist; this platform writes {list(names.EXPERIMENTS)}.",
                 status_code=404,
             )
         return [experiment.experiment_id]
@@ -376,8 +383,15 @@ class Tracker:
                     found.append({"path": item.path, "size_bytes": item.file_size})
         return sorted(found, key=lambda a: a["path"])[:limit]
 
-    def query_runs(self, experiment_name: str | None, max_results: int, search: str | None = None,
-                   order_by: str = "start_time", descending: bool = True, page: int = 1) -> dict[str, Any]:
+    def query_runs(
+        self,
+        experiment_name: str | None,
+        max_results: int,
+        search: str | None = None,
+        order_by: str = "start_time",
+        descending: bool = True,
+        page: int = 1,
+    ) -> dict[str, Any]:
         """One page of runs matching the filter, sorted, with how many match in all."""
         experiment_ids = self._experiment_ids(experiment_name)
         query = RunQuery(tuple(experiment_ids), (search or "").strip() or None, order_by, descending, page, max_results)
@@ -399,8 +413,10 @@ class Tracker:
             return []
         quoted = ", ".join(f"'{i}'" for i in run_ids)
         found = self.client.search_runs(
-            experiment_ids, filter_string=f"attributes.run_id IN ({quoted})",
-            run_view_type=ViewType.ACTIVE_ONLY, max_results=len(run_ids),
+            experiment_ids,
+            filter_string=f"attributes.run_id IN ({quoted})",
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=len(run_ids),
         )
         by_id = {r.info.run_id: r for r in found}
         return [by_id[i] for i in run_ids if i in by_id]
@@ -413,17 +429,24 @@ class Tracker:
         order = f"metrics.`{query.metric}` {direction}" if query.metric else f"attributes.{query.order_by} {direction}"
         matching, token = [], None
         while True:
-            page = self.client.search_runs(list(query.experiment_ids), filter_string, ViewType.ACTIVE_ONLY,
-                                           max_results=_PAGE, order_by=[order], page_token=token)
+            page = self.client.search_runs(
+                list(query.experiment_ids),
+                filter_string,
+                ViewType.ACTIVE_ONLY,
+                max_results=_PAGE,
+                order_by=[order],
+                page_token=token,
+            )
             matching.extend(page)
             token = page.token
             if not token:
                 break
         start = (query.page - 1) * query.page_size
-        return matching[start:start + query.page_size], len(matching)
+        return matching[start : start + query.page_size], len(matching)
 
-    def export_runs(self, experiment_name: str | None, search: str | None, order_by: str, descending: bool,
-                    limit: int) -> Iterator[dict[str, Any]]:
+    def export_runs(
+        self, experiment_name: str | None, search: str | None, order_by: str, descending: bool, limit: int
+    ) -> Iterator[dict[str, Any]]:
         """Every run matching the filter (up to `limit`), page by page, in the listing's order."""
         page, size, sent = 1, 1000, 0
         while sent < limit:

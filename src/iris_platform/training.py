@@ -83,7 +83,9 @@ def train_model(data: TrainingData, n_estimators: int, test_size: float, random_
     labels = list(range(len(data.class_names)))
     metrics = {
         names.M_ACCURACY: float(accuracy_score(y_test, predicted)),
-        names.M_PRECISION: float(precision_score(y_test, predicted, labels=labels, average="weighted", zero_division=0)),
+        names.M_PRECISION: float(
+            precision_score(y_test, predicted, labels=labels, average="weighted", zero_division=0)
+        ),
         names.M_RECALL: float(recall_score(y_test, predicted, labels=labels, average="weighted", zero_division=0)),
         names.M_F1: float(f1_score(y_test, predicted, labels=labels, average="weighted", zero_division=0)),
     }

@@ -15,17 +15,17 @@ import csv
 import io
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-
 from server_process import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,8 +37,13 @@ SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 PYTHON = REPO / ".venv" / "bin" / "python" if (REPO / ".venv" / "bin" / "python").exists() else Path(sys.executable)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 FAST_TREES = 20  # small forests keep each training around a second
 SERVER_START_TIMEOUT_S = 60
@@ -103,10 +108,12 @@ class PageWatch:
     dialogs: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
-        return ([f"request to another host: {u}" for u in self.outside_requests]
-                + [f"console error: {m}" for m in self.console_errors]
-                + [f"uncaught error: {m}" for m in self.page_errors]
-                + [f"JavaScript dialog opened: {m}" for m in self.dialogs])
+        return (
+            [f"request to another host: {u}" for u in self.outside_requests]
+            + [f"console error: {m}" for m in self.console_errors]
+            + [f"uncaught error: {m}" for m in self.page_errors]
+            + [f"JavaScript dialog opened: {m}" for m in self.dialogs]
+        )
 
 
 @pytest.fixture
@@ -201,13 +208,21 @@ def wait_rows(page: Page, expected: list[str], timeout: float = 15_000) -> None:
         page.wait_for_function(
             """ids => JSON.stringify([...document.querySelectorAll('#runs tr[data-run-id]')]
                 .map(r => r.dataset.runId)) === JSON.stringify(ids)""",
-            arg=expected, timeout=timeout)
+            arg=expected,
+            timeout=timeout,
+        )
     except PlaywrightTimeoutError:
         raise AssertionError(f"the runs table shows {row_ids(page)}, the API lists {expected}") from None
 
 
-def api_runs(server: Server, run_type: str | None = None, search: str | None = None,
-             order_by: str = "start_time", order: str = "desc", max_results: int = PAGE_SIZE) -> list[dict]:
+def api_runs(
+    server: Server,
+    run_type: str | None = None,
+    search: str | None = None,
+    order_by: str = "start_time",
+    order: str = "desc",
+    max_results: int = PAGE_SIZE,
+) -> list[dict]:
     """The runs the page's current view asks for, as the API lists them."""
     params = {"order_by": order_by, "order": order, "max_results": max_results, "page": 1}
     if run_type:
@@ -219,14 +234,18 @@ def api_runs(server: Server, run_type: str | None = None, search: str | None = N
 
 def stats(page: Page, card_selector: str) -> dict[str, str]:
     """A result card's statistics, label to shown value."""
-    return dict(page.eval_on_selector_all(
-        f"{card_selector} .stat",
-        "stats => stats.map(s => [s.querySelector('.label').textContent, s.querySelector('.value').textContent])"))
+    return dict(
+        page.eval_on_selector_all(
+            f"{card_selector} .stat",
+            "stats => stats.map(s => [s.querySelector('.label').textContent, s.querySelector('.value').textContent])",
+        )
+    )
 
 
 def key_value_sections(page: Page, container: str) -> dict[str, dict[str, str]]:
     """The run popup's sections (Params, Metrics, Tags, Artifacts), each as key to shown text."""
-    return page.evaluate("""container => {
+    return page.evaluate(
+        """container => {
         const sections = {};
         for (const h3 of document.querySelectorAll(`${container} h3`)) {
             const table = h3.nextElementSibling;
@@ -235,7 +254,9 @@ def key_value_sections(page: Page, container: str) -> dict[str, dict[str, str]]:
                 rows.map(r => [r.querySelector('th').textContent, r.querySelector('td').textContent]));
         }
         return sections;
-    }""", container)
+    }""",
+        container,
+    )
 
 
 def poll(condition: Callable[[], Any], timeout: float = 30, message: str = "condition") -> Any:

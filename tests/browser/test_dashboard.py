@@ -15,9 +15,25 @@ from urllib.parse import parse_qs, urlsplit
 from playwright.sync_api import Page, expect
 
 from .conftest import (
-    BATCH_CSV, FAST_TREES, TRAIN_CSV, Server, api_runs, ensure_batch_run, ensure_training_runs, js_fmt,
-    js_pct, key_value_sections, open_dashboard, parse_csv, poll, row_ids, screenshot, stats,
-    training_runs, wait_ready, wait_rows, wait_tracking_drained,
+    BATCH_CSV,
+    FAST_TREES,
+    TRAIN_CSV,
+    Server,
+    api_runs,
+    ensure_batch_run,
+    ensure_training_runs,
+    js_fmt,
+    js_pct,
+    key_value_sections,
+    open_dashboard,
+    parse_csv,
+    row_ids,
+    screenshot,
+    stats,
+    training_runs,
+    wait_ready,
+    wait_rows,
+    wait_tracking_drained,
 )
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
@@ -167,7 +183,9 @@ def test_03_train_on_an_uploaded_csv(page: Page, server: Server):
         if not other["is_current"]:
             expect(items.filter(has_text=other["filename"]).locator("button")).to_have_text("Load")
     wait_rows(page, [r["run_id"] for r in api_runs(server)])
-    expect(row(page, answer["run_id"]).locator("td.run-name .run-meta")).to_have_text(f"uploaded_csv · {TRAIN_CSV.name}")
+    expect(row(page, answer["run_id"]).locator("td.run-name .run-meta")).to_have_text(
+        f"uploaded_csv · {TRAIN_CSV.name}"
+    )
     expect(row(page, answer["run_id"]).locator("td").nth(8)).to_have_text(run["params"]["n_samples"])
 
 
@@ -189,7 +207,9 @@ def test_04_predict_one_flower(page: Page, server: Server):
     api = server.post("/predict", json={k: float(v) for k, v in FLOWER.items()})
     expect(card.locator(".big")).to_have_text(api["class_name"])
     assert stats(page, '[data-result="prediction"]') == {
-        "Confidence": js_pct(api["confidence"]), "Class index": str(api["prediction"])}
+        "Confidence": js_pct(api["confidence"]),
+        "Class index": str(api["prediction"]),
+    }
     bars = card.locator(".bar")
     expect(bars).to_have_count(len(api["probabilities"]))
     for i, (name, probability) in enumerate(api["probabilities"].items()):
@@ -204,8 +224,11 @@ def test_04_predict_one_flower(page: Page, server: Server):
     # The prediction's run is written by the background worker; then Refresh shows it.
     wait_tracking_drained(server)
     singles = [r for r in api_runs(server, run_type="inference") if r["params"].get("prediction_type") == "single"]
-    mine = next(r for r in singles if server.get(f"/mlflow/run/{r['run_id']}")["tags"].get("prediction_id")
-                == shown_answer["prediction_id"])
+    mine = next(
+        r
+        for r in singles
+        if server.get(f"/mlflow/run/{r['run_id']}")["tags"].get("prediction_id") == shown_answer["prediction_id"]
+    )
     assert mine["params"]["predicted_class"] == api["class_name"]
     page.click("#refresh")
     wait_rows(page, [r["run_id"] for r in api_runs(server)])
@@ -238,9 +261,12 @@ def test_05_predict_a_batch_csv(page: Page, server: Server):
         "Max confidence": js_pct(run["metrics"]["max_confidence"]),
     }
     assert run["metrics"]["total_samples"] == answer["total_samples"] == 5
-    shown = dict(page.eval_on_selector_all(
-        '[data-result="batch"] .bar',
-        "bars => bars.map(b => [b.querySelector('.name').textContent, b.lastElementChild.textContent])"))
+    shown = dict(
+        page.eval_on_selector_all(
+            '[data-result="batch"] .bar',
+            "bars => bars.map(b => [b.querySelector('.name').textContent, b.lastElementChild.textContent])",
+        )
+    )
     distribution = statistics["prediction_distribution"]
     assert {name: text.split(" · ")[0] for name, text in shown.items()} == {k: str(v) for k, v in distribution.items()}
     assert {name: int(run["metrics"][f"count_{name}"]) for name in distribution} == distribution
@@ -393,11 +419,16 @@ def test_09_compare_two_training_runs(page: Page, server: Server):
 
     table = page.locator("#compare-body table")
     expect(table.locator("thead th")).to_have_text(["", bundled["run_name"], uploaded["run_name"]])
-    full = {f"{label} {key}": [js_fmt(r[field].get(key), 4) if key in r[field] else "–" for r in (bundled, uploaded)]
-            for field, label in (("params", "param"), ("metrics", "metric"))
-            for key in sorted(set(bundled[field]) | set(uploaded[field]))}
-    shown = dict(table.locator("tbody tr").evaluate_all(
-        "rows => rows.map(r => [r.querySelector('th').textContent, [...r.querySelectorAll('td')].map(td => td.textContent)])"))
+    full = {
+        f"{label} {key}": [js_fmt(r[field].get(key), 4) if key in r[field] else "–" for r in (bundled, uploaded)]
+        for field, label in (("params", "param"), ("metrics", "metric"))
+        for key in sorted(set(bundled[field]) | set(uploaded[field]))
+    }
+    shown = dict(
+        table.locator("tbody tr").evaluate_all(
+            "rows => rows.map(r => [r.querySelector('th').textContent, [...r.querySelectorAll('td')].map(td => td.textContent)])"
+        )
+    )
     assert shown.pop("model")  # the load-this-model row
     assert shown == full
     assert full["param model_type"][0] == full["param model_type"][1]
@@ -408,8 +439,11 @@ def test_09_compare_two_training_runs(page: Page, server: Server):
     table = page.locator("#compare-body table")
     expect(table.locator("tbody th", has_text="param data_source")).to_have_count(1)
     differing = {k: v for k, v in full.items() if v[0] != v[1]}
-    shown = dict(table.locator("tbody tr").evaluate_all(
-        "rows => rows.map(r => [r.querySelector('th').textContent, [...r.querySelectorAll('td')].map(td => td.textContent)])"))
+    shown = dict(
+        table.locator("tbody tr").evaluate_all(
+            "rows => rows.map(r => [r.querySelector('th').textContent, [...r.querySelectorAll('td')].map(td => td.textContent)])"
+        )
+    )
     shown.pop("model")
     assert shown == differing
     assert table.locator("tbody tr.differs").count() == len(differing)
@@ -458,7 +492,9 @@ def test_10_search_sort_and_export(page: Page, server: Server):
     assert [float(r["metrics.accuracy"]) for r in exported] == accuracies
 
     page.click('button.sort[data-sort="metrics.accuracy"]')  # again: ascending
-    wait_rows(page, [r["run_id"] for r in api_runs(server, run_type="training", order_by="metrics.accuracy", order="asc")])
+    wait_rows(
+        page, [r["run_id"] for r in api_runs(server, run_type="training", order_by="metrics.accuracy", order="asc")]
+    )
     expect(page.locator('button.sort[data-sort="metrics.accuracy"]')).to_have_attribute("aria-sort", "ascending")
     assert query_of(page)["order"] == ["asc"]
 
@@ -467,7 +503,9 @@ def test_10_search_sort_and_export(page: Page, server: Server):
     page.click('button.sort[data-sort="samples"]')
     by_samples = api_runs(server, order_by="samples", order="desc")
     wait_rows(page, [r["run_id"] for r in by_samples])
-    shown = page.eval_on_selector_all("#runs tr[data-run-id] td:nth-child(9)", "cells => cells.map(c => Number(c.textContent))")
+    shown = page.eval_on_selector_all(
+        "#runs tr[data-run-id] td:nth-child(9)", "cells => cells.map(c => Number(c.textContent))"
+    )
     assert shown == sorted(shown, reverse=True) and shown[0] == 150, shown
 
 
@@ -505,8 +543,9 @@ def test_11_html_in_names_params_and_file_names_is_shown_as_text(page: Page, ser
     # The `page` fixture records any alert/confirm/prompt in watch.dialogs (and fails the test on one).
 
     # An upload whose file name is HTML, through the page.
-    answer = train_from_page(page, file={"name": f"{XSS_NAME}.csv", "mimeType": "text/csv",
-                                          "buffer": TRAIN_CSV.read_bytes()})
+    answer = train_from_page(
+        page, file={"name": f"{XSS_NAME}.csv", "mimeType": "text/csv", "buffer": TRAIN_CSV.read_bytes()}
+    )
     uploaded = server.get(f"/mlflow/run/{answer['run_id']}")
     assert uploaded["params"]["input_file"] == f"{XSS_NAME}.csv"
     html_run_id = create_html_named_run(server)
@@ -550,7 +589,9 @@ def test_11_html_in_names_params_and_file_names_is_shown_as_text(page: Page, ser
 
 
 def overflow(page: Page) -> dict:
-    return page.evaluate("() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth })")
+    return page.evaluate(
+        "() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth })"
+    )
 
 
 def test_12_phone_width(page: Page, server: Server):

@@ -12,20 +12,20 @@ import json
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from conftest import EXPERIMENTS, Platform, all_runs, settings_for
 from fastapi.testclient import TestClient
 from hypothesis.configuration import set_hypothesis_home_dir
 from mlflow import MlflowClient
+from server_process import ServerProcess  # free_port: test_faults.py imports it from here
 
 from iris_platform.app import create_app
-
-from conftest import EXPERIMENTS, Platform, all_runs, settings_for
-from server_process import ServerProcess, free_port  # free_port: test_faults.py imports it from here
 
 from .results import Results
 
@@ -100,8 +100,11 @@ def _experiments(mlflow_client: MlflowClient) -> list[str]:
 
 
 def running_runs(mlflow_client: MlflowClient) -> list:
-    return [r for name in _experiments(mlflow_client)
-            for r in all_runs(mlflow_client, name, "attributes.status = 'RUNNING'")]
+    return [
+        r
+        for name in _experiments(mlflow_client)
+        for r in all_runs(mlflow_client, name, "attributes.status = 'RUNNING'")
+    ]
 
 
 def run_index(mlflow_client: MlflowClient) -> dict[str, Any]:
@@ -192,4 +195,6 @@ def pytest_terminal_summary(terminalreporter):
     if _session.get("written"):
         terminalreporter.write_line(f"reliability: wrote {DOCUMENT.relative_to(REPO)}")
     else:
-        terminalreporter.write_line(f"reliability: {DOCUMENT.relative_to(REPO)} left as it was ({_session.get('reason')})")
+        terminalreporter.write_line(
+            f"reliability: {DOCUMENT.relative_to(REPO)} left as it was ({_session.get('reason')})"
+        )

@@ -10,7 +10,7 @@ import os
 import platform
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -24,10 +24,12 @@ class Results:
 
     # -- recording ----------------------------------------------------------------------------
 
-    def bad_input(self, *, group: str, case: str, route: str, sent_as: str, expected: int, status: int,
-                  detail: str) -> None:
-        self.bad_inputs.append(dict(group=group, case=case, route=route, sent_as=sent_as, expected=expected,
-                                    status=status, detail=detail))
+    def bad_input(
+        self, *, group: str, case: str, route: str, sent_as: str, expected: int, status: int, detail: str
+    ) -> None:
+        self.bad_inputs.append(
+            dict(group=group, case=case, route=route, sent_as=sent_as, expected=expected, status=status, detail=detail)
+        )
 
     def fuzzed(self, *, operation: str, examples: int, statuses: Counter, notes: str = "") -> None:
         self.fuzzing.append(dict(operation=operation, examples=examples, statuses=statuses, notes=notes))
@@ -35,11 +37,30 @@ class Results:
     def property(self, *, name: str, examples: int, outcomes: Counter) -> None:
         self.properties.append(dict(name=name, examples=examples, outcomes=outcomes))
 
-    def fault(self, *, fault: str, injected: str, answers: str, acknowledged: int | None = None,
-              found_once: int | None = None, lost: int | None = None, duplicated: int | None = None,
-              survived: str = "") -> None:
-        self.faults.append(dict(fault=fault, injected=injected, answers=answers, acknowledged=acknowledged,
-                                found_once=found_once, lost=lost, duplicated=duplicated, survived=survived))
+    def fault(
+        self,
+        *,
+        fault: str,
+        injected: str,
+        answers: str,
+        acknowledged: int | None = None,
+        found_once: int | None = None,
+        lost: int | None = None,
+        duplicated: int | None = None,
+        survived: str = "",
+    ) -> None:
+        self.faults.append(
+            dict(
+                fault=fault,
+                injected=injected,
+                answers=answers,
+                acknowledged=acknowledged,
+                found_once=found_once,
+                lost=lost,
+                duplicated=duplicated,
+                survived=survived,
+            )
+        )
 
     def load_held(self, **figures: Any) -> None:
         self.load.append(figures)
@@ -47,7 +68,7 @@ class Results:
     # -- the document ---------------------------------------------------------------------------
 
     def markdown(self, duration_s: float, tests: int) -> str:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         out = [
             "# Reliability figures",
             "",
@@ -102,8 +123,10 @@ class Results:
         for r in rows:
             detail = r["detail"].replace("|", "\\|").replace("\n", " ")
             detail = detail if len(detail) <= 110 else detail[:107] + "..."
-            out.append(f"| {r['group']} | {r['case']} | `{r['route']}` | {r['sent_as']} | {r['expected']} | "
-                       f"{r['status']} | {detail} |")
+            out.append(
+                f"| {r['group']} | {r['case']} | `{r['route']}` | {r['sent_as']} | {r['expected']} | "
+                f"{r['status']} | {detail} |"
+            )
         out += ["", "</details>", ""]
         return out
 

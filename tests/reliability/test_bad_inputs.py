@@ -24,18 +24,13 @@ import struct
 import time
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
-
-from iris_platform.data import FLOAT32_MAX
-from iris_platform.inference import Predictor
-from iris_platform.model_store import ModelStore
-
 from conftest import (
     FAST_TREES,
     IRIS_FEATURES,
@@ -46,6 +41,11 @@ from conftest import (
     read_artifact_csv,
     train,
 )
+from mlflow import MlflowClient
+
+from iris_platform.data import FLOAT32_MAX
+from iris_platform.inference import Predictor
+from iris_platform.model_store import ModelStore
 
 from .conftest import assert_only_complete_models, models_snapshot, open_app, run_index, running_runs
 
@@ -74,11 +74,16 @@ def with_cell(row: int, column: str, value: str) -> bytes:
 
 def png_bytes() -> bytes:
     """A real 1x1 PNG image: signature, IHDR, IDAT, IEND."""
+
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00")) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00"))
+        + chunk(b"IEND", b"")
+    )
 
 
 def zip_bytes() -> bytes:
@@ -105,10 +110,15 @@ def over_limit_csv() -> bytes:
 
 def multipart_body(file_content: bytes, filename: str = "data.csv", **fields: str) -> tuple[bytes, str]:
     boundary = "reliability-boundary-7d41"
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in fields.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-                 f"Content-Type: text/csv\r\n\r\n".encode() + file_content + b"\r\n")
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        f"Content-Type: text/csv\r\n\r\n".encode()
+        + file_content
+        + b"\r\n"
+    )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
@@ -162,8 +172,14 @@ def bench(tmp_path_factory):
         control = scratch / "control"
         pickle.loads(pickle.dumps(Marker(control)))
         assert control.exists()
-        yield Bench(platform, body["model_path"], Path(body["model_path"]).name, body["run_id"],
-                    predict(platform.client, BORDER), scratch)
+        yield Bench(
+            platform,
+            body["model_path"],
+            Path(body["model_path"]).name,
+            body["run_id"],
+            predict(platform.client, BORDER),
+            scratch,
+        )
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -194,10 +210,12 @@ def post_file(route: str, content: bytes, filename: str = "data.csv", **form: st
 
 def post_file_chunked(route: str, content: bytes, **form: str) -> Send:
     """The same multipart body sent with Transfer-Encoding: chunked (no Content-Length to refuse it by)."""
+
     def send(b: Bench):
         body, content_type = multipart_body(content, **form)
-        chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))
+        chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))
         return b.client.post(route, content=chunks, headers={"content-type": content_type})
+
     return send
 
 
@@ -228,6 +246,7 @@ def without(name: str) -> dict[str, Any]:
 
 # Answers to borderline input that is accepted.
 
+
 def check_extra_columns_kept(b: Bench, response) -> None:
     """Extra columns are kept in the predictions artifact as written, and ignored for prediction."""
     body = response.json()
@@ -238,7 +257,9 @@ def check_extra_columns_kept(b: Bench, response) -> None:
     assert table["note"].tolist() == frame["note"].tolist()
     plain = b.client.post("/predict_batch", files={"file": ("plain.csv", csv_bytes(frame[IRIS_FEATURES]), "text/csv")})
     assert plain.status_code == 200, plain.text
-    assert [r["probabilities"] for r in body["predictions"]] == [r["probabilities"] for r in plain.json()["predictions"]]
+    assert [r["probabilities"] for r in body["predictions"]] == [
+        r["probabilities"] for r in plain.json()["predictions"]
+    ]
 
 
 def check_all_rows_predicted(b: Bench, response) -> None:
@@ -259,6 +280,7 @@ def check_flagged(*flagged: str) -> Callable[[Bench, Any], None]:
         assert body["status"] == "success" and body["model_path"] == b.model_path
         assert sorted(body["out_of_range_features"]) == sorted(flagged)
         assert math.isclose(sum(body["probabilities"].values()), 1.0, abs_tol=1e-6)
+
     return check
 
 
@@ -279,6 +301,7 @@ EXTRA_COLUMNS_CSV = csv_bytes(
 
 # Planted files for POST /load_model.
 
+
 def plant_marker_pickle(name: str, metadata: str | None = None, marker: str = "") -> Callable[[Bench], set[str]]:
     """A pickle that would create a marker file when unpickled, with or without a metadata file.
 
@@ -286,6 +309,7 @@ def plant_marker_pickle(name: str, metadata: str | None = None, marker: str = ""
     real model's, not this file's), "no-sha" (the metadata without a sha256), "forged" (the pickle's
     own SHA-256, but none of the rest of what training writes) or "not-an-object" (JSON `[]`).
     """
+
     def prepare(b: Bench) -> set[str]:
         planted = {name}
         blob = pickle.dumps(Marker(b.marker(marker or name)))
@@ -304,6 +328,7 @@ def plant_marker_pickle(name: str, metadata: str | None = None, marker: str = ""
             (b.models_dir / meta_name).write_text(json.dumps(real))
             planted.add(meta_name)
         return planted
+
     return prepare
 
 
@@ -341,6 +366,7 @@ def not_unpickled(*markers: str) -> Callable[[Bench, Any], None]:
     def check(b: Bench, response) -> None:
         for name in markers:
             assert not b.marker(name).exists(), f"{name} was unpickled"
+
     return check
 
 
@@ -351,61 +377,161 @@ def csv_cases() -> list[Case]:
     table: list[tuple[str, bytes, tuple | None, tuple | None]] = [
         ("empty file", b"", (400, ("empty",)), (400, ("empty",))),
         ("header only", H.encode(), (400, ("header but no data rows",)), (400, ("header but no data rows",))),
-        ("not UTF-8 (Latin-1)", (H + "5.1,3.5,1.4,0.2,s\u00e9tosa\n4.9,3.0,1.4,0.2,virginica\n").encode("latin-1"),
-         (400, ("not UTF-8",)), (400, ("not UTF-8",))),
+        (
+            "not UTF-8 (Latin-1)",
+            (H + "5.1,3.5,1.4,0.2,s\u00e9tosa\n4.9,3.0,1.4,0.2,virginica\n").encode("latin-1"),
+            (400, ("not UTF-8",)),
+            (400, ("not UTF-8",)),
+        ),
         ("UTF-16 text", iris_csv().decode().encode("utf-16"), (400, ("binary", "UTF-8")), (400, ("binary", "UTF-8"))),
         ("a PNG image", png_bytes(), (400, ("binary", "not UTF-8 CSV")), (400, ("binary", "not UTF-8 CSV"))),
         ("a zip archive", zip_bytes(), (400, ("binary", "not UTF-8 CSV")), (400, ("binary", "not UTF-8 CSV"))),
         ("semicolon-delimited", iris_csv().replace(b",", b";"), (400, ("semicolon",)), (400, ("semicolon",))),
         ("tab-delimited", iris_csv().replace(b",", b"\t"), (400, ("tab-delimited",)), (400, ("tab-delimited",))),
-        ("missing feature column", csv_bytes(iris_frame().drop(columns=["petal_width"])),
-         None, (422, ("lacks the feature column", "petal_width"))),
-        ("no feature column", b"species\nsetosa\nvirginica\nsetosa\n",
-         (422, ("only the target column",)), (422, ("lacks the feature column",))),
-        ("non-numeric cell", with_cell(3, "sepal_width", "abc"),
-         (422, ("sepal_width", "numeric", "abc", "[3]")), (422, ("sepal_width", "numeric", "abc"))),
-        ("blank cell", with_cell(4, "petal_length", ""),
-         (422, ("petal_length", "blank", "[4]")), (422, ("petal_length", "blank", "row"))),
-        ("NaN cell", with_cell(5, "petal_width", "NaN"),
-         (422, ("petal_width", "NaN", "[5]")), (422, ("petal_width", "NaN", "row 5"))),
-        ("infinite cell", with_cell(6, "sepal_length", "inf"),
-         (422, ("sepal_length", "infinite", "[6]")), (422, ("sepal_length", "infinite", "row 6"))),
-        ("-infinite cell", with_cell(7, "sepal_length", "-Infinity"),
-         (422, ("sepal_length", "infinite")), (422, ("sepal_length", "infinite"))),
-        ("1e308 cell (finite, beyond float32)", with_cell(1, "sepal_length", "1e308"),
-         (422, ("sepal_length", "too large", "[1]")), None),  # batch: accepted, see the borderline rows
-        ("duplicate column names", iris_csv().replace(b"sepal_width", b"sepal_length", 1),
-         (400, ("duplicate", "sepal_length")), (400, ("duplicate", "sepal_length"))),
-        ("two names, one normalised name", iris_csv().replace(b"sepal_width", b"Sepal Length (cm)", 1),
-         (422, ("both normalise", "sepal_length")), (422, ("both normalise", "sepal_length"))),
-        ("header with a blank name", iris_csv().replace(b"petal_width", b"", 1),
-         (400, ("no name", "[4]")), (400, ("no name", "[4]"))),
-        ("first row has an extra field", (H + "5.1,3.5,1.4,0.2,setosa,extra\n4.9,3.0,1.4,0.2,virginica\n").encode(),
-         (400, ("could not be parsed", "more fields")), (400, ("could not be parsed", "expected 5 columns"))),
-        ("later row has an extra field", (H + "5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,virginica,x,y\n").encode(),
-         (400, ("could not be parsed",)), (400, ("could not be parsed",))),
-        ("short row", (H + "5.1,3.5,1.4\n4.9,3.0,1.4,0.2,virginica\n5.0,3.0,1.0,0.2,setosa\n").encode(),
-         (422, ("petal_width", "blank", "[1]")), (400, ("could not be parsed", "expected 5 columns"))),
-        ("unclosed quote", (H + '"5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,virginica\n').encode(),
-         (400, ("could not be parsed",)), (400, ("could not be parsed",))),
-        ("unclosed quote in the last column", (H + '5.1,3.5,1.4,0.2,"setosa\n4.9,3.0,1.4,0.2,virginica\n').encode(),
-         (400, ("could not be parsed", "EOF inside string")), (400, ("unclosed quote", "'species'", "data row 1"))),
-        ("CR-only line endings, one class", (H + "5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,setosa\n").replace("\n", "\r").encode(),
-         (422, ("only one class",)), None),  # batch: accepted, see the borderline rows
-        ("target with one class", (H + "5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,setosa\n4.7,3.2,1.3,0.2,setosa\n").encode(),
-         (422, ("only one class", "'setosa'")), None),
-        ("no more rows than classes", (H + "5.1,3.5,1.4,0.2,setosa\n6.0,2.9,4.5,1.5,versicolor\n6.7,3.0,5.8,2.3,virginica\n").encode(),
-         (422, ("3 rows for 3 classes", "more rows than classes")), None),
-        ("blank target cell", (H + "5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,\n4.7,3.2,1.3,0.2,virginica\n").encode(),
-         (422, ("target column 'species'", "blank", "[2]")), None),
-        ("non-integer numeric target", b"a,b,label\n1,2,0.5\n2,3,1.5\n3,4,0.5\n4,5,1.5\n",
-         (422, ("non-integer",)), None),
-        ("feature named like an inference param", b"model_path,b,label\n1,2,x\n2,3,y\n3,4,x\n4,5,y\n",
-         (422, ("model_path", "clash")), None),
-        ("column name without letters", b"???,b,label\n1,2,x\n2,3,y\n3,4,x\n4,5,y\n",
-         (422, ("'???'", "no letters")), None),
-        ("20,000 columns", wide_csv(), (422, ("20,001 columns", "at most 1,000")),
-         (422, ("lacks the feature column", "20,001 in all"))),
+        (
+            "missing feature column",
+            csv_bytes(iris_frame().drop(columns=["petal_width"])),
+            None,
+            (422, ("lacks the feature column", "petal_width")),
+        ),
+        (
+            "no feature column",
+            b"species\nsetosa\nvirginica\nsetosa\n",
+            (422, ("only the target column",)),
+            (422, ("lacks the feature column",)),
+        ),
+        (
+            "non-numeric cell",
+            with_cell(3, "sepal_width", "abc"),
+            (422, ("sepal_width", "numeric", "abc", "[3]")),
+            (422, ("sepal_width", "numeric", "abc")),
+        ),
+        (
+            "blank cell",
+            with_cell(4, "petal_length", ""),
+            (422, ("petal_length", "blank", "[4]")),
+            (422, ("petal_length", "blank", "row")),
+        ),
+        (
+            "NaN cell",
+            with_cell(5, "petal_width", "NaN"),
+            (422, ("petal_width", "NaN", "[5]")),
+            (422, ("petal_width", "NaN", "row 5")),
+        ),
+        (
+            "infinite cell",
+            with_cell(6, "sepal_length", "inf"),
+            (422, ("sepal_length", "infinite", "[6]")),
+            (422, ("sepal_length", "infinite", "row 6")),
+        ),
+        (
+            "-infinite cell",
+            with_cell(7, "sepal_length", "-Infinity"),
+            (422, ("sepal_length", "infinite")),
+            (422, ("sepal_length", "infinite")),
+        ),
+        (
+            "1e308 cell (finite, beyond float32)",
+            with_cell(1, "sepal_length", "1e308"),
+            (422, ("sepal_length", "too large", "[1]")),
+            None,
+        ),  # batch: accepted, see the borderline rows
+        (
+            "duplicate column names",
+            iris_csv().replace(b"sepal_width", b"sepal_length", 1),
+            (400, ("duplicate", "sepal_length")),
+            (400, ("duplicate", "sepal_length")),
+        ),
+        (
+            "two names, one normalised name",
+            iris_csv().replace(b"sepal_width", b"Sepal Length (cm)", 1),
+            (422, ("both normalise", "sepal_length")),
+            (422, ("both normalise", "sepal_length")),
+        ),
+        (
+            "header with a blank name",
+            iris_csv().replace(b"petal_width", b"", 1),
+            (400, ("no name", "[4]")),
+            (400, ("no name", "[4]")),
+        ),
+        (
+            "first row has an extra field",
+            (H + "5.1,3.5,1.4,0.2,setosa,extra\n4.9,3.0,1.4,0.2,virginica\n").encode(),
+            (400, ("could not be parsed", "more fields")),
+            (400, ("could not be parsed", "expected 5 columns")),
+        ),
+        (
+            "later row has an extra field",
+            (H + "5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,virginica,x,y\n").encode(),
+            (400, ("could not be parsed",)),
+            (400, ("could not be parsed",)),
+        ),
+        (
+            "short row",
+            (H + "5.1,3.5,1.4\n4.9,3.0,1.4,0.2,virginica\n5.0,3.0,1.0,0.2,setosa\n").encode(),
+            (422, ("petal_width", "blank", "[1]")),
+            (400, ("could not be parsed", "expected 5 columns")),
+        ),
+        (
+            "unclosed quote",
+            (H + '"5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,virginica\n').encode(),
+            (400, ("could not be parsed",)),
+            (400, ("could not be parsed",)),
+        ),
+        (
+            "unclosed quote in the last column",
+            (H + '5.1,3.5,1.4,0.2,"setosa\n4.9,3.0,1.4,0.2,virginica\n').encode(),
+            (400, ("could not be parsed", "EOF inside string")),
+            (400, ("unclosed quote", "'species'", "data row 1")),
+        ),
+        (
+            "CR-only line endings, one class",
+            (H + "5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,setosa\n").replace("\n", "\r").encode(),
+            (422, ("only one class",)),
+            None,
+        ),  # batch: accepted, see the borderline rows
+        (
+            "target with one class",
+            (H + "5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,setosa\n4.7,3.2,1.3,0.2,setosa\n").encode(),
+            (422, ("only one class", "'setosa'")),
+            None,
+        ),
+        (
+            "no more rows than classes",
+            (H + "5.1,3.5,1.4,0.2,setosa\n6.0,2.9,4.5,1.5,versicolor\n6.7,3.0,5.8,2.3,virginica\n").encode(),
+            (422, ("3 rows for 3 classes", "more rows than classes")),
+            None,
+        ),
+        (
+            "blank target cell",
+            (H + "5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,\n4.7,3.2,1.3,0.2,virginica\n").encode(),
+            (422, ("target column 'species'", "blank", "[2]")),
+            None,
+        ),
+        (
+            "non-integer numeric target",
+            b"a,b,label\n1,2,0.5\n2,3,1.5\n3,4,0.5\n4,5,1.5\n",
+            (422, ("non-integer",)),
+            None,
+        ),
+        (
+            "feature named like an inference param",
+            b"model_path,b,label\n1,2,x\n2,3,y\n3,4,x\n4,5,y\n",
+            (422, ("model_path", "clash")),
+            None,
+        ),
+        (
+            "column name without letters",
+            b"???,b,label\n1,2,x\n2,3,y\n3,4,x\n4,5,y\n",
+            (422, ("'???'", "no letters")),
+            None,
+        ),
+        (
+            "20,000 columns",
+            wide_csv(),
+            (422, ("20,001 columns", "at most 1,000")),
+            (422, ("lacks the feature column", "20,001 in all")),
+        ),
     ]
     cases = []
     for name, content, on_train, on_batch in table:
@@ -414,17 +540,52 @@ def csv_cases() -> list[Case]:
                 continue
             path = route.split()[1]
             form = {"n_estimators": "5"} if path == "/train" else {}
-            cases.append(Case(f"CSV upload to {path}", name, route, "multipart file",
-                              post_file(path, content, **form), expected[0], expected[1]))
-    cases.append(Case("CSV upload to /train", "target_column not in the file", "POST /train", "multipart file",
-                      post_file("/train", iris_csv(), target_column="colour"), 422,
-                      ("target_column 'colour'", "not a column", "species")))
+            cases.append(
+                Case(
+                    f"CSV upload to {path}",
+                    name,
+                    route,
+                    "multipart file",
+                    post_file(path, content, **form),
+                    expected[0],
+                    expected[1],
+                )
+            )
+    cases.append(
+        Case(
+            "CSV upload to /train",
+            "target_column not in the file",
+            "POST /train",
+            "multipart file",
+            post_file("/train", iris_csv(), target_column="colour"),
+            422,
+            ("target_column 'colour'", "not a column", "species"),
+        )
+    )
     big = over_limit_csv()
     for path in ("/train", "/predict_batch"):
-        cases.append(Case(f"CSV upload to {path}", "over the upload limit (declared length)", f"POST {path}",
-                          "multipart file", post_file(path, big), 413, ("over this route's limit of 1 MB",)))
-        cases.append(Case(f"CSV upload to {path}", "over the upload limit (chunked)", f"POST {path}",
-                          "multipart, chunked", post_file_chunked(path, big), 413, ("over this route's limit of 1 MB",)))
+        cases.append(
+            Case(
+                f"CSV upload to {path}",
+                "over the upload limit (declared length)",
+                f"POST {path}",
+                "multipart file",
+                post_file(path, big),
+                413,
+                ("over this route's limit of 1 MB",),
+            )
+        )
+        cases.append(
+            Case(
+                f"CSV upload to {path}",
+                "over the upload limit (chunked)",
+                f"POST {path}",
+                "multipart, chunked",
+                post_file_chunked(path, big),
+                413,
+                ("over this route's limit of 1 MB",),
+            )
+        )
     return cases
 
 
@@ -433,165 +594,595 @@ def other_cases() -> list[Case]:
     nan_json = json.dumps(SETOSA).replace("5.1", "NaN").encode()
     return [
         # -- training parameters
-        Case(T, "n_estimators not a number", "POST /train", "form", post_form("/train", n_estimators="many"), 422,
-             ("n_estimators", "valid integer")),
-        Case(T, "n_estimators 0", "POST /train", "form", post_form("/train", n_estimators="0"), 422,
-             ("n_estimators", "between 1 and 1000")),
-        Case(T, "n_estimators 5000", "POST /train", "form", post_form("/train", n_estimators="5000"), 422,
-             ("n_estimators", "between 1 and 1000")),
+        Case(
+            T,
+            "n_estimators not a number",
+            "POST /train",
+            "form",
+            post_form("/train", n_estimators="many"),
+            422,
+            ("n_estimators", "valid integer"),
+        ),
+        Case(
+            T,
+            "n_estimators 0",
+            "POST /train",
+            "form",
+            post_form("/train", n_estimators="0"),
+            422,
+            ("n_estimators", "between 1 and 1000"),
+        ),
+        Case(
+            T,
+            "n_estimators 5000",
+            "POST /train",
+            "form",
+            post_form("/train", n_estimators="5000"),
+            422,
+            ("n_estimators", "between 1 and 1000"),
+        ),
         Case(T, "test_size 1.5", "POST /train", "form", post_form("/train", test_size="1.5"), 422, ("test_size",)),
-        Case(T, "test_size NaN", "POST /train", "form", post_form("/train", test_size="nan"), 422, ("test_size", "nan")),
-        Case(T, "file sent as a text field", "POST /train", "form", post_form("/train", file="a,b\n1,2\n"), 422,
-             ("'file'", "UploadFile")),
-        Case("CSV upload to /predict_batch", "no file", "POST /predict_batch", "form",
-             post_form("/predict_batch", other="x"), 422, ("'file'", "required")),
+        Case(
+            T, "test_size NaN", "POST /train", "form", post_form("/train", test_size="nan"), 422, ("test_size", "nan")
+        ),
+        Case(
+            T,
+            "file sent as a text field",
+            "POST /train",
+            "form",
+            post_form("/train", file="a,b\n1,2\n"),
+            422,
+            ("'file'", "UploadFile"),
+        ),
+        Case(
+            "CSV upload to /predict_batch",
+            "no file",
+            "POST /predict_batch",
+            "form",
+            post_form("/predict_batch", other="x"),
+            422,
+            ("'file'", "required"),
+        ),
         # -- single prediction
-        Case(P, "missing feature", "POST /predict", "JSON", post_json(without("petal_width")), 422,
-             ("missing", "petal_width")),
-        Case(P, "missing feature (form)", "POST /predict", "URL-encoded form",
-             post_form("/predict", **without("sepal_width")), 422, ("missing", "sepal_width")),
+        Case(
+            P,
+            "missing feature",
+            "POST /predict",
+            "JSON",
+            post_json(without("petal_width")),
+            422,
+            ("missing", "petal_width"),
+        ),
+        Case(
+            P,
+            "missing feature (form)",
+            "POST /predict",
+            "URL-encoded form",
+            post_form("/predict", **without("sepal_width")),
+            422,
+            ("missing", "sepal_width"),
+        ),
         Case(P, "unknown feature", "POST /predict", "JSON", post_json(features(colour=3)), 422, ("unknown", "colour")),
-        Case(P, "string", "POST /predict", "JSON", post_json(features(sepal_length="long")), 422,
-             ("sepal_length", "must be a number", "long")),
-        Case(P, "string (multipart)", "POST /predict", "multipart form",
-             lambda b: b.client.post("/predict", files={k: (None, str(v)) for k, v in features(petal_width="wide").items()}),
-             422, ("petal_width", "must be a number")),
-        Case(P, "boolean", "POST /predict", "JSON", post_json(features(sepal_length=True)), 422,
-             ("sepal_length", "true")),
+        Case(
+            P,
+            "string",
+            "POST /predict",
+            "JSON",
+            post_json(features(sepal_length="long")),
+            422,
+            ("sepal_length", "must be a number", "long"),
+        ),
+        Case(
+            P,
+            "string (multipart)",
+            "POST /predict",
+            "multipart form",
+            lambda b: b.client.post(
+                "/predict", files={k: (None, str(v)) for k, v in features(petal_width="wide").items()}
+            ),
+            422,
+            ("petal_width", "must be a number"),
+        ),
+        Case(
+            P, "boolean", "POST /predict", "JSON", post_json(features(sepal_length=True)), 422, ("sepal_length", "true")
+        ),
         Case(P, "null", "POST /predict", "JSON", post_json(features(sepal_length=None)), 422, ("sepal_length", "null")),
-        Case(P, "list", "POST /predict", "JSON", post_json(features(sepal_length=[5.1])), 422,
-             ("sepal_length", "must be a number")),
-        Case(P, "object", "POST /predict", "JSON", post_json(features(sepal_length={"cm": 5.1})), 422,
-             ("sepal_length", "must be a number")),
-        Case(P, "NaN", "POST /predict", "JSON (NaN literal)", post_raw(nan_json), 422, ("sepal_length", "finite", "nan")),
-        Case(P, "NaN (form)", "POST /predict", "URL-encoded form", post_form("/predict", **features(petal_length="nan")),
-             422, ("petal_length", "finite")),
-        Case(P, "Infinity", "POST /predict", "JSON (Infinity literal)",
-             post_raw(json.dumps(SETOSA).replace("3.5", "Infinity").encode()), 422, ("sepal_width", "finite", "inf")),
-        Case(P, "-Infinity", "POST /predict", "JSON (-Infinity literal)",
-             post_raw(json.dumps(SETOSA).replace("0.2", "-Infinity").encode()), 422, ("petal_width", "finite")),
-        Case(P, "1e999 (overflows to infinity)", "POST /predict", "JSON",
-             post_raw(json.dumps(SETOSA).replace("1.4", "1e999").encode()), 422, ("petal_length", "finite")),
-        Case(P, "integer beyond any float (10**400)", "POST /predict", "JSON", post_json(features(sepal_length=10**400)),
-             422, ("sepal_length", "finite", "401 digits")),
-        Case(P, "integer of 5,000 digits", "POST /predict", "JSON",
-             post_raw(json.dumps(SETOSA).replace("5.1", "1" * 5000).encode()), 400, ("not valid JSON",)),
-        Case(P, "JSON nested 100,000 deep", "POST /predict", "JSON", post_raw(b"[" * 100_000 + b"]" * 100_000), 400,
-             ("not valid JSON",)),
-        Case(P, "feature given twice", "POST /predict", "URL-encoded form",
-             lambda b: b.client.post("/predict", data={**SETOSA, "Sepal Length (cm)": "5"}), 422, ("twice",)),
-        Case(P, "a file as a feature", "POST /predict", "multipart form",
-             lambda b: b.client.post("/predict", data=without("petal_width"),
-                                     files={"petal_width": ("p.txt", b"0.2", "text/plain")}), 400, ("file",)),
+        Case(
+            P,
+            "list",
+            "POST /predict",
+            "JSON",
+            post_json(features(sepal_length=[5.1])),
+            422,
+            ("sepal_length", "must be a number"),
+        ),
+        Case(
+            P,
+            "object",
+            "POST /predict",
+            "JSON",
+            post_json(features(sepal_length={"cm": 5.1})),
+            422,
+            ("sepal_length", "must be a number"),
+        ),
+        Case(
+            P, "NaN", "POST /predict", "JSON (NaN literal)", post_raw(nan_json), 422, ("sepal_length", "finite", "nan")
+        ),
+        Case(
+            P,
+            "NaN (form)",
+            "POST /predict",
+            "URL-encoded form",
+            post_form("/predict", **features(petal_length="nan")),
+            422,
+            ("petal_length", "finite"),
+        ),
+        Case(
+            P,
+            "Infinity",
+            "POST /predict",
+            "JSON (Infinity literal)",
+            post_raw(json.dumps(SETOSA).replace("3.5", "Infinity").encode()),
+            422,
+            ("sepal_width", "finite", "inf"),
+        ),
+        Case(
+            P,
+            "-Infinity",
+            "POST /predict",
+            "JSON (-Infinity literal)",
+            post_raw(json.dumps(SETOSA).replace("0.2", "-Infinity").encode()),
+            422,
+            ("petal_width", "finite"),
+        ),
+        Case(
+            P,
+            "1e999 (overflows to infinity)",
+            "POST /predict",
+            "JSON",
+            post_raw(json.dumps(SETOSA).replace("1.4", "1e999").encode()),
+            422,
+            ("petal_length", "finite"),
+        ),
+        Case(
+            P,
+            "integer beyond any float (10**400)",
+            "POST /predict",
+            "JSON",
+            post_json(features(sepal_length=10**400)),
+            422,
+            ("sepal_length", "finite", "401 digits"),
+        ),
+        Case(
+            P,
+            "integer of 5,000 digits",
+            "POST /predict",
+            "JSON",
+            post_raw(json.dumps(SETOSA).replace("5.1", "1" * 5000).encode()),
+            400,
+            ("not valid JSON",),
+        ),
+        Case(
+            P,
+            "JSON nested 100,000 deep",
+            "POST /predict",
+            "JSON",
+            post_raw(b"[" * 100_000 + b"]" * 100_000),
+            400,
+            ("not valid JSON",),
+        ),
+        Case(
+            P,
+            "feature given twice",
+            "POST /predict",
+            "URL-encoded form",
+            lambda b: b.client.post("/predict", data={**SETOSA, "Sepal Length (cm)": "5"}),
+            422,
+            ("twice",),
+        ),
+        Case(
+            P,
+            "a file as a feature",
+            "POST /predict",
+            "multipart form",
+            lambda b: b.client.post(
+                "/predict", data=without("petal_width"), files={"petal_width": ("p.txt", b"0.2", "text/plain")}
+            ),
+            400,
+            ("file",),
+        ),
         Case(P, "JSON array", "POST /predict", "JSON", post_json([5.1, 3.5, 1.4, 0.2]), 400, ("object",)),
         Case(P, "invalid JSON", "POST /predict", "JSON", post_raw(b"{sepal_length: 5.1"), 400, ("not valid JSON",)),
         Case(P, "empty JSON body", "POST /predict", "JSON", post_raw(b""), 400, ("not valid JSON",)),
-        Case(P, "text/plain body", "POST /predict", "text/plain", post_raw(b"5.1,3.5,1.4,0.2", "text/plain"), 415,
-             ("content type 'text/plain'",)),
+        Case(
+            P,
+            "text/plain body",
+            "POST /predict",
+            "text/plain",
+            post_raw(b"5.1,3.5,1.4,0.2", "text/plain"),
+            415,
+            ("content type 'text/plain'",),
+        ),
         Case(P, "no content type", "POST /predict", "no body", post_raw(b"", None), 415, ("content type 'none'",)),
-        Case(P, "body over the limit", "POST /predict", "JSON",
-             post_raw(json.dumps({**SETOSA, "padding": "x" * (LIMIT_MB * 1024 * 1024)}).encode()), 413,
-             ("limit of 1 MB",)),
+        Case(
+            P,
+            "body over the limit",
+            "POST /predict",
+            "JSON",
+            post_raw(json.dumps({**SETOSA, "padding": "x" * (LIMIT_MB * 1024 * 1024)}).encode()),
+            413,
+            ("limit of 1 MB",),
+        ),
         # -- loading models
-        Case(L, "../ path to a saved model", "POST /load_model", "form",
-             load(lambda b: f"../{b.models_dir.name}/{b.model_file}"), 404, ("not one of the saved models",)),
-        Case(L, "path through .. that resolves to a saved model", "POST /load_model", "form",
-             load(lambda b: f"{b.models_dir}/../{b.models_dir.name}/{b.model_file}"), 404,
-             ("not one of the saved models",)),
-        Case(L, "../../ path out of the folder", "POST /load_model", "form", load("../../../../etc/passwd"), 404,
-             ("'../../../../etc/passwd'", "not one of the saved models")),
-        Case(L, "absolute path outside the folder", "POST /load_model", "form", load("/etc/passwd"), 404,
-             ("not one of the saved models",)),
-        Case(L, "absolute path to a copy of a model elsewhere", "POST /load_model", "form",
-             load(lambda b: str(b.scratch / "elsewhere" / b.model_file)), 404, ("not one of the saved models",),
-             prepare=copy_model_elsewhere),
-        Case(L, "a pickle in the folder not written by the platform", "POST /load_model", "form",
-             load(lambda b: str(b.models_dir / "evil.pkl")), 404, ("not one of the saved models",),
-             prepare=plant_marker_pickle("evil.pkl"), check=not_unpickled("evil.pkl")),
-        Case(L, "a model-named pickle without metadata", "POST /load_model", "form",
-             load("iris_model_planted.pkl"), 404, ("not one of the saved models",),
-             prepare=plant_marker_pickle("iris_model_planted.pkl"), check=not_unpickled("iris_model_planted.pkl")),
-        Case(L, "a pickle whose SHA-256 differs from its metadata", "POST /load_model", "form",
-             load(lambda b: str(b.models_dir / "iris_model_tampered.pkl")), 422,
-             ("iris_model_tampered.pkl", "SHA-256", "not unpickled"),
-             prepare=plant_marker_pickle("iris_model_tampered.pkl", "wrong-sha"),
-             check=not_unpickled("iris_model_tampered.pkl")),
-        Case(L, "metadata without a SHA-256", "POST /load_model", "form", load("iris_model_nosha.pkl"), 422,
-             ("SHA-256",), prepare=plant_marker_pickle("iris_model_nosha.pkl", "no-sha"),
-             check=not_unpickled("iris_model_nosha.pkl")),
-        Case(L, "a pickle with its own SHA-256 in forged metadata", "POST /load_model", "form",
-             load("iris_model_forged.pkl"), 422, ("lacks", "feature_names", "not unpickled"),
-             prepare=plant_marker_pickle("iris_model_forged.pkl", "forged"),
-             check=not_unpickled("iris_model_forged.pkl")),
-        Case(L, "metadata that is not a JSON object", "POST /load_model", "form", load("iris_model_stray.pkl"), 404,
-             ("not one of the saved models",), prepare=plant_marker_pickle("iris_model_stray.pkl", "not-an-object"),
-             check=not_unpickled("iris_model_stray.pkl")),
-        Case(L, "ONNX file that differs from its metadata", "POST /load_model", "form", load("iris_model_badonnx.pkl"),
-             422, ("ONNX", "SHA-256"), prepare=plant_model_with_bad_onnx),
+        Case(
+            L,
+            "../ path to a saved model",
+            "POST /load_model",
+            "form",
+            load(lambda b: f"../{b.models_dir.name}/{b.model_file}"),
+            404,
+            ("not one of the saved models",),
+        ),
+        Case(
+            L,
+            "path through .. that resolves to a saved model",
+            "POST /load_model",
+            "form",
+            load(lambda b: f"{b.models_dir}/../{b.models_dir.name}/{b.model_file}"),
+            404,
+            ("not one of the saved models",),
+        ),
+        Case(
+            L,
+            "../../ path out of the folder",
+            "POST /load_model",
+            "form",
+            load("../../../../etc/passwd"),
+            404,
+            ("'../../../../etc/passwd'", "not one of the saved models"),
+        ),
+        Case(
+            L,
+            "absolute path outside the folder",
+            "POST /load_model",
+            "form",
+            load("/etc/passwd"),
+            404,
+            ("not one of the saved models",),
+        ),
+        Case(
+            L,
+            "absolute path to a copy of a model elsewhere",
+            "POST /load_model",
+            "form",
+            load(lambda b: str(b.scratch / "elsewhere" / b.model_file)),
+            404,
+            ("not one of the saved models",),
+            prepare=copy_model_elsewhere,
+        ),
+        Case(
+            L,
+            "a pickle in the folder not written by the platform",
+            "POST /load_model",
+            "form",
+            load(lambda b: str(b.models_dir / "evil.pkl")),
+            404,
+            ("not one of the saved models",),
+            prepare=plant_marker_pickle("evil.pkl"),
+            check=not_unpickled("evil.pkl"),
+        ),
+        Case(
+            L,
+            "a model-named pickle without metadata",
+            "POST /load_model",
+            "form",
+            load("iris_model_planted.pkl"),
+            404,
+            ("not one of the saved models",),
+            prepare=plant_marker_pickle("iris_model_planted.pkl"),
+            check=not_unpickled("iris_model_planted.pkl"),
+        ),
+        Case(
+            L,
+            "a pickle whose SHA-256 differs from its metadata",
+            "POST /load_model",
+            "form",
+            load(lambda b: str(b.models_dir / "iris_model_tampered.pkl")),
+            422,
+            ("iris_model_tampered.pkl", "SHA-256", "not unpickled"),
+            prepare=plant_marker_pickle("iris_model_tampered.pkl", "wrong-sha"),
+            check=not_unpickled("iris_model_tampered.pkl"),
+        ),
+        Case(
+            L,
+            "metadata without a SHA-256",
+            "POST /load_model",
+            "form",
+            load("iris_model_nosha.pkl"),
+            422,
+            ("SHA-256",),
+            prepare=plant_marker_pickle("iris_model_nosha.pkl", "no-sha"),
+            check=not_unpickled("iris_model_nosha.pkl"),
+        ),
+        Case(
+            L,
+            "a pickle with its own SHA-256 in forged metadata",
+            "POST /load_model",
+            "form",
+            load("iris_model_forged.pkl"),
+            422,
+            ("lacks", "feature_names", "not unpickled"),
+            prepare=plant_marker_pickle("iris_model_forged.pkl", "forged"),
+            check=not_unpickled("iris_model_forged.pkl"),
+        ),
+        Case(
+            L,
+            "metadata that is not a JSON object",
+            "POST /load_model",
+            "form",
+            load("iris_model_stray.pkl"),
+            404,
+            ("not one of the saved models",),
+            prepare=plant_marker_pickle("iris_model_stray.pkl", "not-an-object"),
+            check=not_unpickled("iris_model_stray.pkl"),
+        ),
+        Case(
+            L,
+            "ONNX file that differs from its metadata",
+            "POST /load_model",
+            "form",
+            load("iris_model_badonnx.pkl"),
+            422,
+            ("ONNX", "SHA-256"),
+            prepare=plant_model_with_bad_onnx,
+        ),
         Case(L, "no model_path", "POST /load_model", "form", post_form("/load_model"), 422, ("model_path", "required")),
-        Case(L, "NUL byte in the path", "POST /load_model", "form", load("iris_model_x\x00.pkl"), 404,
-             ("not one of the saved models",)),
-        Case(L, "10,000-character path", "POST /load_model", "form", load("a/" * 5000), 404,
-             ("not one of the saved models",)),
+        Case(
+            L,
+            "NUL byte in the path",
+            "POST /load_model",
+            "form",
+            load("iris_model_x\x00.pkl"),
+            404,
+            ("not one of the saved models",),
+        ),
+        Case(
+            L,
+            "10,000-character path",
+            "POST /load_model",
+            "form",
+            load("a/" * 5000),
+            404,
+            ("not one of the saved models",),
+        ),
         # -- run and prediction lookups
-        Case(R, "run id too short", "GET /mlflow/run/{run_id}", "path", get("/mlflow/run/abc"), 422,
-             ("'abc'", "32 hexadecimal")),
-        Case(R, "run id upper-case", "GET /mlflow/run/{run_id}", "path", get("/mlflow/run/" + "A" * 32), 422,
-             ("32 hexadecimal",)),
-        Case(R, "run id with SQL", "GET /mlflow/run/{run_id}", "path", get("/mlflow/run/' OR '1'='1"), 422,
-             ("32 hexadecimal",)),
-        Case(R, "run id of 5,000 characters", "GET /mlflow/run/{run_id}", "path", get("/mlflow/run/" + "f" * 5000),
-             422, ("32 hexadecimal",)),
-        Case(R, "well-formed unknown run id", "GET /mlflow/run/{run_id}", "path", get("/mlflow/run/" + "0" * 32), 404,
-             ("no run with id",)),
-        Case(R, "run id ../../etc", "GET /mlflow/run/{run_id}", "path (%2F-encoded)", get("/mlflow/run/..%2F..%2Fetc"),
-             404, ("not found",)),
-        Case(R, "artifact path ../../../etc/passwd", "GET /mlflow/run/{run_id}/artifacts/{path}", "path (%2F-encoded)",
-             get(lambda b: f"/mlflow/run/{b.run_id}/artifacts/..%2F..%2F..%2Fetc%2Fpasswd"), 404,
-             ("has no artifact", "../../../etc/passwd")),
-        Case(R, "artifact path absolute", "GET /mlflow/run/{run_id}/artifacts/{path}", "path",
-             get(lambda b: f"/mlflow/run/{b.run_id}/artifacts/%2Fetc%2Fpasswd"), 404, ("has no artifact",)),
-        Case(R, "unknown experiment name", "GET /mlflow/runs", "query", get("/mlflow/runs", experiment_name="nope"),
-             404, ("'nope'", "does not exist")),
-        Case(R, "experiment name with quotes", "GET /mlflow/runs", "query",
-             get("/mlflow/runs", experiment_name="x' OR name LIKE '%"), 404, ("does not exist",)),
-        Case(R, "experiment name of 300 characters", "GET /mlflow/runs", "query",
-             get("/mlflow/runs", experiment_name="e" * 300), 422, ("experiment_name", "256")),
-        Case(R, "unknown run_type", "GET /mlflow/runs", "query", get("/mlflow/runs", run_type="deleted"), 422,
-             ("run_type",)),
-        Case(R, "order_by not sortable", "GET /mlflow/runs", "query", get("/mlflow/runs", order_by="params.x; DROP"),
-             422, ("order_by", "not sortable")),
-        Case(R, "max_results 0", "GET /mlflow/runs", "query", get("/mlflow/runs", max_results=0), 422, ("max_results",)),
-        Case(R, "max_results not a number", "GET /mlflow/runs", "query", get("/mlflow/runs", max_results="all"), 422,
-             ("max_results", "valid integer")),
+        Case(
+            R,
+            "run id too short",
+            "GET /mlflow/run/{run_id}",
+            "path",
+            get("/mlflow/run/abc"),
+            422,
+            ("'abc'", "32 hexadecimal"),
+        ),
+        Case(
+            R,
+            "run id upper-case",
+            "GET /mlflow/run/{run_id}",
+            "path",
+            get("/mlflow/run/" + "A" * 32),
+            422,
+            ("32 hexadecimal",),
+        ),
+        Case(
+            R,
+            "run id with SQL",
+            "GET /mlflow/run/{run_id}",
+            "path",
+            get("/mlflow/run/' OR '1'='1"),
+            422,
+            ("32 hexadecimal",),
+        ),
+        Case(
+            R,
+            "run id of 5,000 characters",
+            "GET /mlflow/run/{run_id}",
+            "path",
+            get("/mlflow/run/" + "f" * 5000),
+            422,
+            ("32 hexadecimal",),
+        ),
+        Case(
+            R,
+            "well-formed unknown run id",
+            "GET /mlflow/run/{run_id}",
+            "path",
+            get("/mlflow/run/" + "0" * 32),
+            404,
+            ("no run with id",),
+        ),
+        Case(
+            R,
+            "run id ../../etc",
+            "GET /mlflow/run/{run_id}",
+            "path (%2F-encoded)",
+            get("/mlflow/run/..%2F..%2Fetc"),
+            404,
+            ("not found",),
+        ),
+        Case(
+            R,
+            "artifact path ../../../etc/passwd",
+            "GET /mlflow/run/{run_id}/artifacts/{path}",
+            "path (%2F-encoded)",
+            get(lambda b: f"/mlflow/run/{b.run_id}/artifacts/..%2F..%2F..%2Fetc%2Fpasswd"),
+            404,
+            ("has no artifact", "../../../etc/passwd"),
+        ),
+        Case(
+            R,
+            "artifact path absolute",
+            "GET /mlflow/run/{run_id}/artifacts/{path}",
+            "path",
+            get(lambda b: f"/mlflow/run/{b.run_id}/artifacts/%2Fetc%2Fpasswd"),
+            404,
+            ("has no artifact",),
+        ),
+        Case(
+            R,
+            "unknown experiment name",
+            "GET /mlflow/runs",
+            "query",
+            get("/mlflow/runs", experiment_name="nope"),
+            404,
+            ("'nope'", "does not exist"),
+        ),
+        Case(
+            R,
+            "experiment name with quotes",
+            "GET /mlflow/runs",
+            "query",
+            get("/mlflow/runs", experiment_name="x' OR name LIKE '%"),
+            404,
+            ("does not exist",),
+        ),
+        Case(
+            R,
+            "experiment name of 300 characters",
+            "GET /mlflow/runs",
+            "query",
+            get("/mlflow/runs", experiment_name="e" * 300),
+            422,
+            ("experiment_name", "256"),
+        ),
+        Case(
+            R,
+            "unknown run_type",
+            "GET /mlflow/runs",
+            "query",
+            get("/mlflow/runs", run_type="deleted"),
+            422,
+            ("run_type",),
+        ),
+        Case(
+            R,
+            "order_by not sortable",
+            "GET /mlflow/runs",
+            "query",
+            get("/mlflow/runs", order_by="params.x; DROP"),
+            422,
+            ("order_by", "not sortable"),
+        ),
+        Case(
+            R, "max_results 0", "GET /mlflow/runs", "query", get("/mlflow/runs", max_results=0), 422, ("max_results",)
+        ),
+        Case(
+            R,
+            "max_results not a number",
+            "GET /mlflow/runs",
+            "query",
+            get("/mlflow/runs", max_results="all"),
+            422,
+            ("max_results", "valid integer"),
+        ),
         Case(R, "page 0", "GET /mlflow/runs", "query", get("/mlflow/runs", page=0), 422, ("page",)),
-        Case(R, "unknown experiment (CSV export)", "GET /mlflow/runs/export.csv", "query",
-             get("/mlflow/runs/export.csv", experiment_name="nope"), 404, ("does not exist",)),
-        Case(R, "prediction id malformed", "GET /predictions/{prediction_id}", "path", get("/predictions/xyz"), 422,
-             ("32 hexadecimal",)),
-        Case(R, "prediction id unknown", "GET /predictions/{prediction_id}", "path", get("/predictions/" + "0" * 32),
-             404, ("no mlflow run holds",)),
+        Case(
+            R,
+            "unknown experiment (CSV export)",
+            "GET /mlflow/runs/export.csv",
+            "query",
+            get("/mlflow/runs/export.csv", experiment_name="nope"),
+            404,
+            ("does not exist",),
+        ),
+        Case(
+            R,
+            "prediction id malformed",
+            "GET /predictions/{prediction_id}",
+            "path",
+            get("/predictions/xyz"),
+            422,
+            ("32 hexadecimal",),
+        ),
+        Case(
+            R,
+            "prediction id unknown",
+            "GET /predictions/{prediction_id}",
+            "path",
+            get("/predictions/" + "0" * 32),
+            404,
+            ("no mlflow run holds",),
+        ),
     ]
 
 
 def borderline_cases() -> list[Case]:
     B = "borderline input, accepted"
     return [
-        Case(B, "a stray metadata file that is not an object", "GET /models", "-", get("/models"), 200,
-             prepare=plant_marker_pickle("iris_model_stray.pkl", "not-an-object"), check=check_listing_skips_stray),
-        Case(B, "extra columns in a batch", "POST /predict_batch", "multipart file",
-             post_file("/predict_batch", EXTRA_COLUMNS_CSV), 200, check=check_extra_columns_kept),
-        Case(B, "CR-only line endings in a batch", "POST /predict_batch", "multipart file",
-             post_file("/predict_batch", iris_csv().replace(b"\n", b"\r")), 200, check=check_all_rows_predicted),
-        Case(B, "1e308 cell in a batch", "POST /predict_batch", "multipart file",
-             post_file("/predict_batch", with_cell(1, "sepal_length", "1e308")), 200, check=check_huge_cell_answered),
-        Case(B, "1e308 (finite): answered, flagged", "POST /predict", "JSON", post_json(features(sepal_length=1e308)),
-             200, check=check_1e308),
-        Case(B, "negative measurements: answered, flagged", "POST /predict", "JSON",
-             post_json(features(sepal_length=-5.1, petal_width=-0.2)), 200,
-             check=check_flagged("sepal_length", "petal_width")),
-        Case(B, "negative measurement (form)", "POST /predict", "URL-encoded form",
-             post_form("/predict", **features(petal_length="-1.4")), 200, check=check_flagged("petal_length")),
+        Case(
+            B,
+            "a stray metadata file that is not an object",
+            "GET /models",
+            "-",
+            get("/models"),
+            200,
+            prepare=plant_marker_pickle("iris_model_stray.pkl", "not-an-object"),
+            check=check_listing_skips_stray,
+        ),
+        Case(
+            B,
+            "extra columns in a batch",
+            "POST /predict_batch",
+            "multipart file",
+            post_file("/predict_batch", EXTRA_COLUMNS_CSV),
+            200,
+            check=check_extra_columns_kept,
+        ),
+        Case(
+            B,
+            "CR-only line endings in a batch",
+            "POST /predict_batch",
+            "multipart file",
+            post_file("/predict_batch", iris_csv().replace(b"\n", b"\r")),
+            200,
+            check=check_all_rows_predicted,
+        ),
+        Case(
+            B,
+            "1e308 cell in a batch",
+            "POST /predict_batch",
+            "multipart file",
+            post_file("/predict_batch", with_cell(1, "sepal_length", "1e308")),
+            200,
+            check=check_huge_cell_answered,
+        ),
+        Case(
+            B,
+            "1e308 (finite): answered, flagged",
+            "POST /predict",
+            "JSON",
+            post_json(features(sepal_length=1e308)),
+            200,
+            check=check_1e308,
+        ),
+        Case(
+            B,
+            "negative measurements: answered, flagged",
+            "POST /predict",
+            "JSON",
+            post_json(features(sepal_length=-5.1, petal_width=-0.2)),
+            200,
+            check=check_flagged("sepal_length", "petal_width"),
+        ),
+        Case(
+            B,
+            "negative measurement (form)",
+            "POST /predict",
+            "URL-encoded form",
+            post_form("/predict", **features(petal_length="-1.4")),
+            200,
+            check=check_flagged("petal_length"),
+        ),
     ]
 
 
@@ -601,8 +1192,14 @@ CASES = csv_cases() + other_cases() + borderline_cases()
 def test_the_table_covers_each_route_and_group():
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
     routes = {c.route for c in CASES}
-    assert {"POST /train", "POST /predict_batch", "POST /predict", "POST /load_model", "GET /mlflow/run/{run_id}",
-            "GET /mlflow/runs"} <= routes
+    assert {
+        "POST /train",
+        "POST /predict_batch",
+        "POST /predict",
+        "POST /load_model",
+        "GET /mlflow/run/{run_id}",
+        "GET /mlflow/runs",
+    } <= routes
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -616,9 +1213,15 @@ def test_bad_input(case: Case, bench: Bench, results):
         response = case.send(bench)
         body = _json(response)
         detail = body.get("detail") if isinstance(body, dict) else None
-        results.bad_input(group=case.group, case=case.name, route=case.route, sent_as=case.sent_as,
-                          expected=case.status, status=response.status_code,
-                          detail=detail if isinstance(detail, str) else f"(200: {_summary(body)})")
+        results.bad_input(
+            group=case.group,
+            case=case.name,
+            route=case.route,
+            sent_as=case.sent_as,
+            expected=case.status,
+            status=response.status_code,
+            detail=detail if isinstance(detail, str) else f"(200: {_summary(body)})",
+        )
 
         assert response.status_code < 500, response.text
         assert response.status_code == case.status, response.text[:2000]
@@ -725,9 +1328,15 @@ def test_an_endless_chunked_upload_is_refused_while_it_arrives(live_server, resu
         except (BrokenPipeError, ConnectionResetError):
             pass  # it answered and closed: the answer is in the socket's buffer
         status, detail = _status_and_detail(_read_answer(sock))
-    results.bad_input(group="upload limit, real server", case="endless chunked upload", route=f"POST {path}",
-                      sent_as=f"raw socket, chunked, {sent / 2**20:.1f} MB sent of a body that never ends",
-                      expected=413, status=status, detail=detail)
+    results.bad_input(
+        group="upload limit, real server",
+        case="endless chunked upload",
+        route=f"POST {path}",
+        sent_as=f"raw socket, chunked, {sent / 2**20:.1f} MB sent of a body that never ends",
+        expected=413,
+        status=status,
+        detail=detail,
+    )
     assert status == 413 and "limit of 1 MB" in detail
     assert sent < planned  # answered mid-body (the body never ended, so the answer cannot come after it)
     assert models_snapshot(models) == before
@@ -739,11 +1348,20 @@ def test_a_declared_length_over_the_limit_is_refused_before_the_body(live_server
     """Content-Length: 10 GB and no body at all: the answer comes at once."""
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", live_server.port), timeout=20) as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {10 * 2**30}\r\n"
-                     "Content-Type: application/json\r\n\r\n".encode())
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {10 * 2**30}\r\n"
+            "Content-Type: application/json\r\n\r\n".encode()
+        )
         status, detail = _status_and_detail(_read_answer(sock, timeout=10))
     elapsed = time.monotonic() - started
-    results.bad_input(group="upload limit, real server", case="Content-Length 10 GB, no body", route=f"POST {path}",
-                      sent_as="raw socket, headers only", expected=413, status=status, detail=detail)
+    results.bad_input(
+        group="upload limit, real server",
+        case="Content-Length 10 GB, no body",
+        route=f"POST {path}",
+        sent_as="raw socket, headers only",
+        expected=413,
+        status=status,
+        detail=detail,
+    )
     assert status == 413 and "limit of 1 MB" in detail
     assert elapsed < 5

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
-
 from conftest import FAST_TREES, TRAINING_EXPERIMENT, all_runs, predict, train, wait_for_writer
 
 from .conftest import assert_only_complete_models, open_app, running_runs
@@ -49,6 +48,7 @@ def replace_with_file(path: Path) -> Callable[[], None]:
     def restore() -> None:
         path.unlink()
         backup.rename(path)
+
     return restore
 
 
@@ -59,12 +59,21 @@ def remove_folder(path: Path) -> Callable[[], None]:
 
 
 INJECTIONS = {  # fault: (inject, the error it causes, how it is injected)
-    "models folder replaced by a file": (lambda p: replace_with_file(p.models_dir), "Not a directory",
-                                         "models/ renamed away and a regular file put in its place"),
-    "models folder removed": (lambda p: remove_folder(p.models_dir), "No such file or directory",
-                              "models/ renamed away"),
-    "MLflow artifact folder replaced by a file": (lambda p: replace_with_file(artifact_folder(p)), "Not a directory",
-                                                  "the training experiment's artifact folder replaced by a file"),
+    "models folder replaced by a file": (
+        lambda p: replace_with_file(p.models_dir),
+        "Not a directory",
+        "models/ renamed away and a regular file put in its place",
+    ),
+    "models folder removed": (
+        lambda p: remove_folder(p.models_dir),
+        "No such file or directory",
+        "models/ renamed away",
+    ),
+    "MLflow artifact folder replaced by a file": (
+        lambda p: replace_with_file(artifact_folder(p)),
+        "Not a directory",
+        "the training experiment's artifact folder replaced by a file",
+    ),
 }
 
 
@@ -74,7 +83,9 @@ def test_a_training_failing_after_its_run_started_ends_failed(platform, results,
     serving = client.get("/models").json()["current_model"]
     reference = predict(client, BORDER)
     wait_for_writer(client)
-    failed_before = {r.info.run_id for r in all_runs(platform.mlflow, TRAINING_EXPERIMENT, "attributes.status = 'FAILED'")}
+    failed_before = {
+        r.info.run_id for r in all_runs(platform.mlflow, TRAINING_EXPERIMENT, "attributes.status = 'FAILED'")
+    }
 
     inject, error_text, how = INJECTIONS[fault]
     restore = inject(platform)
@@ -86,8 +97,11 @@ def test_a_training_failing_after_its_run_started_ends_failed(platform, results,
     assert response.status_code == 503, response.text
     detail = response.json()["detail"]
     assert "cannot write where it needs to" in detail and error_text in detail and "still serving" in detail
-    failed = [r for r in all_runs(platform.mlflow, TRAINING_EXPERIMENT, "attributes.status = 'FAILED'")
-              if r.info.run_id not in failed_before]
+    failed = [
+        r
+        for r in all_runs(platform.mlflow, TRAINING_EXPERIMENT, "attributes.status = 'FAILED'")
+        if r.info.run_id not in failed_before
+    ]
     assert len(failed) == 1, "the training's run, started before the failure, ends FAILED"
     reason = failed[0].data.tags.get("failure_reason", "")
     assert error_text in reason, reason
@@ -104,10 +118,11 @@ def test_a_training_failing_after_its_run_started_ends_failed(platform, results,
     recovered = client.post("/train", data={"n_estimators": "5"})
     assert recovered.status_code == 200, recovered.text
     results.fault(
-        fault=f"training: {fault}", injected=f"{how}, while the server ran",
+        fault=f"training: {fault}",
+        injected=f"{how}, while the server ran",
         answers=f"POST /train {response.status_code}, run FAILED with failure_reason "
-                f"'{re.sub(r': ?.?/.*$', '', reason)}: <path>'",
+        f"'{re.sub(r': ?.?/.*$', '', reason)}: <path>'",
         survived="the previous model kept serving (same answer); no partial model file; "
-                 "training worked again once the folder was back",
+        "training worked again once the folder was back",
     )
     wait_for_writer(client)

@@ -8,8 +8,8 @@ or half-writing.
 
 from __future__ import annotations
 
-import concurrent.futures
 import asyncio
+import concurrent.futures
 import errno
 import os
 import shutil
@@ -24,11 +24,6 @@ from pathlib import Path
 import httpx2
 import numpy as np
 import pytest
-from mlflow import MlflowClient
-
-from iris_platform.inference import Predictor
-from iris_platform.model_store import ModelStore
-
 from conftest import (
     FAST_TREES,
     INFERENCE_EXPERIMENT,
@@ -40,6 +35,10 @@ from conftest import (
     predict,
     train,
 )
+from mlflow import MlflowClient
+
+from iris_platform.inference import Predictor
+from iris_platform.model_store import ModelStore
 
 from .conftest import assert_only_complete_models, free_port, models_snapshot, open_app, running_runs
 
@@ -54,7 +53,7 @@ def flowers(count: int, seed: int) -> list[dict[str, float]]:
     rng = np.random.default_rng(seed)
     low, high = np.array([4.3, 2.0, 1.0, 0.1]), np.array([7.9, 4.4, 6.9, 2.5])
     rows = rng.uniform(low - 0.3, high + 0.3, size=(count, 4)).round(2)
-    return [dict(zip(BORDER, map(float, row))) for row in rows]
+    return [dict(zip(BORDER, map(float, row), strict=False)) for row in rows]
 
 
 def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
@@ -69,8 +68,11 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
 
 
 def drained(client) -> dict:
-    return wait_until(lambda: (h := client.get("/health").json())["pending_inference_records"] == 0 and h,
-                      DRAIN_TIMEOUT_S, "the journal did not drain")
+    return wait_until(
+        lambda: (h := client.get("/health").json())["pending_inference_records"] == 0 and h,
+        DRAIN_TIMEOUT_S,
+        "the journal did not drain",
+    )
 
 
 def exactly_once(mlflow: MlflowClient, ids: list[str], scratch: Path) -> tuple[int, int, int, Counter]:
@@ -98,9 +100,22 @@ class MlflowServer:
         self.url = f"http://127.0.0.1:{port}"
         self.log = open(directory / "mlflow-server.log", "wb")
         self.process = subprocess.Popen(
-            [str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{directory}/server.db",
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            cwd=directory, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(MLFLOW),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{directory}/server.db",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            cwd=directory,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def wait_up(self, timeout: float = 60.0) -> None:
@@ -110,6 +125,7 @@ class MlflowServer:
                 return httpx2.get(f"{self.url}/health", timeout=1).status_code == 200
             except httpx2.TransportError:
                 return False
+
         wait_until(up, timeout, "mlflow server did not start", interval=0.2)
 
     def stop(self) -> None:
@@ -126,8 +142,9 @@ class MlflowServer:
         self.log.close()
 
 
-def outage_while_serving(platform, results, fault: str, injected: str, come_back, scratch: Path,
-                         store_uri: str) -> None:
+def outage_while_serving(
+    platform, results, fault: str, injected: str, come_back, scratch: Path, store_uri: str
+) -> None:
     """The shared script: predictions are served and journaled, training and batch answer 503, and
     once `come_back()` has restored the store every acknowledged prediction lands exactly once."""
     client = platform.client
@@ -136,13 +153,18 @@ def outage_while_serving(platform, results, fault: str, injected: str, come_back
 
     during = [predict(client, f) for f in flowers(60, seed=1)]
     assert {p["model_path"] for p in during} == {serving}
-    health = wait_until(lambda: (h := client.get("/health").json())["tracking_error"] and h, 30,
-                        "/health did not report the tracking error")
+    health = wait_until(
+        lambda: (h := client.get("/health").json())["tracking_error"] and h,
+        30,
+        "/health did not report the tracking error",
+    )
     assert health["pending_inference_records"] == len(during)
     assert health["status"] == "healthy" and health["model_loaded"]
 
     training, training_s = timed(lambda: client.post("/train", data={"n_estimators": str(FAST_TREES)}))
-    batch, batch_s = timed(lambda: client.post("/predict_batch", files={"file": ("b.csv", csv_bytes(iris_frame()), "text/csv")}))
+    batch, batch_s = timed(
+        lambda: client.post("/predict_batch", files={"file": ("b.csv", csv_bytes(iris_frame()), "text/csv")})
+    )
     for response, seconds in ((training, training_s), (batch, batch_s)):
         assert response.status_code == 503, response.text
         assert "tracking store" in response.json()["detail"] and "unavailable" in response.json()["detail"]
@@ -170,10 +192,14 @@ def outage_while_serving(platform, results, fault: str, injected: str, come_back
     again = client.post("/predict_batch", files={"file": ("b.csv", csv_bytes(iris_frame()), "text/csv")})
     assert again.status_code == 200, again.text  # the store is usable again, from the serving process too
     results.fault(
-        fault=fault, injected=injected,
+        fault=fault,
+        injected=injected,
         answers=f"POST /predict 200 ({len(during)}x); POST /train 503 in {training_s:.1f} s; "
-                f"POST /predict_batch 503 in {batch_s:.1f} s; /health: {len(during)} waiting + tracking_error",
-        acknowledged=len(ids), found_once=once, lost=lost, duplicated=twice,
+        f"POST /predict_batch 503 in {batch_s:.1f} s; /health: {len(during)} waiting + tracking_error",
+        acknowledged=len(ids),
+        found_once=once,
+        lost=lost,
+        duplicated=twice,
         survived="journal drained once the store was back; batch answered 200 again",
     )
 
@@ -196,9 +222,16 @@ def test_remote_tracking_server_down_then_back(tmp_path, results):
                 server = MlflowServer(tmp_path, port)
                 server.wait_up()
 
-            outage_while_serving(platform, results, "remote tracking server stopped",
-                                 "tracking URI http://127.0.0.1:<port> with nothing listening; then a real "
-                                 "`mlflow server` started on that port", come_back, tmp_path / "read", uri)
+            outage_while_serving(
+                platform,
+                results,
+                "remote tracking server stopped",
+                "tracking URI http://127.0.0.1:<port> with nothing listening; then a real "
+                "`mlflow server` started on that port",
+                come_back,
+                tmp_path / "read",
+                uri,
+            )
     finally:
         if server is not None:
             server.stop()
@@ -244,9 +277,15 @@ def test_database_refusing_writes_then_back(tmp_path, results):
             with pytest.raises(OSError) as refused:
                 (store / "mlflow.db").open("ab").close()
             assert refused.value.errno == errno.EPERM  # the fault is real: even root cannot write it
-            outage_while_serving(platform, results, "database refusing writes",
-                                 "sqlite file and folder made immutable (chattr +i) while the server ran; "
-                                 "then chattr -i", thaw, tmp_path / "read", uri)
+            outage_while_serving(
+                platform,
+                results,
+                "database refusing writes",
+                "sqlite file and folder made immutable (chattr +i) while the server ran; then chattr -i",
+                thaw,
+                tmp_path / "read",
+                uri,
+            )
             recovered = platform.client.post("/train", data={"n_estimators": "5"})
             assert recovered.status_code == 200, recovered.text  # the serving process writes again too
     finally:
@@ -266,9 +305,15 @@ def _unopenable_database_instead(tmp_path: Path, results, why: str) -> None:
         blocked.mkdir()
 
     with open_app(tmp_path, tracking_uri=uri) as platform:
-        outage_while_serving(platform, results, "database that cannot be opened",
-                             f"(immutable files impossible here: {why}) the sqlite file's folder is a regular "
-                             "file; then a folder", come_back, tmp_path / "read", uri)
+        outage_while_serving(
+            platform,
+            results,
+            "database that cannot be opened",
+            f"(immutable files impossible here: {why}) the sqlite file's folder is a regular file; then a folder",
+            come_back,
+            tmp_path / "read",
+            uri,
+        )
 
 
 # -- the disk fills up ----------------------------------------------------------------------------
@@ -277,8 +322,9 @@ def _unopenable_database_instead(tmp_path: Path, results, why: str) -> None:
 def test_disk_full_answers_507_and_the_previous_model_serves(tmp_path, results):
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         _unwritable_folder_instead(tmp_path, results, mounted.stderr.strip())
         return
@@ -312,11 +358,12 @@ def test_disk_full_answers_507_and_the_previous_model_serves(tmp_path, results):
             recovered = client.post("/train", data={"n_estimators": str(FAST_TREES)})
             assert recovered.status_code == 200, recovered.text
         results.fault(
-            fault="disk full (models folder)", injected="1 MB tmpfs as the models folder, filled to ENOSPC",
+            fault="disk full (models folder)",
+            injected="1 MB tmpfs as the models folder, filled to ENOSPC",
             answers=f"POST /train 507 ('{response.json()['detail'].split(':')[0]}'); the run FAILED with "
-                    f"failure_reason '{failed[0].data.tags['failure_reason'].split(':')[0]}: [Errno 28] No space left'",
+            f"failure_reason '{failed[0].data.tags['failure_reason'].split(':')[0]}: [Errno 28] No space left'",
             survived="the previous model kept serving (same answer); no partial or temporary file; "
-                     "training worked again once space was freed",
+            "training worked again once space was freed",
         )
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
@@ -336,9 +383,12 @@ def _unwritable_folder_instead(tmp_path: Path, results, why: str) -> None:
             away.rename(platform.models_dir)
         assert response.status_code == 503, response.text
         assert predict(platform.client, BORDER)["model_path"] == first["model_path"]
-    results.fault(fault="disk full: not injectable here", injected=f"mount refused ({why[:80]}); "
-                  "models folder replaced by a file instead", answers=f"POST /train {response.status_code}",
-                  survived="the previous model kept serving")
+    results.fault(
+        fault="disk full: not injectable here",
+        injected=f"mount refused ({why[:80]}); models folder replaced by a file instead",
+        answers=f"POST /train {response.status_code}",
+        survived="the previous model kept serving",
+    )
 
 
 # -- 500 concurrent predictions while two trainings run -----------------------------------------------
@@ -351,9 +401,11 @@ async def _load(url: str, training_sizes: list[int], seed: int) -> dict:
     """Trainings in flight, and waves of CONCURRENT predictions until both trainings have answered."""
     # keepalive_expiry below uvicorn's 5 s keep-alive: a connection idle through a slow wave must not be
     # reused just as the server closes it (a client-side race, seen once as a ReadError).
-    limits = httpx2.Limits(max_connections=CONCURRENT + len(training_sizes), max_keepalive_connections=CONCURRENT,
-                           keepalive_expiry=2.0)
+    limits = httpx2.Limits(
+        max_connections=CONCURRENT + len(training_sizes), max_keepalive_connections=CONCURRENT, keepalive_expiry=2.0
+    )
     async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+
         async def one(features):
             started = time.monotonic()
             response = await client.post("/predict", json=features)
@@ -404,8 +456,9 @@ def test_500_concurrent_predictions_while_two_trainings_run(live_server, results
     for features, body in bodies:
         expected = predictors[body["model_path"]].predict_one(list(features.values()))
         probabilities = np.array(list(body["probabilities"].values()))
-        if (expected.class_name != body["class_name"]
-                or not np.allclose(probabilities, list(expected.probabilities.values()), atol=1e-5)):
+        if expected.class_name != body["class_name"] or not np.allclose(
+            probabilities, list(expected.probabilities.values()), atol=1e-5
+        ):
             mixed += 1
     assert mixed == 0
 
@@ -425,20 +478,35 @@ def test_500_concurrent_predictions_while_two_trainings_run(live_server, results
     runs = all_runs(mlflow, INFERENCE_EXPERIMENT)
     latencies = sorted(seconds for _, _, seconds in answers)
     results.load_held(
-        predictions=len(answers), in_flight=CONCURRENT, waves=load["waves"], cores=os.cpu_count(),
-        trainings=len(trainings), trainings_ok=sum(t.status_code == 200 for t in trainings),
-        seconds=load["seconds"], ok=statuses[200], unique_ids=len(set(ids)), found_once=once, lost=lost,
-        duplicated=twice, single_runs=sum(r.data.params.get("prediction_type") == "single" for r in runs),
+        predictions=len(answers),
+        in_flight=CONCURRENT,
+        waves=load["waves"],
+        cores=os.cpu_count(),
+        trainings=len(trainings),
+        trainings_ok=sum(t.status_code == 200 for t in trainings),
+        seconds=load["seconds"],
+        ok=statuses[200],
+        unique_ids=len(set(ids)),
+        found_once=once,
+        lost=lost,
+        duplicated=twice,
+        single_runs=sum(r.data.params.get("prediction_type") == "single" for r in runs),
         window_runs=sum(r.data.params.get("prediction_type") == "single_window" for r in runs),
-        models_served=len(predictors), mixed=mixed, locked=locked,
-        p50_ms=1000 * statistics.median(latencies), p99_ms=1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        models_served=len(predictors),
+        mixed=mixed,
+        locked=locked,
+        p50_ms=1000 * statistics.median(latencies),
+        p99_ms=1000 * latencies[int(0.99 * (len(latencies) - 1))],
         max_ms=1000 * latencies[-1],
     )
     results.fault(
         fault=f"{len(answers)} concurrent predictions during two trainings",
         injected=f"{CONCURRENT} requests in flight at once (httpx2.AsyncClient) against the real server",
         answers=f"{statuses[200]} x 200, trainings {[t.status_code for t in trainings]}, "
-                f"{len(predictors)} models answered, 0 mixed, 0 'database is locked'",
-        acknowledged=len(ids), found_once=once, lost=lost, duplicated=twice,
+        f"{len(predictors)} models answered, 0 mixed, 0 'database is locked'",
+        acknowledged=len(ids),
+        found_once=once,
+        lost=lost,
+        duplicated=twice,
         survived="every answer is its own model's; every record in MLflow once",
     )

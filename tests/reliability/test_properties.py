@@ -23,8 +23,12 @@ from iris_platform.data import (
 from iris_platform.errors import InputError
 
 # `tally` is a function-scoped fixture on purpose: it adds up every example of the test.
-EXAMPLES = settings(max_examples=100, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+EXAMPLES = settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 SNAKE = re.compile(r"^(?:[a-z0-9]+(?:_[a-z0-9]+)*)?$")
 UNITS = {"cm", "mm", "in", "inch", "inches"}
 
@@ -43,8 +47,11 @@ class Tally:
 def tally(request, results):
     counter = Tally()
     yield counter
-    results.property(name=request.node.function.__doc__.strip().splitlines()[0].rstrip("."),
-                     examples=sum(counter.outcomes.values()), outcomes=counter.outcomes)
+    results.property(
+        name=request.node.function.__doc__.strip().splitlines()[0].rstrip("."),
+        examples=sum(counter.outcomes.values()),
+        outcomes=counter.outcomes,
+    )
 
 
 # -- normalise_column_name -------------------------------------------------------------------------
@@ -67,7 +74,8 @@ def test_normalisation_is_idempotent_and_snake_case(name, tally):
 
 words = st.lists(
     st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=2, max_size=8).filter(lambda w: w not in UNITS),
-    min_size=1, max_size=4,
+    min_size=1,
+    max_size=4,
 )
 
 
@@ -110,11 +118,18 @@ finite = st.one_of(
 def frames(draw):
     n_columns = draw(st.integers(1, 5))
     n_rows = draw(st.integers(2, 12))
-    names = draw(st.lists(column_names, min_size=n_columns, max_size=n_columns,
-                          unique_by=lambda name: normalise_column_name(name.strip())))
+    names = draw(
+        st.lists(
+            column_names,
+            min_size=n_columns,
+            max_size=n_columns,
+            unique_by=lambda name: normalise_column_name(name.strip()),
+        )
+    )
     values = {i: draw(st.lists(finite, min_size=n_rows, max_size=n_rows)) for i in range(n_columns)}
-    labels = ["setosa", "virginica"] + draw(st.lists(st.sampled_from(["setosa", "virginica", "3", "x y"]),
-                                                     min_size=n_rows - 2, max_size=n_rows - 2))
+    labels = ["setosa", "virginica"] + draw(
+        st.lists(st.sampled_from(["setosa", "virginica", "3", "x y"]), min_size=n_rows - 2, max_size=n_rows - 2)
+    )
     return names, values, labels
 
 
@@ -152,14 +167,17 @@ def _reason(detail: str) -> str:
 
 # -- check_csv_header ---------------------------------------------------------------------------------
 
+
 def csv_like_bytes():
     line = st.lists(st.text(max_size=8), max_size=6).map(lambda cells: ",".join(cells))
     return st.lists(line, max_size=4).map(lambda lines: "\n".join(lines).encode())
 
 
 @EXAMPLES
-@given(head=st.one_of(st.binary(max_size=200), csv_like_bytes(),
-                      st.text(max_size=60).map(lambda t: t.encode("utf-16"))), truncated=st.booleans())
+@given(
+    head=st.one_of(st.binary(max_size=200), csv_like_bytes(), st.text(max_size=60).map(lambda t: t.encode("utf-16"))),
+    truncated=st.booleans(),
+)
 def test_check_csv_header_raises_only_input_error(head, truncated, tally):
     """check_csv_header raises nothing but InputError (400) for arbitrary bytes."""
     try:

@@ -16,15 +16,14 @@ from typing import Any
 
 import pytest
 import schemathesis
+from conftest import FAST_TREES, settings_for
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
-from fastapi.testclient import TestClient
 from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
 
 from iris_platform.app import create_app
-
-from conftest import FAST_TREES, settings_for
 
 EXAMPLES_PER_MODE = 15  # positive and negative: 30 requests per operation
 # A generated /train may ask for up to 1,000 trees (each valid one trains a forest): fewer of those.
@@ -91,9 +90,15 @@ def test_generated_input_never_gets_a_server_error(target, results, label):
     examples = EXAMPLES_PER_MODE_TRAIN if label == "POST /train" else EXAMPLES_PER_MODE
 
     for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
-        @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-                  phases=[Phase.explicit, Phase.generate, Phase.shrink],
-                  suppress_health_check=list(HealthCheck))
+
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate, Phase.shrink],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy(generation_mode=mode))
         def exercise(case):
             response = case.call(session=target.session)

@@ -74,11 +74,29 @@ def find_prediction(prediction_id: str, service: IrisService = Depends(get_servi
 
 
 router = APIRouter(tags=["prediction"])
-_BODY = {"required": True, "content": {t: {"schema": _FEATURES_SCHEMA} for t in (
-    "application/json", "application/x-www-form-urlencoded", "multipart/form-data")}}
-router.add_api_route("/predict", predict, methods=["POST"], summary="Predict one sample from its features",
-                     openapi_extra={"requestBody": _BODY})
-router.add_api_route("/predict_batch", predict_batch, methods=["POST"],
-                     summary="Predict every row of an uploaded CSV and log one batch run")
-router.add_api_route("/predictions/{prediction_id}", find_prediction, methods=["GET"],
-                     summary="Find the MLflow run that holds a single prediction")
+_BODY = {
+    "required": True,
+    "content": {
+        t: {"schema": _FEATURES_SCHEMA}
+        for t in ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
+    },
+}
+router.add_api_route(
+    "/predict",
+    predict,
+    methods=["POST"],
+    summary="Predict one sample from its features",
+    openapi_extra={"requestBody": _BODY},
+)
+router.add_api_route(
+    "/predict_batch",
+    predict_batch,
+    methods=["POST"],
+    summary="Predict every row of an uploaded CSV and log one batch run",
+)
+router.add_api_route(
+    "/predictions/{prediction_id}",
+    find_prediction,
+    methods=["GET"],
+    summary="Find the MLflow run that holds a single prediction",
+)

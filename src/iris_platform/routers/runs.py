@@ -3,7 +3,7 @@ import io
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query
 from fastapi.responses import FileResponse, StreamingResponse
@@ -27,14 +27,14 @@ RUN_TYPES = {"training": names.TRAINING_EXPERIMENT, "inference": names.INFERENCE
 class RunFilter:
     """The listing's filter, sort and page, shared by the JSON listing and the CSV export."""
 
-    experiment_name: Optional[str] = Query(None, max_length=256, description="Default: both experiments")
-    run_type: Optional[Literal["training", "inference"]] = Query(None, description="Instead of experiment_name")
-    search: Optional[str] = Query(None, max_length=200, description="Text in the run name or any param")
+    experiment_name: str | None = Query(None, max_length=256, description="Default: both experiments")
+    run_type: Literal["training", "inference"] | None = Query(None, description="Instead of experiment_name")
+    search: str | None = Query(None, max_length=200, description="Text in the run name or any param")
     order_by: str = Query("start_time", max_length=260, description="start_time, run_name, samples or metrics.<name>")
     order: Literal["asc", "desc"] = Query("desc")
 
     @property
-    def experiment(self) -> Optional[str]:
+    def experiment(self) -> str | None:
         return RUN_TYPES[self.run_type] if self.run_type else self.experiment_name
 
 
@@ -57,7 +57,9 @@ def export_runs(
     limit: int = Query(50_000, ge=1, le=50_000),
     service: IrisService = Depends(get_service),
 ) -> StreamingResponse:
-    runs = list(service.tracker.export_runs(where.experiment, where.search, where.order_by, where.order == "desc", limit))
+    runs = list(
+        service.tracker.export_runs(where.experiment, where.search, where.order_by, where.order == "desc", limit)
+    )
     params = sorted({k for r in runs for k in r["params"]})
     metrics = sorted({k for r in runs for k in r["metrics"]})
     columns = ["run_id", "experiment_name", "run_name", "status", "start_time", "end_time"]
@@ -67,16 +69,20 @@ def export_runs(
         writer = csv.writer(buffer)
         writer.writerow(columns + [f"params.{p}" for p in params] + [f"metrics.{m}" for m in metrics])
         for run in runs:
-            writer.writerow([run[c] for c in columns] + [run["params"].get(p, "") for p in params]
-                            + [run["metrics"].get(m, "") for m in metrics])
+            writer.writerow(
+                [run[c] for c in columns]
+                + [run["params"].get(p, "") for p in params]
+                + [run["metrics"].get(m, "") for m in metrics]
+            )
             if buffer.tell() > 64_000:
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
         yield buffer.getvalue()
 
-    return StreamingResponse(rows(), media_type="text/csv",
-                             headers={"Content-Disposition": 'attachment; filename="runs.csv"'})
+    return StreamingResponse(
+        rows(), media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="runs.csv"'}
+    )
 
 
 @router.get("/summary", summary="Run counts and the average accuracy, over every run in the store")
@@ -90,8 +96,9 @@ def run(run_id: str, service: IrisService = Depends(get_service)) -> dict:
 
 
 @router.get("/run/{run_id}/artifacts/{path:path}", summary="Download one of a run's artifacts")
-def artifact(run_id: str, path: str, background: BackgroundTasks,
-             service: IrisService = Depends(get_service)) -> FileResponse:
+def artifact(
+    run_id: str, path: str, background: BackgroundTasks, service: IrisService = Depends(get_service)
+) -> FileResponse:
     tmp = tempfile.mkdtemp(prefix="iris-artifact-")
     background.add_task(shutil.rmtree, tmp, ignore_errors=True)
     try:

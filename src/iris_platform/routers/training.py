@@ -1,5 +1,3 @@
-from typing import Optional
-
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from ..dependencies import get_service
@@ -8,7 +6,7 @@ from ..service import IrisService
 router = APIRouter(tags=["training"])
 
 
-def upload_content(file: Optional[UploadFile]) -> tuple[bytes | None, str | None]:
+def upload_content(file: UploadFile | None) -> tuple[bytes | None, str | None]:
     """An empty file input (a browser form with nothing chosen) counts as no file."""
     if file is None:
         return None, None
@@ -21,10 +19,10 @@ def upload_content(file: Optional[UploadFile]) -> tuple[bytes | None, str | None
 # A plain `def`: training is CPU-bound, so FastAPI runs it in its thread pool, off the event loop.
 @router.post("/train", summary="Train a classifier on the Iris data or an uploaded CSV")
 def train(
-    file: Optional[UploadFile] = File(None, description="CSV with a header row; default: scikit-learn's Iris"),
+    file: UploadFile | None = File(None, description="CSV with a header row; default: scikit-learn's Iris"),
     n_estimators: int = Form(100, description="Trees in the random forest (1 to 1000)"),
     test_size: float = Form(0.2, description="Fraction of rows held out for the metrics"),
-    target_column: Optional[str] = Form(None, description="Class column of the CSV; default: the last"),
+    target_column: str | None = Form(None, description="Class column of the CSV; default: the last"),
     service: IrisService = Depends(get_service),
 ) -> dict:
     content, filename = upload_content(file)
