@@ -25,12 +25,12 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-from iris_platform.app import create_app
+from iris_platform.api.app import create_app
 from iris_platform.config import Settings
-from iris_platform.data import parse_features
-from iris_platform.inference import Predictor, inference_record
-from iris_platform.inference_journal import JournalAppender
-from iris_platform.model_store import ModelStore
+from iris_platform.ml.data import parse_features
+from iris_platform.ml.inference import Predictor, inference_record
+from iris_platform.ml.model_store import ModelStore
+from iris_platform.tracking.journal import JournalAppender
 
 WRITER_TIMEOUT_S = 20.0
 

@@ -23,7 +23,7 @@ from conftest import (
     wait_for_writer,
 )
 
-from iris_platform import tracking_names as names
+from iris_platform.tracking import names
 
 # Only setosa and virginica rows: versicolor is predicted zero times and must still be counted.
 ROWS = [SETOSA, VIRGINICA, {**SETOSA, "sepal_length": 4.9}, {**VIRGINICA, "petal_length": 6.1}, SETOSA]

@@ -21,8 +21,8 @@ from conftest import (
     train,
 )
 
-from iris_platform import batch_stream
-from iris_platform.model_store import ModelStore
+from iris_platform.ml import batch_stream
+from iris_platform.ml.model_store import ModelStore
 
 INLINE = 50
 ROWS = 5000

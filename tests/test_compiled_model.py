@@ -19,11 +19,11 @@ from conftest import (
 )
 from sklearn.ensemble import RandomForestClassifier
 
-from iris_platform import compiled_model
-from iris_platform.compiled_model import CompiledModel, check_parity, convert, near_ties
-from iris_platform.data import load_iris_training_data
-from iris_platform.inference import Predictor
-from iris_platform.model_store import ModelStore, StoredModel, sha256_hex
+from iris_platform.ml import compiled_model
+from iris_platform.ml.compiled_model import CompiledModel, check_parity, convert, near_ties
+from iris_platform.ml.data import load_iris_training_data
+from iris_platform.ml.inference import Predictor
+from iris_platform.ml.model_store import ModelStore, StoredModel, sha256_hex
 from iris_platform.service import compiled_predictor
 
 TOLERANCE = 1e-5  # what the API promises

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from conftest import IRIS_CLASSES, IRIS_FEATURES, SETOSA, SKLEARN_HEADERS, csv_bytes, iris_frame
 
-from iris_platform.data import (
+from iris_platform.errors import InputError
+from iris_platform.ml.data import (
     features_from_frame,
     load_iris_training_data,
     normalise_column_name,
@@ -13,7 +14,6 @@ from iris_platform.data import (
     prepare_training_data,
     read_csv_upload,
 )
-from iris_platform.errors import InputError
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from iris_platform.inference_journal import (
+from iris_platform.tracking.journal import (
     CHECKPOINT_FILE,
     JournalAppender,
     JournalReader,

@@ -15,8 +15,8 @@ import pytest
 from conftest import FAST_TREES, SETOSA, VIRGINICA, assert_error, settings_for, train, wait_for_writer
 from fastapi.testclient import TestClient
 
-from iris_platform.app import create_app
-from iris_platform.predict_lane import PredictLane
+from iris_platform.api.app import create_app
+from iris_platform.api.middleware.predict_lane import PredictLane
 
 
 @contextmanager

@@ -24,8 +24,8 @@ from conftest import (
     wait_for_writer,
 )
 
-from iris_platform.inference_journal import JournalReader
-from iris_platform.tracking import Tracker
+from iris_platform.tracking.journal import JournalReader
+from iris_platform.tracking.tracker import Tracker
 
 SAMPLES = [SETOSA, VERSICOLOR, VIRGINICA]
 
@@ -140,7 +140,7 @@ def test_start_up_leaves_scikit_learn_to_the_warm_up_thread():
     import sys
 
     code = (
-        "import sys, iris_platform.app; print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'skl2onnx'}))"
+        "import sys, iris_platform.api.app; print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'skl2onnx'}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

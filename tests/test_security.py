@@ -10,8 +10,8 @@ import pytest
 from conftest import FAST_TREES, SETOSA, assert_error, samples_csv, settings_for
 from fastapi.testclient import TestClient
 
-from iris_platform.app import create_app
-from iris_platform.security import redact_uri
+from iris_platform.api.app import create_app
+from iris_platform.api.middleware.security import redact_uri
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

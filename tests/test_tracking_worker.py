@@ -31,8 +31,8 @@ from conftest import (
     wait_for_writer,
 )
 
-from iris_platform.inference_journal import JournalReader
-from iris_platform.tracking import Tracker
+from iris_platform.tracking.journal import JournalReader
+from iris_platform.tracking.tracker import Tracker
 
 THRESHOLD = 5  # above this many waiting records the worker writes window runs
 CENTRES = [SETOSA, VERSICOLOR, VIRGINICA]
@@ -288,7 +288,7 @@ def test_find_an_unknown_prediction_id_is_404(platform, burst):
 
 
 def test_the_worker_follows_the_journal_across_segment_rotations(platform, acknowledged, burst, tmp_path):
-    from iris_platform.inference_journal import segment_numbers
+    from iris_platform.tracking.journal import segment_numbers
 
     journal = platform.client.app.state.service.writer.journal
     first_segment, saved = journal.segment, journal.segment_bytes
@@ -388,8 +388,8 @@ def test_records_an_orphaned_worker_wrote_are_not_counted_as_pending(stopped, tm
     """
     import fcntl
 
-    from iris_platform.inference_journal import segment_numbers
-    from iris_platform.tracking_worker import LOCK_FILE
+    from iris_platform.tracking.journal import segment_numbers
+    from iris_platform.tracking.worker import LOCK_FILE
 
     journal_dir = stopped.settings.journal_dir
     records = [inference_record_for(stopped.models_dir, sample(i)) for i in range(6)]

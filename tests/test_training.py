@@ -36,7 +36,7 @@ from conftest import (
     wait_for_writer,
 )
 
-from iris_platform import tracking_names as names
+from iris_platform.tracking import names
 
 STAMP = r"\d{8}_\d{6}_\d{6}"
 PREFIXED_CLASSES = ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]

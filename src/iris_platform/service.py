@@ -15,18 +15,18 @@ from typing import Any, BinaryIO
 import mlflow.sklearn
 import numpy as np
 
-from . import tracking_names as names
-from .batch_stream import predict_csv
-from .compiled_model import CompiledModel, check_parity, convert, parity_inputs
-from .config import Settings
-from .data import load_iris_training_data, parse_features, prepare_training_data, read_csv_upload
-from .errors import NoModelError
-from .inference import Predictor, inference_record, prediction_time_ms, run_stamp, utc_now
-from .model_store import ModelStore, StoredModel
-from .security import redact_uri
-from .tracking import Tracker, statistics_metrics
-from .tracking_worker import TrackingWriter, WorkerConfig
-from .training import MODEL_TYPE, check_parameters, train_model
+from iris_platform.api.middleware.security import redact_uri
+from iris_platform.config import Settings
+from iris_platform.errors import NoModelError
+from iris_platform.ml.batch_stream import predict_csv
+from iris_platform.ml.compiled_model import CompiledModel, check_parity, convert, parity_inputs
+from iris_platform.ml.data import load_iris_training_data, parse_features, prepare_training_data, read_csv_upload
+from iris_platform.ml.inference import Predictor, inference_record, prediction_time_ms, run_stamp, utc_now
+from iris_platform.ml.model_store import ModelStore, StoredModel
+from iris_platform.ml.training import MODEL_TYPE, check_parameters, train_model
+from iris_platform.tracking import names
+from iris_platform.tracking.tracker import Tracker, statistics_metrics
+from iris_platform.tracking.worker import TrackingWriter, WorkerConfig
 
 log = logging.getLogger(__name__)
 

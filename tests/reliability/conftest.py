@@ -25,9 +25,8 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from mlflow import MlflowClient
 from server_process import ServerProcess  # free_port: test_faults.py imports it from here
 
-from iris_platform.app import create_app
-
-from .results import Results
+from iris_platform.api.app import create_app
+from iris_platform.results import Results
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -43,11 +43,10 @@ from conftest import (
 )
 from mlflow import MlflowClient
 
-from iris_platform.data import FLOAT32_MAX
-from iris_platform.inference import Predictor
-from iris_platform.model_store import ModelStore
-
-from .conftest import assert_only_complete_models, models_snapshot, open_app, run_index, running_runs
+from iris_platform.conftest import assert_only_complete_models, models_snapshot, open_app, run_index, running_runs
+from iris_platform.ml.data import FLOAT32_MAX
+from iris_platform.ml.inference import Predictor
+from iris_platform.ml.model_store import ModelStore
 
 LIMIT_MB = 1  # both body limits of the app under test: over-limit files stay small and fast
 # Between versicolor and virginica: its probabilities differ from one forest to the next.

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import FAST_TREES, TRAINING_EXPERIMENT, all_runs, predict, train, wait_for_writer
 
-from .conftest import assert_only_complete_models, open_app, running_runs
+from iris_platform.conftest import assert_only_complete_models, open_app, running_runs
 
 BORDER = {"sepal_length": 6.0, "sepal_width": 2.7, "petal_length": 4.9, "petal_width": 1.6}
 

@@ -37,10 +37,9 @@ from conftest import (
 )
 from mlflow import MlflowClient
 
-from iris_platform.inference import Predictor
-from iris_platform.model_store import ModelStore
-
-from .conftest import assert_only_complete_models, free_port, models_snapshot, open_app, running_runs
+from iris_platform.conftest import assert_only_complete_models, free_port, models_snapshot, open_app, running_runs
+from iris_platform.ml.inference import Predictor
+from iris_platform.ml.model_store import ModelStore
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
 FAULT_ANSWER_S = 30.0  # a training or batch must answer within this while the tracking store is down

@@ -13,14 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iris_platform.data import (
+from iris_platform.errors import InputError
+from iris_platform.ml.data import (
     RESERVED_FEATURE_NAMES,
     check_csv_header,
     normalise_column_name,
     prepare_training_data,
     read_csv_upload,
 )
-from iris_platform.errors import InputError
 
 # `tally` is a function-scoped fixture on purpose: it adds up every example of the test.
 EXAMPLES = settings(

@@ -23,7 +23,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
 
-from iris_platform.app import create_app
+from iris_platform.api.app import create_app
 
 EXAMPLES_PER_MODE = 15  # positive and negative: 30 requests per operation
 # A generated /train may ask for up to 1,000 trees (each valid one trains a forest): fewer of those.

@@ -18,16 +18,21 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import ClientDisconnect
 
-from . import __version__
-from .config import Settings, megabytes
-from .errors import InputError
-from .predict_lane import PredictLane
-from .routers import health, models, prediction, runs, training
-from .security import BodyLimitMiddleware, SecurityHeadersMiddleware, TokenMiddleware, redact_uri
-from .service import IrisService
-from .training import warm_up
+from iris_platform import __version__
+from iris_platform.api.middleware.predict_lane import PredictLane
+from iris_platform.api.middleware.security import (
+    BodyLimitMiddleware,
+    SecurityHeadersMiddleware,
+    TokenMiddleware,
+    redact_uri,
+)
+from iris_platform.api.routers import health, models, prediction, runs, training
+from iris_platform.config import Settings, megabytes
+from iris_platform.errors import InputError
+from iris_platform.ml.training import warm_up
+from iris_platform.service import IrisService
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"  # the dashboard, shipped in the package
 log = logging.getLogger(__name__)
 
 

@@ -2,7 +2,7 @@
 
 from fastapi import Request
 
-from .service import IrisService
+from iris_platform.service import IrisService
 
 
 async def get_service(request: Request) -> IrisService:

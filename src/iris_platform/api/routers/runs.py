@@ -8,9 +8,9 @@ from typing import Literal
 from fastapi import APIRouter, BackgroundTasks, Depends, Query
 from fastapi.responses import FileResponse, StreamingResponse
 
-from .. import tracking_names as names
-from ..dependencies import get_service
-from ..service import IrisService
+from iris_platform.api.dependencies import get_service
+from iris_platform.service import IrisService
+from iris_platform.tracking import names
 
 router = APIRouter(prefix="/mlflow", tags=["mlflow"])
 

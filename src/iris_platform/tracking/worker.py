@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .inference_journal import JournalAppender, JournalReader
+from iris_platform.tracking.journal import JournalAppender, JournalReader
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def run_worker(config: WorkerConfig, shared: SharedState, stop, parent_pid: int,
 
 
 def _drain(config: WorkerConfig, shared: SharedState, stop, parent_pid: int, first_segment: int) -> None:
-    from .tracking import Tracker  # imported here: the server process need not wait for it
+    from iris_platform.tracking.tracker import Tracker  # imported here: the server process need not wait for it
 
     reader = JournalReader(config.journal_dir)
     shared.backlog.value = reader.count_before(first_segment)  # exact now: no other worker runs

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from iris_platform.errors import InputError
 
 MODEL_PREFIX = "iris_model_"
 METADATA_SUFFIX = "_metadata.json"

@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .routers.prediction import predict
-from .security import route_path
+from iris_platform.api.middleware.security import route_path
+from iris_platform.api.routers.prediction import predict
 
 
 class PredictLane:

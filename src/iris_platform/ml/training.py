@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from . import tracking_names as names
-from .data import TrainingData
-from .errors import InputError
+from iris_platform.errors import InputError
+from iris_platform.ml.data import TrainingData
+from iris_platform.tracking import names
 
 MODEL_TYPE = "RandomForestClassifier"
 MAX_ESTIMATORS = 1000

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from . import tracking_names as names
-from .errors import InputError
+from iris_platform.errors import InputError
+from iris_platform.tracking import names
 
 _METRIC_KEY = re.compile(r"^[0-9A-Za-z_\-. /:]{1,250}$")
 # "samples": the rows an inference run predicted (its total_samples metric; a single prediction is

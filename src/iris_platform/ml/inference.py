@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .compiled_model import CompiledModel, near_ties
-from .model_store import StoredModel
+from iris_platform.ml.compiled_model import CompiledModel, near_ties
+from iris_platform.ml.model_store import StoredModel
 
 # scikit-learn's trees compare features as float32 and refuse a value beyond its range (1e308 is a
 # finite float64): such a value is answered as the largest float32 of its sign, which every

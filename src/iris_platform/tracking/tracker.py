@@ -23,9 +23,9 @@ from mlflow.entities import Metric, Param, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
-from . import tracking_names as names
-from .errors import InputError
-from .run_queries import RunQuery, page_run_ids
+from iris_platform.errors import InputError
+from iris_platform.tracking import names
+from iris_platform.tracking.run_index import RunQuery, page_run_ids
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 # mlflow.sklearn.log_model reads the process-global tracking URI; this lock keeps two Trackers in one
@@ -42,7 +42,7 @@ def iso(ms: int | None) -> str | None:
 
 
 def _run_name(prefix: str, iso_timestamp: str) -> str:
-    from .inference import run_stamp
+    from iris_platform.ml.inference import run_stamp
 
     return f"{prefix}_{run_stamp(datetime.fromisoformat(iso_timestamp))}"
 
@@ -280,7 +280,7 @@ class Tracker:
         import numpy as np
         import pandas as pd
 
-        from .inference import BatchResult, StatisticsAccumulator
+        from iris_platform.ml.inference import BatchResult, StatisticsAccumulator
 
         first, last = records[0], records[-1]
         classes = list(first["probabilities"])

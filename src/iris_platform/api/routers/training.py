@@ -1,7 +1,7 @@
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 
-from ..dependencies import get_service
-from ..service import IrisService
+from iris_platform.api.dependencies import get_service
+from iris_platform.service import IrisService
 
 router = APIRouter(tags=["training"])
 

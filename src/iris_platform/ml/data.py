@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import tracking_names as names
-from .errors import InputError
+from iris_platform.errors import InputError
+from iris_platform.tracking import names
 
 _UNITS_IN_BRACKETS = re.compile(r"[\(\[\{][^\)\]\}]*[\)\]\}]")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")

@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from . import tracking_names as names
-from .data import check_csv_header, column_list, normalise_column_name, numeric_column
-from .errors import InputError
-from .inference import BatchResult, Predictor, StatisticsAccumulator, prediction_rows
+from iris_platform.errors import InputError
+from iris_platform.ml.data import check_csv_header, column_list, normalise_column_name, numeric_column
+from iris_platform.ml.inference import BatchResult, Predictor, StatisticsAccumulator, prediction_rows
+from iris_platform.tracking import names
 
 BLOCK_BYTES = 8 * 1024 * 1024
 _HEAD_BYTES = 64 * 1024

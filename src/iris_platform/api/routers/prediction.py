@@ -4,9 +4,9 @@ import orjson
 from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.responses import Response
 
-from ..dependencies import get_service
-from ..errors import InputError
-from ..service import IrisService
+from iris_platform.api.dependencies import get_service
+from iris_platform.errors import InputError
+from iris_platform.service import IrisService
 
 _FEATURES_SCHEMA = {
     "type": "object",

@@ -1,0 +1,28 @@
+"""Start the server: `iris-platform`, `python -m iris_platform` or `python main.py` [--host HOST] [--port PORT]."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import uvicorn
+
+from iris_platform.config import Settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    defaults = Settings.from_env()
+    parser = argparse.ArgumentParser(prog="iris-platform", description="Serve the Iris ML platform.")
+    parser.add_argument(
+        "--host",
+        default=defaults.host,
+        help="interface to bind (default 127.0.0.1, this machine only; env IRIS_HOST)",
+    )
+    parser.add_argument("--port", type=int, default=defaults.port, help="port (default 8000; env IRIS_PORT)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env(host=args.host, port=args.port)
+
+    from iris_platform.api.app import create_app  # after logging is configured
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, access_log=settings.access_log)
