@@ -1,0 +1,7 @@
+"""`python -m bench [--quick] [--big] [--keep]` from the project root."""
+
+import sys
+
+from bench.runner import main
+
+sys.exit(main())

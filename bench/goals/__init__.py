@@ -1,0 +1,1 @@
+"""One module per goal of issue 3; each step takes the shared Context."""

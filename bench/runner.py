@@ -1,0 +1,97 @@
+"""The order of the goals, what happens when one fails, and the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+import bench
+from bench.config import PYTHON, RESULTS, Config
+from bench.console import log
+from bench.context import Context
+from bench.goals import batch, dashboard, drain, load, parity, startup, train
+from bench.report import publish, render
+
+Step = tuple[str, Callable[[Context], None], bool]  # name, step, whether the later steps need it
+
+
+def steps(cfg: Config) -> list[Step]:
+    found: list[Step] = [
+        ("start-up", startup.run, True),
+        ("training", train.run, True),
+        ("parity", parity.run, False),
+        ("anchor start", load.start_anchor, False),
+        ("load", load.run, True),
+        ("goal 2", drain.run, False),
+        ("batch", batch.run, False),
+    ]
+    if cfg.big:
+        found.append(("10M batch", batch.run_big, False))
+    return found
+
+
+def run(ctx: Context) -> None:
+    for name, step, required in steps(ctx.cfg):
+        try:
+            step(ctx)
+        except Exception as exc:
+            ctx.note(f"{name} failed: {type(exc).__name__}: {exc}")
+            log(traceback.format_exc())
+            if required:
+                ctx.note("skipping the steps that need it")
+                break
+        if ctx.ours is not None and not ctx.ours.alive():
+            ctx.note(f"our server exited (code {ctx.ours.returncode}): {ctx.ours.log_tail()}")
+            break
+    startup.add_row(ctx)
+    if ctx.ours is not None:
+        ctx.check_server_log(ctx.ours)
+        ctx.stop_server(ctx.ours)
+    # The dashboard goal has its own store and server: it runs even when the others failed.
+    try:
+        dashboard.run(ctx)
+    except Exception as exc:
+        ctx.note(f"dashboard step failed: {type(exc).__name__}: {exc}")
+        log(traceback.format_exc())
+    for w in sorted(ctx.health_warnings):
+        ctx.note(w)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main() -> int:
+    if PYTHON.exists() and Path(sys.prefix).resolve() != PYTHON.parent.parent.resolve():
+        # The bench imports the venv's mlflow and pandas.
+        os.execv(str(PYTHON), [str(PYTHON), "-m", "bench", *sys.argv[1:]])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=(bench.__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a ~2-minute smoke run: shorter loads, fewer repetitions")
+    parser.add_argument("--big", action="store_true", help="also upload a 10,000,000-row CSV (about 260 MB)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directories (logs, databases)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"where to write the table (default {RESULTS})")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: `apt-get install wrk` (make bench does it)", file=sys.stderr)
+        return 2
+    if not PYTHON.exists():
+        print(f"{PYTHON} is missing: run `make bench` (it creates the venv)", file=sys.stderr)
+        return 2
+    ctx = Context(Config.make(args.quick, args.big), keep=args.keep)
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        run(ctx)
+    except KeyboardInterrupt:
+        ctx.note("interrupted")
+    finally:
+        ctx.cleanup()
+    publish(render(ctx.cfg, ctx.rows, ctx.notes, ctx.details), args.output)
+    log(f"wrote {args.output}")
+    return 0
