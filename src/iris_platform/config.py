@@ -1,68 +1,99 @@
-"""One settings object, read from the environment once at start-up."""
+"""One settings object, read from the environment once at start-up.
+
+Each setting names its environment variable once, in its field's metadata; `from_env` reads them all.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+_TRUE = {"1", "true", "yes", "on"}
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+def _env(name: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    if default is dataclasses.MISSING:
+        return field(metadata={"env": name}, **kwargs)
+    return field(default=default, metadata={"env": name}, **kwargs)
 
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    # MLflow's own variable wins, so PostgreSQL or a remote `mlflow server` needs no code change.
-    tracking_uri: str = DEFAULT_TRACKING_URI
-    models_dir: Path = field(default_factory=lambda: Path("models"))
+    host: str = _env("IRIS_HOST", "127.0.0.1")
+    port: int = _env("IRIS_PORT", 8000)
+    # MLflow's own variable, so PostgreSQL or a remote `mlflow server` needs no code change.
+    tracking_uri: str = _env("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    models_dir: Path = _env("IRIS_MODELS_DIR", default_factory=lambda: Path("models"))
     # The inference journal keeps acknowledged predictions until MLflow has them.
-    journal_dir: Path = field(default_factory=lambda: Path("journal"))
+    journal_dir: Path = _env("IRIS_JOURNAL_DIR", default_factory=lambda: Path("journal"))
     # fsync each journal line: survives power loss, not only a crash of the process.
-    journal_fsync: bool = False
+    journal_fsync: bool = _env("IRIS_JOURNAL_FSYNC", False)
     # Above this many records waiting, the tracking worker writes one run per window of records.
-    writer_window_threshold: int = 50
+    writer_window_threshold: int = _env("IRIS_WRITER_WINDOW_THRESHOLD", 50)
     # The most records one window run holds (and the worker holds in memory at once).
-    writer_window_max: int = 20_000
+    writer_window_max: int = _env("IRIS_WRITER_WINDOW_MAX", 20_000)
     # A batch answer lists at most this many rows; the full predictions are a download.
-    batch_inline_rows: int = 1000
+    batch_inline_rows: int = _env("IRIS_BATCH_INLINE_ROWS", 1000)
     # When set, train, load_model, predict and predict_batch need `Authorization: Bearer <token>`.
-    api_token: str | None = None
+    api_token: str | None = _env("IRIS_API_TOKEN", None)
     # Request body limits: training uploads (and every other route), and batch files, which stream.
-    max_upload_mb: float = 50
-    max_batch_upload_mb: float = 1024
+    max_upload_mb: float = _env("IRIS_MAX_UPLOAD_MB", 50.0)
+    max_batch_upload_mb: float = _env("IRIS_MAX_BATCH_UPLOAD_MB", 1024.0)
     # uvicorn's line per request costs about a fifth of /predict's throughput, and MLflow already
     # records every prediction; IRIS_ACCESS_LOG=1 turns it on.
-    access_log: bool = False
+    access_log: bool = _env("IRIS_ACCESS_LOG", False)
     random_state: int = 42
 
     @classmethod
-    def from_env(cls, **overrides) -> Settings:
-        values = {
-            "host": os.environ.get("IRIS_HOST", cls.host),
-            "port": int(os.environ.get("IRIS_PORT", cls.port)),
-            "tracking_uri": os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI,
-            "models_dir": Path(os.environ.get("IRIS_MODELS_DIR", "models")),
-            "journal_dir": Path(os.environ.get("IRIS_JOURNAL_DIR", "journal")),
-            "journal_fsync": _env_bool("IRIS_JOURNAL_FSYNC", False),
-            "writer_window_threshold": int(os.environ.get("IRIS_WRITER_WINDOW_THRESHOLD", cls.writer_window_threshold)),
-            "writer_window_max": int(os.environ.get("IRIS_WRITER_WINDOW_MAX", cls.writer_window_max)),
-            "batch_inline_rows": int(os.environ.get("IRIS_BATCH_INLINE_ROWS", cls.batch_inline_rows)),
-            "api_token": os.environ.get("IRIS_API_TOKEN") or None,
-            "max_upload_mb": float(os.environ.get("IRIS_MAX_UPLOAD_MB", cls.max_upload_mb)),
-            "max_batch_upload_mb": float(os.environ.get("IRIS_MAX_BATCH_UPLOAD_MB", cls.max_batch_upload_mb)),
-            "access_log": _env_bool("IRIS_ACCESS_LOG", cls.access_log),
-        }
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from the environment (unset or empty variables keep their defaults), then `overrides`."""
+        environ = dict(os.environ) if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f.metadata.get("env")
+            raw = environ.get(name, "").strip() if name else ""
+            if name and raw:
+                values[f.name] = _parse(f.name, name, raw, f.type)
         values.update(overrides)
         return cls(**values)
+
+    @classmethod
+    def environment_variables(cls) -> dict[str, str]:
+        """Setting name -> its environment variable."""
+        return {f.name: f.metadata["env"] for f in dataclasses.fields(cls) if "env" in f.metadata}
+
+
+def _parse(setting: str, variable: str, raw: str, kind: Any) -> Any:
+    kind = str(kind)
+    try:
+        if kind == "bool":
+            return raw.lower() in _TRUE
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{variable}={raw!r} is not a valid {kind} for the setting {setting}") from None
+    if kind == "Path":
+        return Path(raw)
+    return raw
 
 
 def megabytes(value: float) -> int:
     return int(value * 1024 * 1024)
+
+
+def redact_uri(uri: str) -> str:
+    """The tracking URI without a password, for /health and logs."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))

@@ -1,6 +1,6 @@
-"""The platform's actions (train, predict, load a model) tying data, model, store and tracking together.
+"""The platform's actions (train, predict, load a model, read runs) tying data, model, store and tracking together.
 
-Routes stay thin: they parse HTTP and call one method here.
+Routes stay thin: they parse HTTP and call one method here; nothing in the HTTP edge reaches past it.
 """
 
 from __future__ import annotations
@@ -8,57 +8,32 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import mlflow.sklearn
-import numpy as np
-
-from iris_platform.api.middleware.security import redact_uri
-from iris_platform.config import Settings
-from iris_platform.errors import NoModelError
+from iris_platform.config import Settings, redact_uri
+from iris_platform.errors import InputError, NoModelError
 from iris_platform.ml.batch_stream import predict_csv
-from iris_platform.ml.compiled_model import CompiledModel, check_parity, convert, parity_inputs
-from iris_platform.ml.data import load_iris_training_data, parse_features, prepare_training_data, read_csv_upload
-from iris_platform.ml.inference import Predictor, inference_record, prediction_time_ms, run_stamp, utc_now
+from iris_platform.ml.compiled_model import convert
+from iris_platform.ml.data import TrainingData, load_iris_training_data, prepare_training_data, read_csv_upload
+from iris_platform.ml.features import parse_features
+from iris_platform.ml.inference import Predictor, compiled_predictor, training_bounds
+from iris_platform.ml.metadata import ModelMetadata
 from iris_platform.ml.model_store import ModelStore, StoredModel
-from iris_platform.ml.training import MODEL_TYPE, check_parameters, train_model
+from iris_platform.ml.training import MODEL_TYPE, check_parameters, skops_trusted_types, train_model, warm_up
+from iris_platform.timestamps import run_stamp, utc_now
 from iris_platform.tracking import names
-from iris_platform.tracking.tracker import Tracker, statistics_metrics
+from iris_platform.tracking.records import new_record, prediction_time_ms
+from iris_platform.tracking.run_reader import RUN_TYPES, RunReader
+from iris_platform.tracking.run_writer import RunWriter
+from iris_platform.tracking.store import TrackingStore
 from iris_platform.tracking.worker import TrackingWriter, WorkerConfig
 
 log = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 250
-
-
-def skops_trusted_types(estimator: Any) -> list[str]:
-    """The types skops must be told to trust to reload this model: scikit-learn's and numpy's only."""
-    import skops.io
-
-    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
-    foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy."))]
-    if foreign:
-        raise RuntimeError(f"refusing to trust non-scikit-learn types in the MLflow model: {foreign}")
-    return untrusted
-
-
-def compiled_predictor(stored: StoredModel, X_check: np.ndarray) -> tuple[Predictor, dict[str, Any]]:
-    """A predictor on the compiled path if its ONNX form matches scikit-learn on X_check and around it."""
-    reference = Predictor(stored)
-    if stored.onnx_bytes is None:
-        return reference, {"runtime": "scikit-learn", "reason": "no ONNX form"}
-    try:
-        compiled = CompiledModel(stored.onnx_bytes)
-        report = check_parity(compiled, reference.sklearn_proba, parity_inputs(X_check))
-    except Exception as exc:
-        log.warning("compiled model unusable, serving with scikit-learn: %s", exc)
-        return reference, {"runtime": "scikit-learn", "reason": f"{type(exc).__name__}: {exc}"[:300]}
-    if not report.ok:
-        log.warning("compiled model differs from scikit-learn (%s), serving with scikit-learn", report)
-        return reference, {**report.as_dict(), "runtime": "scikit-learn"}
-    return Predictor(stored, compiled), report.as_dict()
+_HEX = frozenset("0123456789abcdef")
 
 
 def _upload_name(filename: str | None) -> str:
@@ -68,7 +43,9 @@ def _upload_name(filename: str | None) -> str:
 class IrisService:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.tracker = Tracker(settings.tracking_uri)
+        self.tracking = TrackingStore(settings.tracking_uri)
+        self.runs = RunWriter(self.tracking)
+        self.reader = RunReader(self.tracking)
         self.store = ModelStore(settings.models_dir)
         self.writer = TrackingWriter(
             WorkerConfig(
@@ -86,9 +63,9 @@ class IrisService:
 
     def start(self) -> None:
         try:
-            self.tracker.ensure_experiments()
+            self.tracking.ensure_experiments()
         except Exception as exc:  # predictions are still served; their records wait in the journal
-            log.warning("MLflow tracking store %s is unreachable: %s", self.settings.tracking_uri, exc)
+            log.warning("MLflow tracking store %s is unreachable: %s", redact_uri(self.settings.tracking_uri), exc)
         self.writer.start()
         current = self.store.current_filename()
         if current:
@@ -100,11 +77,18 @@ class IrisService:
     def stop(self) -> None:
         self.writer.stop()
 
+    @staticmethod
+    def warm_up() -> None:
+        """Import what the first training needs, off the request path (see ml.training.warm_up)."""
+        warm_up()
+
+    def reset_tracking_connections(self) -> None:
+        """After a tracking error: a connection opened during the outage may stay broken."""
+        self.tracking.reset_connections()
+
     def _predictor_for(self, stored: StoredModel) -> Predictor:
         """Check a saved model's compiled form again on this machine's onnxruntime before serving it."""
-        ranges = stored.metadata.get("feature_ranges") or {}
-        bounds = np.array([ranges.get(f, [0.0, 1.0]) for f in stored.metadata["feature_names"]], dtype=float).T
-        predictor, _ = compiled_predictor(stored, bounds)
+        predictor, _ = compiled_predictor(stored, training_bounds(stored))
         return predictor
 
     def require_predictor(self) -> Predictor:
@@ -117,6 +101,7 @@ class IrisService:
 
     def train(
         self,
+        *,
         content: bytes | None,
         filename: str | None,
         n_estimators: int,
@@ -130,12 +115,14 @@ class IrisService:
             data = prepare_training_data(read_csv_upload(content, filename), target_column)
             source = names.DATA_SOURCE_CSV
         with self._train_lock:
-            return self._train(data, source, filename, n_estimators, test_size)
+            return self._train(data, source=source, filename=filename, n_estimators=n_estimators, test_size=test_size)
 
-    def _train(self, data, source, filename, n_estimators, test_size) -> dict[str, Any]:
+    def _train(
+        self, data: TrainingData, *, source: str, filename: str | None, n_estimators: int, test_size: float
+    ) -> dict[str, Any]:
         moment = utc_now()
         stamp = run_stamp(moment)
-        params = {
+        params: dict[str, Any] = {
             names.P_MODEL_TYPE: MODEL_TYPE,
             names.P_N_ESTIMATORS: n_estimators,
             names.P_TEST_SIZE: test_size,
@@ -147,43 +134,45 @@ class IrisService:
         if source == names.DATA_SOURCE_CSV:
             params[names.P_INPUT_FILE] = _upload_name(filename)
 
-        with self.tracker.run(names.TRAINING_EXPERIMENT, f"{names.TRAINING_RUN_PREFIX}_{stamp}") as run_id:
-            self.tracker.log(run_id, params)
+        with self.runs.run(names.TRAINING_EXPERIMENT, f"{names.TRAINING_RUN_PREFIX}_{stamp}") as run_id:
+            self.runs.log(run_id, params)
             trained = train_model(data, n_estimators, test_size, self.settings.random_state)
-            self.tracker.log(run_id, metrics=trained.metrics)
-            model_uri = self.tracker.log_sklearn_model(
+            self.runs.log(run_id, metrics=trained.metrics)
+            import mlflow.sklearn
+
+            model_uri = self.runs.log_sklearn_model(
                 run_id,
                 trained.estimator,
                 data.X,
                 pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
                 trusted_types=skops_trusted_types(trained.estimator),
             )
-            metadata = {
-                "feature_names": data.feature_names,
-                "class_names": data.class_names,
-                "target_column": data.target_column,
-                "data_source": source,
-                "input_file": params.get(names.P_INPUT_FILE),
-                "model_type": MODEL_TYPE,
-                "n_estimators": n_estimators,
-                "test_size": test_size,
-                "n_train": trained.n_train,
-                "n_test": trained.n_test,
-                "training_timestamp": moment.isoformat(),
-                "metrics": trained.metrics,
-                "feature_ranges": trained.feature_ranges,
-                "run_id": run_id,
-                "mlflow_model_uri": model_uri,
-            }
+            metadata = ModelMetadata(
+                feature_names=data.feature_names,
+                class_names=data.class_names,
+                target_column=data.target_column,
+                data_source=source,
+                input_file=params.get(names.P_INPUT_FILE),
+                model_type=MODEL_TYPE,
+                n_estimators=n_estimators,
+                test_size=test_size,
+                n_train=trained.n_train,
+                n_test=trained.n_test,
+                training_timestamp=moment.isoformat(),
+                metrics=trained.metrics,
+                feature_ranges=trained.feature_ranges,
+                run_id=run_id,
+                mlflow_model_uri=model_uri,
+            )
             # Convert once here; the ONNX file is kept only if it matches scikit-learn.
             onnx_bytes = convert(trained.estimator, len(data.feature_names))
             candidate = StoredModel(trained.estimator, metadata, "", onnx_bytes)
             predictor, compiled_report = compiled_predictor(candidate, data.X.to_numpy())
-            metadata["compiled"] = compiled_report
+            metadata.compiled = compiled_report
             keep_onnx = onnx_bytes if predictor.compiled is not None else None
             model_file, metadata, files = self.store.save(trained.estimator, metadata, stamp, keep_onnx)
             try:
-                self.tracker.log_files(run_id, files, names.MODEL_FILES_ARTIFACT_DIR)
+                self.runs.log_files(run_id, files, names.MODEL_FILES_ARTIFACT_DIR)
             except BaseException:
                 self.store.remove(model_file)  # the run failed: leave no model behind for it
                 raise
@@ -197,7 +186,7 @@ class IrisService:
             **trained.metrics,
             "classification_report": trained.classification_report,
             "confusion_matrix": trained.confusion_matrix,
-            "model_metadata": metadata,
+            "model_metadata": metadata.to_dict(),
         }
 
     # -- prediction --------------------------------------------------------------------------
@@ -206,7 +195,14 @@ class IrisService:
         predictor = self.require_predictor()
         features = parse_features(values, predictor.feature_names)
         prediction = predictor.predict_one(features)
-        record = inference_record(predictor, features, prediction)
+        record = new_record(
+            model_path=predictor.model_path,
+            features=dict(zip(predictor.feature_names, features, strict=True)),
+            class_index=prediction.index,
+            class_name=prediction.class_name,
+            confidence=prediction.confidence,
+            probabilities=prediction.probabilities,
+        )
         self.writer.submit(record)
         return {
             "status": "success",
@@ -225,32 +221,37 @@ class IrisService:
         with tempfile.TemporaryDirectory() as tmp:
             output = Path(tmp) / names.PREDICTIONS_ARTIFACT
             streamed = predict_csv(source, filename, predictor, output, keep_rows=inline)
-            moment = utc_now()
-            params = {
-                names.P_PREDICTION_TYPE: names.PREDICTION_TYPE_BATCH,
-                names.P_MODEL_PATH: predictor.model_path,
-                names.P_INPUT_FILE: _upload_name(filename),
-                names.P_TIMESTAMP: moment.isoformat(),
-            }
-            run_name = f"{names.BATCH_RUN_PREFIX}_{run_stamp(moment)}"
-            with self.tracker.run(names.INFERENCE_EXPERIMENT, run_name) as run_id:
-                self.tracker.log(run_id, params, statistics_metrics(streamed.statistics))
-                self.tracker.client.log_artifact(run_id, str(output))
-        truncated = streamed.total > inline
+            run_id = self.runs.write_batch_run(
+                moment=utc_now(),
+                model_path=predictor.model_path,
+                input_file=_upload_name(filename),
+                statistics=streamed.statistics,
+                predictions_csv=output,
+            )
         return {
             "status": "success",
             "run_id": run_id,
             "model_path": predictor.model_path,
             "total_samples": streamed.total,
-            "truncated": truncated,
+            "truncated": streamed.total > inline,
             "predictions": streamed.first_rows,
             "predictions_url": f"/mlflow/run/{run_id}/artifacts/{names.PREDICTIONS_ARTIFACT}",
             "replaced_columns": streamed.replaced_columns,
-            "batch_statistics": streamed.statistics,
+            "batch_statistics": streamed.statistics.as_dict(),
         }
 
-    def find_prediction(self, prediction_id: str) -> dict[str, Any] | None:
-        return self.tracker.find_prediction(prediction_id, prediction_time_ms(prediction_id))
+    def find_prediction(self, prediction_id: str) -> dict[str, Any]:
+        """The run (single or window) that holds a prediction; 404 while its record still waits."""
+        if len(prediction_id) != 32 or not set(prediction_id) <= _HEX:
+            raise InputError("A prediction id is the 32 hexadecimal characters that POST /predict returned.")
+        found = self.reader.find_prediction(prediction_id, prediction_time_ms(prediction_id))
+        if found is None:
+            raise InputError(
+                f"No MLflow run holds prediction '{prediction_id}' yet; {self.writer.pending} record(s) are still "
+                "waiting to be written, so a prediction made moments ago may appear shortly.",
+                404,
+            )
+        return {"status": "success", "prediction_id": prediction_id, **found}
 
     # -- models ------------------------------------------------------------------------------
 
@@ -268,8 +269,62 @@ class IrisService:
             "status": "success",
             "model_path": predictor.model_path,
             "runtime": predictor.runtime,
-            "model_metadata": predictor.metadata,
+            "model_metadata": predictor.metadata.to_dict(),
         }
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def experiments(self) -> list[dict[str, Any]]:
+        return self.reader.experiments()
+
+    def query_runs(
+        self,
+        *,
+        experiment_name: str | None,
+        run_type: str | None,
+        search: str | None,
+        order_by: str,
+        descending: bool,
+        page_size: int,
+        page: int,
+    ) -> dict[str, Any]:
+        return self.reader.query_runs(
+            experiment_name=RUN_TYPES[run_type] if run_type else experiment_name,
+            page_size=page_size,
+            search=search,
+            order_by=order_by,
+            descending=descending,
+            page=page,
+        )
+
+    def export_runs(
+        self,
+        *,
+        experiment_name: str | None,
+        run_type: str | None,
+        search: str | None,
+        order_by: str,
+        descending: bool,
+        limit: int,
+    ) -> Iterator[dict[str, Any]]:
+        return self.reader.export_runs(
+            experiment_name=RUN_TYPES[run_type] if run_type else experiment_name,
+            search=search,
+            order_by=order_by,
+            descending=descending,
+            limit=limit,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return self.reader.summary()
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return self.reader.get_run(run_id)
+
+    def download_artifact(self, run_id: str, path: str, destination: str) -> str:
+        return self.reader.download_artifact(run_id, path, destination)
+
+    # -- health ------------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
         self.writer.ensure_running()

@@ -20,16 +20,10 @@ from starlette.requests import ClientDisconnect
 
 from iris_platform import __version__
 from iris_platform.api.middleware.predict_lane import PredictLane
-from iris_platform.api.middleware.security import (
-    BodyLimitMiddleware,
-    SecurityHeadersMiddleware,
-    TokenMiddleware,
-    redact_uri,
-)
+from iris_platform.api.middleware.security import BodyLimitMiddleware, SecurityHeadersMiddleware, TokenMiddleware
 from iris_platform.api.routers import health, models, prediction, runs, training
-from iris_platform.config import Settings, megabytes
+from iris_platform.config import Settings, megabytes, redact_uri
 from iris_platform.errors import InputError
-from iris_platform.ml.training import warm_up
 from iris_platform.service import IrisService
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"  # the dashboard, shipped in the package
@@ -47,7 +41,7 @@ def validation_detail(exc: RequestValidationError) -> str:
 
 
 def _warm_up() -> None:
-    warm_up()
+    IrisService.warm_up()
     gc.freeze()  # scikit-learn's objects too
 
 
@@ -87,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def tracking_unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("tracking store error on %s: %s", request.url.path, exc)
-        service.tracker.reset_connections()  # a connection opened during the outage may stay broken
+        service.reset_tracking_connections()
         return JSONResponse(
             {
                 "detail": f"The MLflow tracking store ({redact_uri(settings.tracking_uri)}) is unavailable or "

@@ -18,9 +18,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from iris_platform.batch_statistics import BatchResult, BatchStatistics, StatisticsAccumulator
 from iris_platform.errors import InputError
-from iris_platform.ml.data import check_csv_header, column_list, normalise_column_name, numeric_column
-from iris_platform.ml.inference import BatchResult, Predictor, StatisticsAccumulator, prediction_rows
+from iris_platform.ml.data import check_csv_header, numeric_column
+from iris_platform.ml.features import feature_columns
+from iris_platform.ml.inference import Predictor, prediction_rows
 from iris_platform.tracking import names
 
 BLOCK_BYTES = 8 * 1024 * 1024
@@ -35,7 +37,7 @@ _ONE_ROW_PER_LINE = "close the quote, or remove the line breaks inside values; a
 @dataclass
 class StreamedBatch:
     total: int
-    statistics: dict[str, Any]
+    statistics: BatchStatistics
     first_rows: list[dict[str, Any]]
     # Input columns named like an added one (a predictions file sent again): the new values replace them.
     replaced_columns: list[str]
@@ -43,22 +45,6 @@ class StreamedBatch:
 
 def output_columns(classes: list[str]) -> list[str]:
     return [names.COL_PREDICTED_CLASS, names.COL_CONFIDENCE] + [names.probability_column(c) for c in classes]
-
-
-def _feature_columns(header: list[str], feature_names: list[str]) -> list[str]:
-    by_name: dict[str, str] = {}
-    for column in header:
-        key = normalise_column_name(column)
-        if key in by_name:
-            raise InputError(f"Columns '{by_name[key]}' and '{column}' both normalise to '{key}': rename one of them.")
-        by_name[key] = column
-    missing = [f for f in feature_names if f not in by_name]
-    if missing:
-        raise InputError(
-            f"The file lacks the feature column(s) {column_list(missing)}; the model needs "
-            f"{column_list(feature_names)} and the file has {column_list(header)}."
-        )
-    return [by_name[f] for f in feature_names]
 
 
 def _arrow_error(exc: Exception, header: list[str], label: str) -> InputError:
@@ -144,7 +130,7 @@ def predict_csv(
     label = f"'{filename}'" if filename else "The uploaded file"
     head = _read_head(source, label)
     header = check_csv_header(head, label, truncated=len(head) % _HEAD_BYTES == 0)
-    features = _feature_columns(header, predictor.feature_names)
+    features = feature_columns(header, predictor.feature_names)
     classes = predictor.class_names
     # Every column as text: the output keeps the input's cells as they were written.
     column_types = {c: pa.string() for c in header}
@@ -158,7 +144,7 @@ def predict_csv(
             convert_options=pacsv.ConvertOptions(column_types=column_types, strings_can_be_null=False),
         )
     except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
-        raise _arrow_error(exc, header, label)
+        raise _arrow_error(exc, header, label) from exc
 
     totals = StatisticsAccumulator(classes)
     first_rows: list[dict[str, Any]] = []
@@ -173,7 +159,7 @@ def predict_csv(
                 except StopIteration:
                     break
                 except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
-                    raise _arrow_error(exc, header, label)
+                    raise _arrow_error(exc, header, label) from exc
                 if batch.num_rows == 0:
                     continue
                 _check_one_row_per_line(batch, header, seen, label)

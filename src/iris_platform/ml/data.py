@@ -1,4 +1,4 @@
-"""Reading and checking tabular input: the bundled Iris data, uploaded CSV files and single feature sets.
+"""Reading and checking tabular input: the bundled Iris data and uploaded training CSV files.
 
 Every check raises InputError with a message that names the column, row or value to fix.
 """
@@ -7,53 +7,26 @@ from __future__ import annotations
 
 import csv
 import io
-import math
-import re
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from iris_platform.errors import InputError
-from iris_platform.tracking import names
+from iris_platform.ml.features import (
+    FLOAT32_MAX,
+    RESERVED_FEATURE_NAMES,
+    column_list,
+    normalise_column_name,
+    normalised_columns,
+)
 
-_UNITS_IN_BRACKETS = re.compile(r"[\(\[\{][^\)\]\}]*[\)\]\}]")
-_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_NON_ALNUM = re.compile(r"[^0-9a-z]+")
-_UNIT_SUFFIXES = {"cm", "mm", "in", "inch", "inches"}
 _SHOW = 5  # how many offending rows or values a message lists
 _SHOW_COLUMNS = 20  # how many column names a message lists
 # Training reads the whole file into a table, fits, converts and parity-checks a model of every
 # column: at 20,000 columns that takes about a minute. Nothing this platform trains needs that many.
 MAX_TRAINING_COLUMNS = 1000
-# The largest magnitude a tree can compare: scikit-learn's trees work in float32.
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-# Inference runs log each feature as a param beside these; a feature may not take their names.
-RESERVED_FEATURE_NAMES = frozenset(
-    {
-        names.P_PREDICTION_TYPE,
-        names.P_MODEL_PATH,
-        names.P_TIMESTAMP,
-        names.P_PREDICTED_CLASS,
-        names.P_INPUT_FILE,
-        names.P_WINDOW_END,
-    }
-)
-
-
-@lru_cache(maxsize=4096)  # the same few names arrive with every prediction
-def normalise_column_name(name: Any) -> str:
-    """'sepal length (cm)' and 'SepalLengthCm' both become 'sepal_length'."""
-    text = _UNITS_IN_BRACKETS.sub(" ", str(name)).strip()
-    text = _CAMEL_BOUNDARY.sub("_", text).lower()
-    tokens = [t for t in _NON_ALNUM.split(text) if t]
-    while len(tokens) > 1 and tokens[-1] in _UNIT_SUFFIXES:
-        tokens.pop()
-    return "_".join(tokens)
 
 
 @dataclass
@@ -95,12 +68,14 @@ def check_csv_header(head: bytes, label: str, truncated: bool = False) -> list[s
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         if not truncated or exc.start < len(head) - 3:  # not just a character cut at the end of `head`
-            raise InputError(f"{label} is not UTF-8 text: upload a comma-separated CSV file saved as UTF-8.", 400)
+            raise InputError(
+                f"{label} is not UTF-8 text: upload a comma-separated CSV file saved as UTF-8.", 400
+            ) from exc
         text = head[: exc.start].decode("utf-8-sig")
     try:  # newline="": rows may end in \r\n, \n or a lone \r (Excel's old "CSV (Macintosh)")
         header = [h.strip() for h in next(csv.reader(io.StringIO(text, newline="")), [])]
     except csv.Error as exc:
-        raise InputError(f"{label} could not be parsed as CSV ({exc}): check its header row.", 400)
+        raise InputError(f"{label} could not be parsed as CSV ({exc}): check its header row.", 400) from exc
     if len(header) == 1 and ";" in header[0]:
         raise InputError(f"{label} looks semicolon-delimited: save it with commas as the separator.", 400)
     if len(header) == 1 and "\t" in header[0]:
@@ -126,11 +101,13 @@ def read_csv_upload(content: bytes, filename: str | None = None) -> pd.DataFrame
     try:
         frame = pd.read_csv(io.BytesIO(content), skipinitialspace=True, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
-        raise InputError(f"{label} is empty: upload a CSV file with a header row and at least one data row.", 400)
+        raise InputError(
+            f"{label} is empty: upload a CSV file with a header row and at least one data row.", 400
+        ) from None
     except pd.errors.ParserError as exc:
         raise InputError(
             f"{label} could not be parsed as CSV ({exc}): check that every row has as many fields as the header.", 400
-        )
+        ) from exc
     if not isinstance(frame.index, pd.RangeIndex):
         # pandas takes a first data row with one field more than the header as a row index: refuse it.
         raise InputError(
@@ -142,27 +119,6 @@ def read_csv_upload(content: bytes, filename: str | None = None) -> pd.DataFrame
     if frame.empty:
         raise InputError(f"{label} has a header but no data rows: add at least one row.", 400)
     return frame
-
-
-def column_list(columns) -> str:
-    """Column names for a message: all of a few, the first ones of many (a file may have thousands)."""
-    columns = [str(c) for c in columns]
-    if len(columns) <= _SHOW_COLUMNS:
-        return str(columns)
-    return f"{str(columns[:_SHOW_COLUMNS])[:-1]}, ... ({len(columns):,} in all)]"
-
-
-def _normalised_columns(frame: pd.DataFrame) -> dict[str, str]:
-    """Map normalised name -> original column name; two columns may not normalise to one name."""
-    mapping: dict[str, str] = {}
-    for column in frame.columns:
-        key = normalise_column_name(column)
-        if not key:
-            raise InputError(f"Column '{column}' has no letters or digits in its name: rename it.")
-        if key in mapping:
-            raise InputError(f"Columns '{mapping[key]}' and '{column}' both normalise to '{key}': rename one of them.")
-        mapping[key] = column
-    return mapping
 
 
 def numeric_column(series: pd.Series, name: str) -> np.ndarray:
@@ -227,7 +183,7 @@ def _encode_target(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]
 
 
 def prepare_training_data(frame: pd.DataFrame, target_column: str | None = None) -> TrainingData:
-    columns = _normalised_columns(frame)
+    columns = normalised_columns(frame.columns)
     target = _resolve_target(frame, columns, target_column)
     feature_columns = [c for c in frame.columns if c != target]
     if not feature_columns:
@@ -259,70 +215,3 @@ def prepare_training_data(frame: pd.DataFrame, target_column: str | None = None)
         class_names=class_names,
         target_column=target,
     )
-
-
-def features_from_frame(frame: pd.DataFrame, feature_names: list[str]) -> np.ndarray:
-    """The model's feature columns of a batch file, in the model's order; other columns are ignored."""
-    columns = _normalised_columns(frame)
-    missing = [f for f in feature_names if f not in columns]
-    if missing:
-        raise InputError(
-            f"The file lacks the feature column(s) {column_list(missing)}; the model needs "
-            f"{column_list(feature_names)} and the file has {column_list(frame.columns)}."
-        )
-    return np.column_stack([numeric_column(frame[columns[f]], columns[f]) for f in feature_names])
-
-
-def _as_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or value is None:
-        raise InputError(f"Feature '{name}' must be a number, got {json_repr(value)}.")
-    if isinstance(value, (int, float)):
-        try:
-            number = float(value)
-        except OverflowError:  # a JSON integer beyond any float, such as 10**400
-            digits = int(value.bit_length() * 0.30103) + 1
-            raise InputError(f"Feature '{name}' must be a finite number, got an integer of about {digits} digits.")
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            # float() also reads "1_000" and non-ASCII digits such as "١٢"; in a form field those are typos.
-            if "_" in text or not text.isascii():
-                raise ValueError(text)
-            number = float(text)
-        except ValueError:
-            raise InputError(f"Feature '{name}' must be a number, got {json_repr(value)}.")
-    else:
-        raise InputError(f"Feature '{name}' must be a number, got {json_repr(value)}.")
-    if not math.isfinite(number):
-        raise InputError(f"Feature '{name}' must be a finite number, got {json_repr(value)}.")
-    return number
-
-
-def json_repr(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value[:40])
-    return repr(value)[:40]
-
-
-def parse_features(values: Mapping[str, Any], feature_names: list[str]) -> list[float]:
-    """One feature set from a form or JSON object, checked against the model's features."""
-    given: dict[str, Any] = {}
-    for key, value in values.items():
-        name = normalise_column_name(key)
-        if name in given:
-            raise InputError(f"Feature '{name}' is given twice: send each feature once.")
-        given[name] = value
-    missing = [f for f in feature_names if f not in given]
-    unknown = [k for k in given if k not in feature_names]
-    if missing or unknown:
-        parts = []
-        if missing:
-            parts.append(f"missing feature(s) {missing}")
-        if unknown:
-            parts.append(f"unknown field(s) {unknown}")
-        raise InputError(f"{' and '.join(parts).capitalize()}: send exactly the model's features {feature_names}.")
-    return [_as_number(f, given[f]) for f in feature_names]

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import os
+import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from iris_platform.ml.compiled_model import CompiledModel, near_ties
+from iris_platform.batch_statistics import BatchResult
+from iris_platform.ml.compiled_model import CompiledModel, check_parity, near_ties, parity_inputs
+from iris_platform.ml.features import FLOAT32_MAX
 from iris_platform.ml.model_store import StoredModel
 
-# scikit-learn's trees compare features as float32 and refuse a value beyond its range (1e308 is a
-# finite float64): such a value is answered as the largest float32 of its sign, which every
-# threshold is below, exactly as onnxruntime answers its float32 infinity. It is still flagged.
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+log = logging.getLogger(__name__)
 
 
 def _tree_range(X: np.ndarray) -> np.ndarray:
-    return np.clip(np.asarray(X, dtype=float), -_FLOAT32_MAX, _FLOAT32_MAX)
+    # scikit-learn's trees compare features as float32 and refuse a value beyond its range (1e308 is
+    # a finite float64): such a value is answered as the largest float32 of its sign, which every
+    # threshold is below, exactly as onnxruntime answers its float32 infinity. It is still flagged.
+    return np.clip(np.asarray(X, dtype=float), -FLOAT32_MAX, FLOAT32_MAX)
 
 
 @dataclass
@@ -29,13 +30,6 @@ class Prediction:
     class_name: str
     confidence: float
     probabilities: dict[str, float]
-
-
-@dataclass
-class BatchResult:
-    indexes: np.ndarray
-    confidences: np.ndarray
-    probabilities: np.ndarray  # rows x classes
 
 
 class Predictor:
@@ -51,11 +45,11 @@ class Predictor:
         self.metadata = stored.metadata
         self.model_path = stored.model_path
         self.compiled = compiled
-        self.feature_names: list[str] = list(stored.metadata["feature_names"])
-        self.class_names: list[str] = [str(c) for c in stored.metadata["class_names"]]
+        self.feature_names: list[str] = list(stored.metadata.feature_names)
+        self.class_names: list[str] = list(stored.metadata.class_names)
         # The estimator saw class indexes; a class absent from its training split has no column.
         self._columns = np.asarray(self.estimator.classes_, dtype=np.int64)
-        ranges = stored.metadata.get("feature_ranges") or {}
+        ranges = stored.metadata.feature_ranges
         self._ranges = {f: ranges[f] for f in self.feature_names if f in ranges}
 
     @property
@@ -106,76 +100,28 @@ class Predictor:
         return flagged
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def run_stamp(moment: datetime) -> str:
-    """The `<timestamp>` part of run names and model file names."""
-    return moment.strftime("%Y%m%d_%H%M%S_%f")
-
-
-def new_prediction_id(moment: datetime) -> str:
-    """32 hex digits: the time in milliseconds, then randomness; ids sort by time and say when."""
-    return f"{int(moment.timestamp() * 1000):012x}{os.urandom(10).hex()}"
-
-
-def prediction_time_ms(prediction_id: str) -> int | None:
+def compiled_predictor(stored: StoredModel, X_check: np.ndarray) -> tuple[Predictor, dict[str, Any]]:
+    """A predictor on the compiled path if its ONNX form matches scikit-learn on X_check and around it,
+    with the parity report (or why the model is served by scikit-learn)."""
+    reference = Predictor(stored)
+    if stored.onnx_bytes is None:
+        return reference, {"runtime": "scikit-learn", "reason": "no ONNX form"}
     try:
-        return int(prediction_id[:12], 16)
-    except ValueError:
-        return None
+        compiled = CompiledModel(stored.onnx_bytes)
+        report = check_parity(compiled, reference.sklearn_proba, parity_inputs(X_check))
+    except Exception as exc:
+        log.warning("compiled model unusable, serving with scikit-learn: %s", exc)
+        return reference, {"runtime": "scikit-learn", "reason": f"{type(exc).__name__}: {exc}"[:300]}
+    if not report.ok:
+        log.warning("compiled model differs from scikit-learn (%s), serving with scikit-learn", report)
+        return reference, {**report.as_dict(), "runtime": "scikit-learn"}
+    return Predictor(stored, compiled), report.as_dict()
 
 
-def inference_record(predictor: Predictor, values: list[float], prediction: Prediction) -> dict[str, Any]:
-    """What the tracking writer turns into a `single_prediction_<timestamp>` run."""
-    moment = utc_now()
-    return {
-        "prediction_id": new_prediction_id(moment),
-        "timestamp": moment.isoformat(),
-        "time_ms": int(moment.timestamp() * 1000),
-        "model_path": predictor.model_path,
-        "features": dict(zip(predictor.feature_names, values, strict=False)),
-        "class_index": prediction.index,
-        "class_name": prediction.class_name,
-        "confidence": prediction.confidence,
-        "probabilities": prediction.probabilities,
-    }
-
-
-class StatisticsAccumulator:
-    """Batch statistics summed over chunks: counts per class and confidence bounds."""
-
-    def __init__(self, class_names: list[str]):
-        self.class_names = class_names
-        self.counts = np.zeros(len(class_names), dtype=np.int64)
-        self.total = 0
-        self.confidence_sum = 0.0
-        self.confidence_min = float("inf")
-        self.confidence_max = float("-inf")
-
-    def add(self, result: BatchResult) -> None:
-        if len(result.indexes) == 0:
-            return
-        self.counts += np.bincount(result.indexes, minlength=len(self.class_names))
-        self.total += len(result.indexes)
-        self.confidence_sum += float(result.confidences.sum())
-        self.confidence_min = min(self.confidence_min, float(result.confidences.min()))
-        self.confidence_max = max(self.confidence_max, float(result.confidences.max()))
-
-    def result(self) -> dict[str, Any]:
-        total = max(self.total, 1)
-        return {
-            "total_samples": self.total,
-            "avg_confidence": self.confidence_sum / total,
-            "min_confidence": self.confidence_min,
-            "max_confidence": self.confidence_max,
-            "unique_classes_predicted": int(np.count_nonzero(self.counts)),
-            "prediction_distribution": {c: int(n) for c, n in zip(self.class_names, self.counts, strict=False)},
-            "prediction_percentages": {
-                c: 100.0 * int(n) / total for c, n in zip(self.class_names, self.counts, strict=False)
-            },
-        }
+def training_bounds(stored: StoredModel) -> np.ndarray:
+    """Rows at the corners of the training range: where a saved model's compiled form is checked again."""
+    ranges = stored.metadata.feature_ranges
+    return np.array([ranges.get(f, [0.0, 1.0]) for f in stored.metadata.feature_names], dtype=float).T
 
 
 def prediction_rows(

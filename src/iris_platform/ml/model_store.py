@@ -6,6 +6,8 @@ matches the metadata this platform wrote when it trained it.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from iris_platform.errors import InputError
+from iris_platform.ml.metadata import ModelMetadata
 
 MODEL_PREFIX = "iris_model_"
 METADATA_SUFFIX = "_metadata.json"
@@ -46,7 +49,7 @@ def atomic_write(path: Path, data: bytes) -> None:
 @dataclass
 class StoredModel:
     estimator: Any
-    metadata: dict[str, Any]
+    metadata: ModelMetadata
     model_path: str  # as listed by GET /models and logged as `model_path`
     onnx_bytes: bytes | None = None  # the compiled model, when training could convert it
 
@@ -68,8 +71,8 @@ class ModelStore:
         return model_filename[: -len(".pkl")] + ".onnx"
 
     def save(
-        self, estimator: Any, metadata: dict[str, Any], stamp: str, onnx_bytes: bytes | None = None
-    ) -> tuple[str, dict[str, Any], dict[str, bytes]]:
+        self, estimator: Any, metadata: ModelMetadata, stamp: str, onnx_bytes: bytes | None = None
+    ) -> tuple[str, ModelMetadata, dict[str, bytes]]:
         """Write `iris_model_<stamp>.pkl`, its metadata and (if given) its ONNX form.
 
         Returns the pkl's filename, the metadata as written, and every file written by name.
@@ -77,19 +80,19 @@ class ModelStore:
         filename = f"{MODEL_PREFIX}{stamp}.pkl"
         blob = pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
         files = {filename: blob}
-        metadata = {**metadata, "model_file": filename, "sha256": sha256_hex(blob)}
+        metadata = dataclasses.replace(metadata, model_file=filename, sha256=sha256_hex(blob))
         if onnx_bytes is not None:
             files[self.onnx_name(filename)] = onnx_bytes
-            metadata.update(onnx_file=self.onnx_name(filename), onnx_sha256=sha256_hex(onnx_bytes))
-        files[self.metadata_name(filename)] = json.dumps(metadata, indent=2).encode()
+            metadata = dataclasses.replace(
+                metadata, onnx_file=self.onnx_name(filename), onnx_sha256=sha256_hex(onnx_bytes)
+            )
+        files[self.metadata_name(filename)] = json.dumps(metadata.to_dict(), indent=2).encode()
         try:
             for name, data in files.items():  # the metadata last: a model is listed only once complete
                 atomic_write(self.directory / name, data)
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):  # the folder itself is gone or broken: the write's error says so
                 self.remove(filename)
-            except OSError:
-                pass  # the folder itself is gone or broken: the write's own error says so
             raise
         return filename, metadata, files
 
@@ -99,7 +102,7 @@ class ModelStore:
 
     def list(self) -> list[dict[str, Any]]:
         """Every model of this platform in the folder (a .pkl with its metadata), newest first."""
-        entries = []
+        entries: list[dict[str, Any]] = []
         for pkl in self.directory.glob(f"{MODEL_PREFIX}*.pkl"):
             meta_path = self.directory / self.metadata_name(pkl.name)
             if not _MODEL_FILE.match(pkl.name) or not meta_path.is_file():
@@ -143,9 +146,9 @@ class ModelStore:
             metadata = json.loads(meta_path.read_text())
             blob = pkl.read_bytes()
         except FileNotFoundError:
-            raise InputError(f"Model '{filename}' or its metadata is missing from the models folder.", 404)
+            raise InputError(f"Model '{filename}' or its metadata is missing from the models folder.", 404) from None
         except ValueError:
-            raise InputError(f"The metadata of '{filename}' is not valid JSON: the model is refused.", 422)
+            raise InputError(f"The metadata of '{filename}' is not valid JSON: the model is refused.", 422) from None
         if not isinstance(metadata, dict):
             raise InputError(f"The metadata of '{filename}' is not a JSON object: the model is refused.", 422)
         expected = metadata.get("sha256")
@@ -157,25 +160,17 @@ class ModelStore:
             )
         onnx_bytes = None
         if metadata.get("onnx_file"):
-            try:
+            with contextlib.suppress(FileNotFoundError):  # missing: serve with scikit-learn
                 onnx_bytes = (self.directory / self.onnx_name(filename)).read_bytes()
-            except FileNotFoundError:
-                pass  # serve with scikit-learn
             if onnx_bytes is not None and sha256_hex(onnx_bytes) != metadata.get("onnx_sha256"):
                 raise InputError(
                     f"The ONNX file of '{filename}' does not match the SHA-256 recorded in its metadata: "
                     "the model is refused.",
                     status_code=422,
                 )
-        lacking = [k for k in ("feature_names", "class_names") if not isinstance(metadata.get(k), list)]
-        if lacking:
-            raise InputError(
-                f"The metadata of '{filename}' lacks {lacking}: it was not written by this platform's training, "
-                "so the model is refused and was not unpickled.",
-                422,
-            )
+        typed = ModelMetadata.from_dict(metadata, filename)  # refuses what training cannot have written
         estimator = pickle.loads(blob)
-        return StoredModel(estimator, metadata, self.path_of(filename), onnx_bytes)
+        return StoredModel(estimator, typed, self.path_of(filename), onnx_bytes)
 
     def current_filename(self) -> str | None:
         try:

@@ -17,9 +17,10 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
+
+from iris_platform.tracking.records import InferenceRecord
 
 SEGMENT_BYTES = 16 * 1024 * 1024
 CHECKPOINT_FILE = "checkpoint.json"
@@ -35,7 +36,7 @@ def segment_numbers(directory: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in directory.iterdir() if (m := _SEGMENT.match(p.name)))
 
 
-def encode(record: dict[str, Any]) -> bytes:
+def encode(record: InferenceRecord) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
@@ -74,7 +75,7 @@ class JournalAppender:
             self.appended = 0
             return self.segment
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: InferenceRecord) -> None:
         data = encode(record)
         with self._lock:
             if self._fd < 0:
@@ -108,7 +109,7 @@ class JournalReader:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.checkpoint = self._load_checkpoint()
         self._read = self.checkpoint
-        self._buffer: deque[tuple[dict[str, Any], Position]] = deque()
+        self._buffer: deque[tuple[InferenceRecord, Position]] = deque()
         # Set when no more records will be appended (the server stopped): the newest segment is final.
         self.all_final = False
         # The newest segment of the server this reader works for: later ones belong to a newer server
@@ -163,7 +164,7 @@ class JournalReader:
     def _next_segment(self, segment: int) -> int:
         return min(self._later_segments(segment))
 
-    def peek(self, limit: int) -> list[dict[str, Any]]:
+    def peek(self, limit: int) -> list[InferenceRecord]:
         """Up to `limit` records after the checkpoint, without consuming them."""
         if len(self._buffer) < limit:
             self._read_more(limit)

@@ -15,10 +15,12 @@ import multiprocessing
 import os
 import time
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 from iris_platform.tracking.journal import JournalAppender, JournalReader
+from iris_platform.tracking.records import InferenceRecord
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ class SharedState:
         self.error.value = (message or "").encode("utf-8", "replace")[: _ERROR_BYTES - 1]
 
 
-def _unit_size(records: list[dict[str, Any]], threshold: int) -> tuple[str, int]:
+def _unit_size(records: list[InferenceRecord], threshold: int) -> tuple[str, int]:
     """What to write next: one single run, or one window of records of the same model."""
     if len(records) <= threshold:
         return "single", 1
@@ -80,11 +82,14 @@ def run_worker(config: WorkerConfig, shared: SharedState, stop, parent_pid: int,
 
 
 def _drain(config: WorkerConfig, shared: SharedState, stop, parent_pid: int, first_segment: int) -> None:
-    from iris_platform.tracking.tracker import Tracker  # imported here: the server process need not wait for it
+    # Imported here: the server process need not wait for MLflow's run-writing modules.
+    from iris_platform.tracking.prediction_runs import PredictionRunWriter
+    from iris_platform.tracking.store import TrackingStore
 
     reader = JournalReader(config.journal_dir)
     shared.backlog.value = reader.count_before(first_segment)  # exact now: no other worker runs
-    tracker = Tracker(config.tracking_uri)
+    store = TrackingStore(config.tracking_uri)
+    runs = PredictionRunWriter(store)
     verify = True  # the first unit after a start or a failure may already be in MLflow
     last_window = 0.0
     while True:
@@ -100,7 +105,7 @@ def _drain(config: WorkerConfig, shared: SharedState, stop, parent_pid: int, fir
         try:
             written = 0
             if verify:
-                written = tracker.written_unit_size(records[0])
+                written = runs.written_unit_size(records[0])
                 verify = False
             if not written:
                 kind, size = _unit_size(records, config.window_threshold)
@@ -109,10 +114,10 @@ def _drain(config: WorkerConfig, shared: SharedState, stop, parent_pid: int, fir
                     time.sleep(min(wait, config.poll_seconds * 4))  # let the window fill
                     continue
                 if kind == "single":
-                    tracker.write_single_prediction(records[0])
+                    runs.write_single(records[0])
                     counter = shared.single_runs
                 else:
-                    tracker.write_window(records[:size])
+                    runs.write_window(records[:size])
                     counter = shared.window_runs
                     last_window = time.monotonic()
                 with counter.get_lock():
@@ -124,7 +129,7 @@ def _drain(config: WorkerConfig, shared: SharedState, stop, parent_pid: int, fir
             shared.set_error(None)
         except Exception as exc:  # tracking store down or refusing: keep the records, retry
             verify = True
-            tracker.reset_connections()  # else a connection opened during the outage may keep failing
+            store.reset_connections()  # else a connection opened during the outage may keep failing
             shared.set_error(f"{type(exc).__name__}: {exc}")
             log.warning("writing to MLflow failed, retrying in %.1fs: %s", config.retry_seconds, exc)
             if stopping:
@@ -141,7 +146,7 @@ class TrackingWriter:
         self._ctx = multiprocessing.get_context("spawn")
         self._shared = SharedState(self._ctx)
         self._stop = self._ctx.Event()
-        self._process = None
+        self._process: BaseProcess | None = None
         self._segment = 0  # the newest segment told to the worker
 
     def start(self) -> None:
@@ -168,7 +173,7 @@ class TrackingWriter:
             # Count afresh: everything before a new segment is the new worker's backlog.
             self._spawn(self.journal.rotate())
 
-    def submit(self, record: dict[str, Any]) -> None:
+    def submit(self, record: InferenceRecord) -> None:
         self.journal.append(record)
         if self.journal.segment != self._segment:  # rotated past SEGMENT_BYTES: the worker may read on
             self._shared.segment.value = self._segment = self.journal.segment

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Iterable
-from urllib.parse import urlsplit, urlunsplit
 
 from starlette.exceptions import HTTPException
 
@@ -148,14 +147,3 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, with_headers)
-
-
-def redact_uri(uri: str) -> str:
-    """The tracking URI without a password, for /health and logs."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))

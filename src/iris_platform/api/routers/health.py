@@ -1,11 +1,13 @@
-from fastapi import APIRouter, Depends
+from typing import Any
 
-from iris_platform.api.dependencies import get_service
-from iris_platform.service import IrisService
+from fastapi import APIRouter
+
+from iris_platform.api.dependencies import ServiceDep
+from iris_platform.api.schemas import HealthResponse
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", summary="Liveness, the loaded model and the tracking writer's backlog")
-def health(service: IrisService = Depends(get_service)) -> dict:
+@router.get("/health", response_model=HealthResponse, summary="Liveness, the loaded model and the tracking backlog")
+def health(service: ServiceDep) -> dict[str, Any]:
     return service.health()

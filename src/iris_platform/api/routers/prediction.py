@@ -1,10 +1,13 @@
 """Prediction routes: one sample (also served by predict_lane.py), a batch file, and finding a logged prediction."""
 
+from typing import Annotated, Any
+
 import orjson
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import Response
 
-from iris_platform.api.dependencies import get_service
+from iris_platform.api.dependencies import ServiceDep
+from iris_platform.api.schemas import BatchResponse, PredictionLookup, PredictResponse
 from iris_platform.errors import InputError
 from iris_platform.service import IrisService
 
@@ -21,7 +24,7 @@ async def _feature_values(request: Request) -> dict:
         try:
             body = await request.json()
         except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
-            raise InputError("The request body is not valid JSON: send an object of feature values.", 400)
+            raise InputError("The request body is not valid JSON: send an object of feature values.", 400) from None
         if not isinstance(body, dict):
             raise InputError("The JSON body must be an object mapping each feature name to a number.", 400)
         return body
@@ -52,25 +55,15 @@ async def predict(request: Request) -> Response:
 
 
 def predict_batch(
-    file: UploadFile = File(..., description="CSV whose columns include the model's features"),
-    service: IrisService = Depends(get_service),
-) -> dict:
+    file: Annotated[UploadFile, File(description="CSV whose columns include the model's features")],
+    service: ServiceDep,
+) -> dict[str, Any]:
     # Read straight from the spooled upload: a file of millions of rows is never held in memory.
     return service.predict_batch(file.file, file.filename)
 
 
-def find_prediction(prediction_id: str, service: IrisService = Depends(get_service)) -> dict:
-    if len(prediction_id) != 32 or any(c not in "0123456789abcdef" for c in prediction_id):
-        raise InputError("A prediction id is the 32 hexadecimal characters that POST /predict returned.")
-    found = service.find_prediction(prediction_id)
-    if found is None:
-        pending = service.writer.pending
-        raise InputError(
-            f"No MLflow run holds prediction '{prediction_id}' yet; {pending} record(s) are still waiting "
-            "to be written, so a prediction made moments ago may appear shortly.",
-            404,
-        )
-    return {"status": "success", "prediction_id": prediction_id, **found}
+def find_prediction(prediction_id: str, service: ServiceDep) -> dict[str, Any]:
+    return service.find_prediction(prediction_id)
 
 
 router = APIRouter(tags=["prediction"])
@@ -86,17 +79,20 @@ router.add_api_route(
     predict,
     methods=["POST"],
     summary="Predict one sample from its features",
+    response_model=PredictResponse,
     openapi_extra={"requestBody": _BODY},
 )
 router.add_api_route(
     "/predict_batch",
     predict_batch,
     methods=["POST"],
+    response_model=BatchResponse,
     summary="Predict every row of an uploaded CSV and log one batch run",
 )
 router.add_api_route(
     "/predictions/{prediction_id}",
     find_prediction,
     methods=["GET"],
+    response_model=PredictionLookup,
     summary="Find the MLflow run that holds a single prediction",
 )

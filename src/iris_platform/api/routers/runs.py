@@ -2,69 +2,80 @@ import csv
 import io
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query
 from fastapi.responses import FileResponse, StreamingResponse
 
-from iris_platform.api.dependencies import get_service
-from iris_platform.service import IrisService
-from iris_platform.tracking import names
+from iris_platform.api.dependencies import ServiceDep
+from iris_platform.api.schemas import ExperimentsResponse, RunDetail, RunsPage, Summary
 
 router = APIRouter(prefix="/mlflow", tags=["mlflow"])
 
 
-@router.get("/experiments", summary="The MLflow experiments in the tracking store")
-def experiments(service: IrisService = Depends(get_service)) -> dict:
-    return {"status": "success", "experiments": service.tracker.experiments()}
-
-
-RUN_TYPES = {"training": names.TRAINING_EXPERIMENT, "inference": names.INFERENCE_EXPERIMENT}
+@router.get("/experiments", response_model=ExperimentsResponse, summary="The MLflow experiments in the tracking store")
+def experiments(service: ServiceDep) -> dict[str, Any]:
+    return {"status": "success", "experiments": service.experiments()}
 
 
 @dataclass
 class RunFilter:
-    """The listing's filter, sort and page, shared by the JSON listing and the CSV export."""
+    """The listing's filter and sort, shared by the JSON listing and the CSV export."""
 
-    experiment_name: str | None = Query(None, max_length=256, description="Default: both experiments")
-    run_type: Literal["training", "inference"] | None = Query(None, description="Instead of experiment_name")
-    search: str | None = Query(None, max_length=200, description="Text in the run name or any param")
-    order_by: str = Query("start_time", max_length=260, description="start_time, run_name, samples or metrics.<name>")
-    order: Literal["asc", "desc"] = Query("desc")
-
-    @property
-    def experiment(self) -> str | None:
-        return RUN_TYPES[self.run_type] if self.run_type else self.experiment_name
+    experiment_name: Annotated[str | None, Query(max_length=256, description="Default: both experiments")] = None
+    run_type: Annotated[Literal["training", "inference"] | None, Query(description="Instead of experiment_name")] = None
+    search: Annotated[str | None, Query(max_length=200, description="Text in the run name or any param")] = None
+    order_by: Annotated[str, Query(max_length=260, description="start_time, run_name, samples or metrics.<name>")] = (
+        "start_time"
+    )
+    order: Annotated[Literal["asc", "desc"], Query()] = "desc"
 
 
-@router.get("/runs", summary="Runs of one experiment or both: filtered, sorted and paged")
+RunFilterDep = Annotated[RunFilter, Depends()]
+
+
+@router.get("/runs", response_model=RunsPage, summary="Runs of one experiment or both: filtered, sorted and paged")
 def runs(
-    where: RunFilter = Depends(),
-    max_results: int = Query(100, ge=1, le=1000, description="Runs per page"),
-    page: int = Query(1, ge=1, le=100_000),
-    service: IrisService = Depends(get_service),
-) -> dict:
-    result = service.tracker.query_runs(
-        where.experiment, max_results, where.search, where.order_by, where.order == "desc", page
+    where: RunFilterDep,
+    service: ServiceDep,
+    max_results: Annotated[int, Query(ge=1, le=1000, description="Runs per page")] = 100,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> dict[str, Any]:
+    result = service.query_runs(
+        experiment_name=where.experiment_name,
+        run_type=where.run_type,
+        search=where.search,
+        order_by=where.order_by,
+        descending=where.order == "desc",
+        page_size=max_results,
+        page=page,
     )
     return {"status": "success", **result}
 
 
 @router.get("/runs/export.csv", summary="The filtered runs as CSV: one row per run, a column per param and metric")
 def export_runs(
-    where: RunFilter = Depends(),
-    limit: int = Query(50_000, ge=1, le=50_000),
-    service: IrisService = Depends(get_service),
+    where: RunFilterDep,
+    service: ServiceDep,
+    limit: Annotated[int, Query(ge=1, le=50_000)] = 50_000,
 ) -> StreamingResponse:
     runs = list(
-        service.tracker.export_runs(where.experiment, where.search, where.order_by, where.order == "desc", limit)
+        service.export_runs(
+            experiment_name=where.experiment_name,
+            run_type=where.run_type,
+            search=where.search,
+            order_by=where.order_by,
+            descending=where.order == "desc",
+            limit=limit,
+        )
     )
     params = sorted({k for r in runs for k in r["params"]})
     metrics = sorted({k for r in runs for k in r["metrics"]})
     columns = ["run_id", "experiment_name", "run_name", "status", "start_time", "end_time"]
 
-    def rows():
+    def rows() -> Iterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(columns + [f"params.{p}" for p in params] + [f"metrics.{m}" for m in metrics])
@@ -85,24 +96,22 @@ def export_runs(
     )
 
 
-@router.get("/summary", summary="Run counts and the average accuracy, over every run in the store")
-def summary(service: IrisService = Depends(get_service)) -> dict:
-    return {"status": "success", **service.tracker.summary()}
+@router.get("/summary", response_model=Summary, summary="Run counts and the average accuracy over every run")
+def summary(service: ServiceDep) -> dict[str, Any]:
+    return {"status": "success", **service.summary()}
 
 
-@router.get("/run/{run_id}", summary="One run with its params, metrics, tags and artifacts")
-def run(run_id: str, service: IrisService = Depends(get_service)) -> dict:
-    return service.tracker.get_run(run_id)
+@router.get("/run/{run_id}", response_model=RunDetail, summary="One run with its params, metrics, tags and artifacts")
+def run(run_id: str, service: ServiceDep) -> dict[str, Any]:
+    return service.get_run(run_id)
 
 
 @router.get("/run/{run_id}/artifacts/{path:path}", summary="Download one of a run's artifacts")
-def artifact(
-    run_id: str, path: str, background: BackgroundTasks, service: IrisService = Depends(get_service)
-) -> FileResponse:
+def artifact(run_id: str, path: str, background: BackgroundTasks, service: ServiceDep) -> FileResponse:
     tmp = tempfile.mkdtemp(prefix="iris-artifact-")
     background.add_task(shutil.rmtree, tmp, ignore_errors=True)
     try:
-        local = service.tracker.download_artifact(run_id, path, tmp)
+        local = service.download_artifact(run_id, path, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

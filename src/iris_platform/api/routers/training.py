@@ -1,7 +1,9 @@
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from typing import Annotated, Any
 
-from iris_platform.api.dependencies import get_service
-from iris_platform.service import IrisService
+from fastapi import APIRouter, File, Form, UploadFile
+
+from iris_platform.api.dependencies import ServiceDep
+from iris_platform.api.schemas import TrainResponse
 
 router = APIRouter(tags=["training"])
 
@@ -17,13 +19,19 @@ def upload_content(file: UploadFile | None) -> tuple[bytes | None, str | None]:
 
 
 # A plain `def`: training is CPU-bound, so FastAPI runs it in its thread pool, off the event loop.
-@router.post("/train", summary="Train a classifier on the Iris data or an uploaded CSV")
+@router.post("/train", response_model=TrainResponse, summary="Train a classifier on the Iris data or an uploaded CSV")
 def train(
-    file: UploadFile | None = File(None, description="CSV with a header row; default: scikit-learn's Iris"),
-    n_estimators: int = Form(100, description="Trees in the random forest (1 to 1000)"),
-    test_size: float = Form(0.2, description="Fraction of rows held out for the metrics"),
-    target_column: str | None = Form(None, description="Class column of the CSV; default: the last"),
-    service: IrisService = Depends(get_service),
-) -> dict:
+    service: ServiceDep,
+    file: Annotated[UploadFile | None, File(description="CSV with a header row; default: scikit-learn's Iris")] = None,
+    n_estimators: Annotated[int, Form(description="Trees in the random forest (1 to 1000)")] = 100,
+    test_size: Annotated[float, Form(description="Fraction of rows held out for the metrics")] = 0.2,
+    target_column: Annotated[str | None, Form(description="Class column of the CSV; default: the last")] = None,
+) -> dict[str, Any]:
     content, filename = upload_content(file)
-    return service.train(content, filename, n_estimators, test_size, target_column)
+    return service.train(
+        content=content,
+        filename=filename,
+        n_estimators=n_estimators,
+        test_size=test_size,
+        target_column=target_column,
+    )

@@ -1,0 +1,159 @@
+"""The answers' shapes, for the OpenAPI document and to check that routes answer what they say.
+
+/predict's answer is built by hand on its hot path (api/middleware/predict_lane.py); its model here
+only documents it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, create_model
+
+from iris_platform.tracking import names
+
+
+class PredictResponse(BaseModel):
+    status: str
+    prediction: int
+    class_name: str
+    confidence: float
+    probabilities: dict[str, float]
+    prediction_id: str
+    model_path: str
+    out_of_range_features: list[str]
+
+
+class BatchStatistics(BaseModel):
+    total_samples: int
+    avg_confidence: float
+    min_confidence: float
+    max_confidence: float
+    unique_classes_predicted: int
+    prediction_distribution: dict[str, int]
+    prediction_percentages: dict[str, float]
+
+
+class BatchResponse(BaseModel):
+    status: str
+    run_id: str
+    model_path: str
+    total_samples: int
+    truncated: bool
+    predictions: list[dict[str, Any]]
+    predictions_url: str
+    replaced_columns: list[str]
+    batch_statistics: BatchStatistics
+
+
+class _TrainBase(BaseModel):
+    status: str
+    run_id: str
+    model_path: str
+    classification_report: dict[str, Any]
+    confusion_matrix: list[list[int]]
+    model_metadata: dict[str, Any]
+
+
+# The held-out metrics sit at the top level of the answer, under their MLflow names.
+TrainResponse = create_model(
+    "TrainResponse",
+    __base__=_TrainBase,
+    **{metric: (float, ...) for metric in names.TRAINING_METRICS},  # type: ignore[call-overload]
+)
+
+
+class ModelEntry(BaseModel):
+    filename: str
+    path: str
+    size_kb: float
+    modified: str
+    metadata: dict[str, Any]
+    is_current: bool
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelEntry]
+    current_model: str | None
+
+
+class LoadModelResponse(BaseModel):
+    status: str
+    model_path: str
+    runtime: str
+    model_metadata: dict[str, Any]
+
+
+class TrackingWorkerStats(BaseModel):
+    single_runs: int
+    window_runs: int
+    worker_alive: bool
+
+
+class HealthResponse(BaseModel):
+    status: str
+    model_loaded: bool
+    current_model: str | None
+    runtime: str | None
+    tracking_uri: str
+    pending_inference_records: int
+    tracking_error: str | None
+    tracking_worker: TrackingWorkerStats
+
+
+class Experiment(BaseModel):
+    experiment_id: str
+    name: str
+    artifact_location: str | None
+    lifecycle_stage: str
+    creation_time: str | None
+
+
+class ExperimentsResponse(BaseModel):
+    status: str
+    experiments: list[Experiment]
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    experiment_name: str
+    run_name: str | None
+    run_type: str
+    status: str
+    start_time: str | None
+    end_time: str | None
+    params: dict[str, str]
+    metrics: dict[str, float]
+
+
+class Artifact(BaseModel):
+    path: str
+    size_bytes: int | None
+
+
+class RunDetail(RunSummary):
+    tags: dict[str, str]
+    artifacts: list[Artifact]
+
+
+class RunsPage(BaseModel):
+    status: str
+    runs: list[RunSummary]
+    total: int
+    page: int
+    pages: int
+
+
+class Summary(BaseModel):
+    status: str
+    total_runs: int
+    training_runs: int
+    inference_runs: int
+    avg_accuracy: float | None
+
+
+class PredictionLookup(BaseModel):
+    status: str
+    prediction_id: str
+    run: RunSummary
+    record: dict[str, Any] | None

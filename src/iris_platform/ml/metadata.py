@@ -1,0 +1,78 @@
+"""A trained model's metadata: what training wrote beside the model file, and what serving reads back.
+
+The JSON file on disk keeps its keys (users and the dashboard read them); this dataclass is how the
+code passes it around. Keys this version does not know are kept, so a file round-trips unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from iris_platform.errors import InputError
+
+
+@dataclass
+class ModelMetadata:
+    feature_names: list[str]
+    class_names: list[str]
+    target_column: str | None = None
+    data_source: str | None = None
+    input_file: str | None = None
+    model_type: str | None = None
+    n_estimators: int | None = None
+    test_size: float | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    training_timestamp: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    # Per feature, [min, max] seen in training: served beyond them, but flagged.
+    feature_ranges: dict[str, list[float]] = field(default_factory=dict)
+    run_id: str | None = None
+    mlflow_model_uri: str | None = None
+    # The compiled path's parity report, or why the model is served by scikit-learn.
+    compiled: dict[str, Any] | None = None
+    # Written by the model store: the files and their SHA-256, checked before anything is unpickled.
+    model_file: str | None = None
+    sha256: str | None = None
+    onnx_file: str | None = None
+    onnx_sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _OPTIONAL_ON_DISK = ("onnx_file", "onnx_sha256")  # absent, not null, for a model without an ONNX form
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object written on disk and answered by the API."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if f.name in self._OPTIONAL_ON_DISK and value is None:
+                continue
+            if f.name == "compiled" and value is None:
+                continue
+            if f.name in ("model_file", "sha256") and value is None:
+                continue
+            out[f.name] = value
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], label: str) -> ModelMetadata:
+        """Read back a metadata object; refuse one this platform's training cannot have written."""
+        lacking = [k for k in ("feature_names", "class_names") if not isinstance(data.get(k), list)]
+        if lacking:
+            raise InputError(
+                f"The metadata of '{label}' lacks {lacking}: it was not written by this platform's training, "
+                "so the model is refused and was not unpickled.",
+                422,
+            )
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in known}
+        values["feature_names"] = [str(f) for f in data["feature_names"]]
+        values["class_names"] = [str(c) for c in data["class_names"]]
+        values["metrics"] = dict(data.get("metrics") or {})
+        values["feature_ranges"] = dict(data.get("feature_ranges") or {})
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})

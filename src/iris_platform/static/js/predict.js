@@ -1,0 +1,52 @@
+// The "Predict one flower" card: an input per feature of the serving model, and the prediction's result card.
+
+import { post } from "./api.js";
+import { chartBox, classBarChart } from "./charts.js";
+import { bar, el, stat } from "./dom.js";
+import { formatPercent } from "./format.js";
+import { showResult, withBusy } from "./results.js";
+
+/** The features of scikit-learn's Iris, shown until a model says otherwise, and a setosa to start from. */
+export const IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"];
+const IRIS_DEFAULTS = { sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2 };
+
+/** An input per feature; a value typed in already is kept for a feature of the same name. */
+export function renderFeatureInputs(features) {
+  const box = document.getElementById("feature-inputs");
+  const previous = Object.fromEntries([...box.querySelectorAll("input")].map((i) => [i.name, i.value]));
+  box.replaceChildren();
+  for (const name of features) {
+    const id = `feature-${name}`;
+    const value = previous[name] ?? IRIS_DEFAULTS[name] ?? "";
+    box.append(el("div", {},
+      el("label", { for: id, text: name }),
+      el("input", { id, name, type: "number", step: "any", required: "", value: String(value) })));
+  }
+}
+
+function renderPrediction(data) {
+  const names = Object.keys(data.probabilities);
+  showResult("prediction", "Prediction",
+    el("div", { class: "big", text: data.class_name }),
+    el("div", { class: "stats" }, stat("Confidence", formatPercent(data.confidence)), stat("Class index", String(data.prediction))),
+    chartBox("probability-chart", "Class probabilities"),
+    ...Object.entries(data.probabilities).map(([name, p]) => bar(name, p, formatPercent(p))),
+    data.out_of_range_features?.length
+      ? el("p", { class: "run-meta", text: `Outside the training range: ${data.out_of_range_features.join(", ")}` })
+      : null,
+    el("p", { class: "run-meta", text: `prediction id ${data.prediction_id}` }));
+  classBarChart("probability-chart", names, names.map((n) => data.probabilities[n]), "probability", 1);
+}
+
+/** Wire the form; `afterPrediction` runs once a prediction is shown. */
+export function initPredict({ afterPrediction }) {
+  renderFeatureInputs(IRIS_FEATURES);
+  document.getElementById("predict-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    withBusy(form, "Prediction", async () => {
+      renderPrediction(await post("/predict", new FormData(form)));
+      afterPrediction();
+    });
+  });
+}

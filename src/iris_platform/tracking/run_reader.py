@@ -1,0 +1,201 @@
+"""Reading runs for the dashboard and the API: listings, counts, one run, its artifacts, a prediction.
+
+Listings and counts go through the run index, chosen once for the store (SQL over MLflow's tables,
+or MLflow's search against a remote server); single runs and artifacts through MlflowClient.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+from mlflow.entities import Run, ViewType
+from mlflow.exceptions import MlflowException
+
+from iris_platform.errors import InputError
+from iris_platform.timestamps import iso_from_ms
+from iris_platform.tracking import names
+from iris_platform.tracking.run_index import RunIndex, RunQuery, run_index_for
+from iris_platform.tracking.store import TrackingStore, is_not_found
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+RUN_TYPES = {"training": names.TRAINING_EXPERIMENT, "inference": names.INFERENCE_EXPERIMENT}
+
+
+class RunReader:
+    def __init__(self, store: TrackingStore):
+        self.store = store
+        self._index: RunIndex | None = None
+
+    @property
+    def index(self) -> RunIndex:
+        if self._index is None:  # on first use: the store may be down at start-up
+            self._index = run_index_for(self.store)
+        return self._index
+
+    def experiments(self) -> list[dict[str, Any]]:
+        self.store.ensure_experiments()
+        return [
+            {
+                "experiment_id": e.experiment_id,
+                "name": e.name,
+                "artifact_location": e.artifact_location,
+                "lifecycle_stage": e.lifecycle_stage,
+                "creation_time": iso_from_ms(e.creation_time),
+            }
+            for e in self.store.client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+        ]
+
+    def _experiment_ids(self, experiment_name: str | None) -> list[str]:
+        if experiment_name is None:
+            return self.store.platform_experiment_ids()
+        if experiment_name in names.EXPERIMENTS:
+            return [self.store.experiment_id(experiment_name)]
+        experiment = self.store.client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            raise InputError(
+                f"Experiment '{experiment_name[:200]}' does not exist; this platform writes {list(names.EXPERIMENTS)}.",
+                status_code=404,
+            )
+        return [experiment.experiment_id]
+
+    def run_dict(self, run: Run, full: bool = False) -> dict[str, Any]:
+        experiment_name = self.store.experiment_name(run.info.experiment_id)
+        out = {
+            "run_id": run.info.run_id,
+            "experiment_name": experiment_name,
+            "run_name": run.info.run_name,
+            "run_type": "training" if experiment_name == names.TRAINING_EXPERIMENT else "inference",
+            "status": run.info.status,
+            "start_time": iso_from_ms(run.info.start_time),
+            "end_time": iso_from_ms(run.info.end_time),
+            "params": dict(run.data.params),
+            "metrics": dict(run.data.metrics),
+        }
+        if full:
+            out["tags"] = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+            out["artifacts"] = self.list_artifacts(run.info.run_id)
+        return out
+
+    def list_artifacts(self, run_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        pending: list[str | None] = [None]
+        while pending and len(found) < limit:
+            for item in self.store.client.list_artifacts(run_id, pending.pop()):
+                if item.is_dir:
+                    pending.append(item.path)
+                else:
+                    found.append({"path": item.path, "size_bytes": item.file_size})
+        return sorted(found, key=lambda a: a["path"])[:limit]
+
+    def query_runs(
+        self,
+        *,
+        experiment_name: str | None,
+        page_size: int,
+        search: str | None = None,
+        order_by: str = "start_time",
+        descending: bool = True,
+        page: int = 1,
+    ) -> dict[str, Any]:
+        """One page of runs matching the filter, sorted, with how many match in all."""
+        experiment_ids = tuple(self._experiment_ids(experiment_name))
+        query = RunQuery(experiment_ids, (search or "").strip() or None, order_by, descending, page, page_size)
+        runs, total = self.index.page(query)
+        return {
+            "runs": [self.run_dict(r) for r in runs],
+            "total": total,
+            "page": page,
+            "pages": max(1, -(-total // page_size)),
+        }
+
+    def export_runs(
+        self, *, experiment_name: str | None, search: str | None, order_by: str, descending: bool, limit: int
+    ) -> Iterator[dict[str, Any]]:
+        """Every run matching the filter (up to `limit`), page by page, in the listing's order."""
+        page, size, sent = 1, 1000, 0
+        while sent < limit:
+            batch = self.query_runs(
+                experiment_name=experiment_name,
+                page_size=size,
+                search=search,
+                order_by=order_by,
+                descending=descending,
+                page=page,
+            )
+            for run in batch["runs"][: limit - sent]:
+                yield run
+                sent += 1
+            if page >= batch["pages"]:
+                return
+            page += 1
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        if not _RUN_ID.match(run_id):
+            raise InputError(f"'{run_id[:100]}' is not an MLflow run id: a run id is 32 hexadecimal characters.")
+        try:
+            run = self.store.client.get_run(run_id)
+        except MlflowException as exc:
+            if is_not_found(exc):
+                raise InputError(f"No run with id '{run_id}' exists.", status_code=404) from None
+            raise
+        return self.run_dict(run, full=True)
+
+    def count_runs(self, experiment_name: str | None) -> int:
+        return self.index.aggregate(self._experiment_ids(experiment_name))[0]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts over every run in the store, not just the first page the dashboard shows."""
+        training_id = self.store.experiment_id(names.TRAINING_EXPERIMENT)
+        training, accuracy = self.index.aggregate([training_id], names.M_ACCURACY)
+        inference = self.count_runs(names.INFERENCE_EXPERIMENT)
+        return {
+            "total_runs": training + inference,
+            "training_runs": training,
+            "inference_runs": inference,
+            "avg_accuracy": accuracy,
+        }
+
+    def download_artifact(self, run_id: str, path: str, destination: str) -> str:
+        """A file of the run's artifacts, by a path that `list_artifacts` lists; anything else is refused."""
+        self.get_run(run_id)  # 422 or 404 for a bad or unknown run
+        listed = {a["path"] for a in self.list_artifacts(run_id, limit=10_000)}
+        if path not in listed:
+            raise InputError(f"Run '{run_id}' has no artifact '{path[:200]}'; it has {sorted(listed)[:20]}.", 404)
+        return self.store.client.download_artifacts(run_id, path, destination)
+
+    def find_prediction(self, prediction_id: str, time_ms: int | None) -> dict[str, Any] | None:
+        """The run holding a prediction: its own single run, or the window run whose CSV lists it."""
+        client = self.store.client
+        inference = [self.store.experiment_id(names.INFERENCE_EXPERIMENT)]
+        runs = client.search_runs(
+            inference,
+            filter_string=f"tags.{names.T_PREDICTION_ID} = '{prediction_id}'",
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=10,
+        )
+        if runs:
+            return {"run": self.run_dict(runs[0]), "record": None}
+        if time_ms is None:
+            return None
+        windows = client.search_runs(
+            inference,
+            filter_string=(
+                f"params.{names.P_PREDICTION_TYPE} = '{names.PREDICTION_TYPE_WINDOW}' "
+                f"and metrics.{names.M_WINDOW_START_MS} <= {time_ms} and metrics.{names.M_WINDOW_END_MS} >= {time_ms}"
+            ),
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=20,
+        )
+        import pandas as pd
+
+        for run in windows:
+            with tempfile.TemporaryDirectory() as tmp:
+                local = client.download_artifacts(run.info.run_id, names.WINDOW_ARTIFACT, tmp)
+                table = pd.read_csv(local, dtype={names.T_PREDICTION_ID: str})
+            match = table[table[names.T_PREDICTION_ID] == prediction_id]
+            if len(match):
+                return {"run": self.run_dict(run), "record": match.iloc[0].to_dict()}
+        return None

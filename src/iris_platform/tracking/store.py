@@ -1,0 +1,138 @@
+"""The connection to the MLflow tracking store, and the experiments this platform writes in.
+
+The kind of store (a database MLflow reaches with SQLAlchemy, or a remote `mlflow server`) is
+found once, when the store is first reached; the readers take their backend from it. Experiments
+are looked up by id, never through a process-global "current experiment", so concurrent requests
+cannot race on it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+from iris_platform.tracking import names
+
+# MLflow's HTTP client retries a remote tracking server 7 times with exponential backoff (about
+# 4 minutes) and waits 120 s for an answer: a request that must write its run would hang that long
+# when the server is down. The platform answers 503 after about 3 s instead (the tracking worker
+# retries on its own); the environment variables still win when set.
+MLFLOW_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def bound_http_retries(tracking_uri: str) -> None:
+    if tracking_uri.lower().startswith(("http://", "https://")):
+        for key, value in MLFLOW_HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+
+
+def is_not_found(exc: MlflowException) -> bool:
+    return exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+
+
+def _sql_store_of(client: MlflowClient) -> Any | None:
+    """MLflow's SQLAlchemy store behind `client` (sqlite, PostgreSQL, MySQL), or None for a remote server.
+
+    MLflow has no public accessor for it; this is the one place that reaches for it.
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    return store if isinstance(store, SqlAlchemyStore) else None
+
+
+class TrackingStore:
+    """One MLflow tracking store: its client, made on first use, and the platform's experiments in it."""
+
+    def __init__(self, tracking_uri: str):
+        self.tracking_uri = tracking_uri
+        bound_http_retries(tracking_uri)  # before the tracking worker is spawned: it inherits them
+        self._client: MlflowClient | None = None
+        self._sql_store: Any | None = None
+        self._ids: dict[str, str] = {}
+        self._names: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._client_lock = threading.Lock()
+
+    @property
+    def client(self) -> MlflowClient:
+        """Made on first use, so a tracking store that is down at start-up does not stop the server."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    try:
+                        client = MlflowClient(tracking_uri=self.tracking_uri)
+                        client.search_experiments(max_results=1)  # connect now; raise while still None
+                    except MlflowException:
+                        raise
+                    except Exception as exc:  # e.g. a sqlite store whose folder cannot be made: unavailable
+                        raise MlflowException(f"cannot open the tracking store: {type(exc).__name__}: {exc}") from exc
+                    self._sql_store = _sql_store_of(client)
+                    self._client = client
+        return self._client
+
+    @property
+    def sql_store(self) -> Any | None:
+        """MLflow's own SQLAlchemy store when the tracking store is a database, else None."""
+        _ = self.client
+        return self._sql_store
+
+    def reset_connections(self) -> None:
+        """Drop the database connections kept in the pool, after a tracking error.
+
+        A connection SQLite opened while the database refused writes stays read-only, and one a
+        database server closed stays closed: without this, the store would keep failing after it
+        is back. The next use opens fresh connections.
+        """
+        try:
+            if self._sql_store is not None:
+                self._sql_store.engine.dispose()
+        except Exception:
+            pass  # the error that led here is the one to report
+
+    # -- experiments -------------------------------------------------------------------------
+
+    def experiment_id(self, name: str) -> str:
+        cached = self._ids.get(name)
+        if cached is not None:
+            return cached
+        with self._lock:
+            if name not in self._ids:
+                experiment = self.client.get_experiment_by_name(name)
+                if experiment is None:
+                    try:
+                        experiment_id = self.client.create_experiment(name)
+                    except MlflowException as exc:  # another process created it first
+                        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                            raise
+                        created = self.client.get_experiment_by_name(name)
+                        if created is None:
+                            raise
+                        experiment_id = created.experiment_id
+                else:
+                    experiment_id = experiment.experiment_id
+                self._ids[name] = experiment_id
+                self._names[experiment_id] = name
+            return self._ids[name]
+
+    def ensure_experiments(self) -> None:
+        for name in names.EXPERIMENTS:
+            self.experiment_id(name)
+
+    def platform_experiment_ids(self) -> list[str]:
+        self.ensure_experiments()
+        return [self._ids[n] for n in names.EXPERIMENTS]
+
+    def experiment_name(self, experiment_id: str) -> str:
+        if experiment_id not in self._names:
+            self._names[experiment_id] = self.client.get_experiment(experiment_id).name
+        return self._names[experiment_id]

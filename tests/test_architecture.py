@@ -1,0 +1,70 @@
+"""The import rules of docs/ARCHITECTURE.md, checked on the source: a forbidden import fails here."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "src" / "iris_platform"
+
+# part -> the parts of iris_platform it may import (tracking.names, the contract's names, is open to all).
+ALLOWED = {
+    "errors": set(),
+    "timestamps": set(),
+    "batch_statistics": set(),
+    "config": set(),
+    "tracking": {"tracking", "errors", "timestamps", "batch_statistics"},
+    "ml": {"ml", "errors", "batch_statistics"},
+    "service": {"service", "config", "errors", "timestamps", "ml", "tracking", "batch_statistics"},
+    "api": {"api", "service", "config", "errors"},
+    "server": {"config", "api"},
+    "__main__": {"server"},
+    "__init__": set(),
+}
+
+
+def part_of(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else "__init__"
+
+
+def is_module(dotted: str) -> bool:
+    path = PACKAGE.parent.joinpath(*dotted.split("."))
+    return path.is_dir() or path.with_suffix(".py").is_file()
+
+
+def imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("iris_platform"):
+            found += [
+                f"{node.module}.{a.name}" if is_module(f"{node.module}.{a.name}") else node.module for a in node.names
+            ]
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("iris_platform")]
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            pytest.fail(f"{path}: relative import; the package imports itself by absolute names")
+    return found
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_part_has_rules():
+    parts = {p.relative_to(PACKAGE).parts[0].removesuffix(".py") for p in MODULES}
+    assert parts == set(ALLOWED), "a new part of the package needs its rules here and in docs/ARCHITECTURE.md"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_follow_the_architecture(path):
+    own = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+    for module in imports(path):
+        if module in ("iris_platform", "iris_platform.tracking.names"):  # the version, the contract
+            continue
+        assert part_of(module) in ALLOWED[own], f"{path.relative_to(PACKAGE)} may not import {module}"
+
+
+def test_the_checker_sees_a_forbidden_import(tmp_path):
+    # The rules above would pass vacuously if `imports` found nothing: it must see both import forms.
+    module = tmp_path / "m.py"
+    module.write_text("import iris_platform.api.app\nfrom iris_platform.ml.inference import Predictor\n")
+    assert imports(module) == ["iris_platform.api.app", "iris_platform.ml.inference"]
