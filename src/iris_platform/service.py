@@ -136,7 +136,9 @@ class IrisService:
 
         with self.runs.run(names.TRAINING_EXPERIMENT, f"{names.TRAINING_RUN_PREFIX}_{stamp}") as run_id:
             self.runs.log(run_id, params)
-            trained = train_model(data, n_estimators, test_size, self.settings.random_state)
+            trained = train_model(
+                data, n_estimators=n_estimators, test_size=test_size, random_state=self.settings.random_state
+            )
             self.runs.log(run_id, metrics=trained.metrics)
             import mlflow.sklearn
 
@@ -170,7 +172,9 @@ class IrisService:
             predictor, compiled_report = compiled_predictor(candidate, data.X.to_numpy())
             metadata.compiled = compiled_report
             keep_onnx = onnx_bytes if predictor.compiled is not None else None
-            model_file, metadata, files = self.store.save(trained.estimator, metadata, stamp, keep_onnx)
+            model_file, metadata, files = self.store.save(
+                trained.estimator, metadata, stamp=stamp, onnx_bytes=keep_onnx
+            )
             try:
                 self.runs.log_files(run_id, files, names.MODEL_FILES_ARTIFACT_DIR)
             except BaseException:

@@ -124,7 +124,7 @@ def _read_head(source: BinaryIO, label: str) -> bytes:
 
 
 def predict_csv(
-    source: BinaryIO, filename: str | None, predictor: Predictor, output: Path, keep_rows: int
+    source: BinaryIO, filename: str | None, predictor: Predictor, output: Path, *, keep_rows: int
 ) -> StreamedBatch:
     """Predict every row of `source` into the CSV file `output`; raise InputError on bad input."""
     label = f"'{filename}'" if filename else "The uploaded file"

@@ -71,7 +71,7 @@ class ModelStore:
         return model_filename[: -len(".pkl")] + ".onnx"
 
     def save(
-        self, estimator: Any, metadata: ModelMetadata, stamp: str, onnx_bytes: bytes | None = None
+        self, estimator: Any, metadata: ModelMetadata, *, stamp: str, onnx_bytes: bytes | None = None
     ) -> tuple[str, ModelMetadata, dict[str, bytes]]:
         """Write `iris_model_<stamp>.pkl`, its metadata and (if given) its ONNX form.
 

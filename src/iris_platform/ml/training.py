@@ -69,7 +69,7 @@ def _split(data: TrainingData, test_size: float, random_state: int):
         ) from exc
 
 
-def train_model(data: TrainingData, n_estimators: int, test_size: float, random_state: int) -> TrainedModel:
+def train_model(data: TrainingData, *, n_estimators: int, test_size: float, random_state: int) -> TrainedModel:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import (
         accuracy_score,

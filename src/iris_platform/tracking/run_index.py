@@ -29,7 +29,7 @@ _METRIC_KEY = re.compile(r"^[0-9A-Za-z_\-. /:]{1,250}$")
 SORT_FIELDS = ("start_time", "run_name", "samples")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunQuery:
     experiment_ids: tuple[str, ...]
     search: str | None = None

@@ -102,7 +102,14 @@ class RunReader:
     ) -> dict[str, Any]:
         """One page of runs matching the filter, sorted, with how many match in all."""
         experiment_ids = tuple(self._experiment_ids(experiment_name))
-        query = RunQuery(experiment_ids, (search or "").strip() or None, order_by, descending, page, page_size)
+        query = RunQuery(
+            experiment_ids=experiment_ids,
+            search=(search or "").strip() or None,
+            order_by=order_by,
+            descending=descending,
+            page=page,
+            page_size=page_size,
+        )
         runs, total = self.index.page(query)
         return {
             "runs": [self.run_dict(r) for r in runs],

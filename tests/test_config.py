@@ -1,0 +1,76 @@
+"""Settings: each reads its own environment variable, empty means the default, bad values name the variable."""
+
+from pathlib import Path
+
+import pytest
+
+from iris_platform.config import DEFAULT_TRACKING_URI, Settings, redact_uri
+
+
+def test_defaults_without_any_variable():
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.tracking_uri == DEFAULT_TRACKING_URI
+    assert settings.models_dir == Path("models") and settings.port == 8000 and settings.api_token is None
+
+
+def test_each_setting_reads_its_variable():
+    environ = {
+        "IRIS_HOST": "0.0.0.0",
+        "IRIS_PORT": "9100",
+        "MLFLOW_TRACKING_URI": "postgresql://u:p@db/mlflow",
+        "IRIS_MODELS_DIR": "/srv/models",
+        "IRIS_JOURNAL_DIR": "/srv/journal",
+        "IRIS_JOURNAL_FSYNC": "true",
+        "IRIS_WRITER_WINDOW_THRESHOLD": "7",
+        "IRIS_WRITER_WINDOW_MAX": "70",
+        "IRIS_BATCH_INLINE_ROWS": "3",
+        "IRIS_API_TOKEN": "secret",
+        "IRIS_MAX_UPLOAD_MB": "1.5",
+        "IRIS_MAX_BATCH_UPLOAD_MB": "2",
+        "IRIS_ACCESS_LOG": "1",
+    }
+    settings = Settings.from_env(environ)
+    assert settings == Settings(
+        host="0.0.0.0",
+        port=9100,
+        tracking_uri="postgresql://u:p@db/mlflow",
+        models_dir=Path("/srv/models"),
+        journal_dir=Path("/srv/journal"),
+        journal_fsync=True,
+        writer_window_threshold=7,
+        writer_window_max=70,
+        batch_inline_rows=3,
+        api_token="secret",
+        max_upload_mb=1.5,
+        max_batch_upload_mb=2.0,
+        access_log=True,
+    )
+    # Every variable above is one setting's, and every setting with a variable is above.
+    assert set(Settings.environment_variables().values()) == set(environ)
+
+
+def test_empty_variables_keep_defaults_and_overrides_win():
+    settings = Settings.from_env({"IRIS_PORT": " ", "IRIS_API_TOKEN": ""}, port=1234)
+    assert settings.port == 1234 and settings.api_token is None
+
+
+def test_a_bad_value_names_its_variable():
+    with pytest.raises(ValueError, match="IRIS_PORT='eighty'"):
+        Settings.from_env({"IRIS_PORT": "eighty"})
+
+
+@pytest.mark.parametrize("text, expected", [("false", False), ("0", False), ("no", False), ("YES", True), ("on", True)])
+def test_booleans(text, expected):
+    assert Settings.from_env({"IRIS_JOURNAL_FSYNC": text}).journal_fsync is expected
+
+
+def test_redact_uri_hides_only_the_password():
+    assert redact_uri("postgresql://user:pw@host:5432/db") == "postgresql://user:***@host:5432/db"
+    assert redact_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+
+
+def test_the_readme_documents_every_variable():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [v for v in Settings.environment_variables().values() if f"`{v}`" not in readme]
+    assert not missing, f"README's configuration table lacks {missing}"
