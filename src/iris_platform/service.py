@@ -18,13 +18,13 @@ from iris_platform.ml.batch_stream import predict_csv
 from iris_platform.ml.compiled_model import convert
 from iris_platform.ml.data import TrainingData, load_iris_training_data, prepare_training_data, read_csv_upload
 from iris_platform.ml.features import parse_features
-from iris_platform.ml.inference import Predictor, compiled_predictor, training_bounds
+from iris_platform.ml.inference import Prediction, Predictor, compiled_predictor, training_bounds
 from iris_platform.ml.metadata import ModelMetadata
 from iris_platform.ml.model_store import ModelStore, StoredModel
 from iris_platform.ml.training import MODEL_TYPE, check_parameters, skops_trusted_types, train_model, warm_up
 from iris_platform.timestamps import run_stamp, utc_now
 from iris_platform.tracking import names
-from iris_platform.tracking.records import new_record, prediction_time_ms
+from iris_platform.tracking.records import InferenceRecord, new_record, prediction_time_ms
 from iris_platform.tracking.run_reader import RUN_TYPES, RunReader
 from iris_platform.tracking.run_writer import RunWriter
 from iris_platform.tracking.store import TrackingStore
@@ -38,6 +38,22 @@ _HEX = frozenset("0123456789abcdef")
 
 def _upload_name(filename: str | None) -> str:
     return (filename or "upload.csv")[:MAX_NAME_LENGTH]
+
+
+def _experiment(experiment_name: str | None, run_type: str | None) -> str | None:
+    return RUN_TYPES[run_type] if run_type else experiment_name
+
+
+def prediction_record(predictor: Predictor, features: list[float], prediction: Prediction) -> InferenceRecord:
+    """The journal's record of one answered prediction, stamped now."""
+    return new_record(
+        model_path=predictor.model_path,
+        features=dict(zip(predictor.feature_names, features, strict=True)),
+        class_index=prediction.index,
+        class_name=prediction.class_name,
+        confidence=prediction.confidence,
+        probabilities=prediction.probabilities,
+    )
 
 
 class IrisService:
@@ -199,14 +215,7 @@ class IrisService:
         predictor = self.require_predictor()
         features = parse_features(values, predictor.feature_names)
         prediction = predictor.predict_one(features)
-        record = new_record(
-            model_path=predictor.model_path,
-            features=dict(zip(predictor.feature_names, features, strict=True)),
-            class_index=prediction.index,
-            class_name=prediction.class_name,
-            confidence=prediction.confidence,
-            probabilities=prediction.probabilities,
-        )
+        record = prediction_record(predictor, features, prediction)
         self.writer.submit(record)
         return {
             "status": "success",
@@ -293,7 +302,7 @@ class IrisService:
         page: int,
     ) -> dict[str, Any]:
         return self.reader.query_runs(
-            experiment_name=RUN_TYPES[run_type] if run_type else experiment_name,
+            experiment_name=_experiment(experiment_name, run_type),
             page_size=page_size,
             search=search,
             order_by=order_by,
@@ -312,7 +321,7 @@ class IrisService:
         limit: int,
     ) -> Iterator[dict[str, Any]]:
         return self.reader.export_runs(
-            experiment_name=RUN_TYPES[run_type] if run_type else experiment_name,
+            experiment_name=_experiment(experiment_name, run_type),
             search=search,
             order_by=order_by,
             descending=descending,
