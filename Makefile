@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test clean lock bench
+.PHONY: run test test-fast reliability-report check clean lock bench
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,19 +17,42 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $@
 
+# ruff, mypy and pre-commit, for `make check`.
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -c constraints.txt -e '.[dev]'
+	touch $@
+
 run: $(VENV)/.installed
 	$(PY) main.py
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest
 
+# Unit and API tests only: no browser, reliability or slow test (markers in pyproject.toml), under 2 minutes.
+test-fast: $(VENV)/.installed-test
+	$(PY) -m pytest -m "not browser and not reliability and not slow"
+
+# The reliability suite; its complete, passing run writes test-artifacts/RELIABILITY.md (ignored by git),
+# copied here to docs/RELIABILITY.md, the committed figures. `make test` never writes to docs/.
+reliability-report: $(VENV)/.installed-test
+	rm -f test-artifacts/RELIABILITY.md
+	$(PY) -m pytest tests/reliability
+	cp test-artifacts/RELIABILITY.md docs/RELIABILITY.md
+
+# Lint, format check and type check: what CI runs before the tests (and pre-commit on each commit,
+# once `.venv/bin/pre-commit install` has set up the hook).
+check: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
 # The performance benchmark of issue 3 (about 4 minutes; `make bench BENCH_ARGS=--quick` for a 2-minute smoke run).
 bench: $(VENV)/.installed
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(PY) bench/bench.py $(BENCH_ARGS)
+	$(PY) -m bench $(BENCH_ARGS)
 
 # Re-pin constraints.txt to what the current .venv holds (after changing pyproject.toml).
-lock: $(VENV)/.installed-test
+lock: $(VENV)/.installed-test $(VENV)/.installed-dev
 	$(PY) -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
 
 clean:

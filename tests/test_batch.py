@@ -7,23 +7,12 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
-from conftest import (
-    INFERENCE_EXPERIMENT,
-    IRIS_CLASSES,
-    SETOSA,
-    SKLEARN_HEADERS,
-    VIRGINICA,
-    all_runs,
-    assert_error,
-    assert_no_running_runs,
-    csv_bytes,
-    predict,
-    predict_batch,
-    read_artifact_csv,
-    wait_for_writer,
-)
 
 from iris_platform.tracking import names
+from tests.helpers.api import assert_error, predict, predict_batch, wait_for_writer
+from tests.helpers.contract import INFERENCE_EXPERIMENT
+from tests.helpers.data import IRIS_CLASSES, SETOSA, SKLEARN_HEADERS, VIRGINICA, csv_bytes
+from tests.helpers.mlflow_reads import all_runs, assert_no_running_runs, read_artifact_csv
 
 # Only setosa and virginica rows: versicolor is predicted zero times and must still be counted.
 ROWS = [SETOSA, VIRGINICA, {**SETOSA, "sepal_length": 4.9}, {**VIRGINICA, "petal_length": 6.1}, SETOSA]

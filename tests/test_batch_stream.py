@@ -5,24 +5,13 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import (
-    FAST_TREES,
-    IRIS_CLASSES,
-    IRIS_FEATURES,
-    SKLEARN_HEADERS,
-    assert_error,
-    assert_no_running_runs,
-    csv_bytes,
-    iris_frame,
-    open_platform,
-    predict_batch,
-    read_artifact_csv,
-    run_ids,
-    train,
-)
 
 from iris_platform.ml import batch_stream
 from iris_platform.ml.model_store import ModelStore
+from tests.helpers.api import FAST_TREES, assert_error, predict_batch, train
+from tests.helpers.data import IRIS_CLASSES, IRIS_FEATURES, SKLEARN_HEADERS, csv_bytes, iris_frame
+from tests.helpers.mlflow_reads import assert_no_running_runs, read_artifact_csv, run_ids
+from tests.helpers.platform import open_platform
 
 INLINE = 50
 ROWS = 5000
@@ -98,8 +87,11 @@ def test_the_download_holds_every_row_in_input_order(big, downloaded, estimator)
     assert np.abs(got - proba).max() <= 1e-5
     assert np.allclose(downloaded["confidence"], proba.max(axis=1), atol=1e-5)
 
-    for row, inline in zip(downloaded.head(INLINE).itertuples(index=False), body["predictions"], strict=False):
-        assert row.predicted_class == inline["class_name"] == IRIS_CLASSES[inline["prediction"]]
+    assert len(body["predictions"]) == INLINE
+    inline_rows = zip(downloaded.head(INLINE).itertuples(index=False), body["predictions"], classes, strict=False)
+    for row, inline, expected in inline_rows:  # the answer's first rows, the download's and scikit-learn's agree
+        assert inline["prediction"] == expected
+        assert row.predicted_class == inline["class_name"] == IRIS_CLASSES[expected]
         assert row.confidence == pytest.approx(inline["confidence"])
         assert {c: getattr(row, f"prob_{c}") for c in IRIS_CLASSES} == pytest.approx(inline["probabilities"])
 

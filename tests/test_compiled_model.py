@@ -6,25 +6,17 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import (
-    FAST_TREES,
-    IRIS_CLASSES,
-    IRIS_FEATURES,
-    SETOSA,
-    assert_error,
-    load_model,
-    open_platform,
-    predict,
-    train,
-)
 from sklearn.ensemble import RandomForestClassifier
 
 from iris_platform.ml import compiled_model
 from iris_platform.ml.compiled_model import CompiledModel, check_parity, convert, near_ties
 from iris_platform.ml.data import load_iris_training_data
-from iris_platform.ml.inference import Predictor
+from iris_platform.ml.inference import Predictor, compiled_predictor
+from iris_platform.ml.metadata import ModelMetadata
 from iris_platform.ml.model_store import ModelStore, StoredModel, sha256_hex
-from iris_platform.service import compiled_predictor
+from tests.helpers.api import FAST_TREES, assert_error, load_model, predict, train
+from tests.helpers.data import IRIS_CLASSES, IRIS_FEATURES, SETOSA
+from tests.helpers.platform import open_platform
 
 TOLERANCE = 1e-5  # what the API promises
 
@@ -102,7 +94,7 @@ def test_the_apps_predictor_matches_scikit_learn_on_thousands_of_rows(platform, 
     for row, want in zip(X[::10], expected[::10], strict=False):  # the single-row session
         got = predictor.predict_one(list(row))
         assert got.index == int(np.argmax(want))
-        assert got.class_name == IRIS_CLASSES[got.index]
+        assert got.class_name == IRIS_CLASSES[int(np.argmax(want))]
         assert np.abs(np.array(list(got.probabilities.values())) - want).max() <= TOLERANCE
 
 
@@ -112,7 +104,7 @@ def test_predict_over_http_matches_scikit_learn(platform, reference):
     for row, want in zip(X, expected, strict=False):
         body = predict(platform.client, dict(zip(IRIS_FEATURES, map(float, row), strict=False)))
         assert body["prediction"] == int(np.argmax(want))
-        assert body["class_name"] == IRIS_CLASSES[body["prediction"]]
+        assert body["class_name"] == IRIS_CLASSES[int(np.argmax(want))]
         assert list(body["probabilities"]) == IRIS_CLASSES
         assert np.abs(np.array(list(body["probabilities"].values())) - want).max() <= TOLERANCE
         assert body["confidence"] == pytest.approx(want.max(), abs=TOLERANCE)
@@ -120,15 +112,19 @@ def test_predict_over_http_matches_scikit_learn(platform, reference):
 
 def test_check_parity_on_the_training_data(reference):
     X = load_iris_training_data().X.to_numpy()
-    report = check_parity(CompiledModel(reference.onnx_bytes), Predictor(reference).sklearn_proba, X)
+    compiled = CompiledModel(reference.onnx_bytes)
+    report = check_parity(compiled, Predictor(reference).sklearn_proba, X)
+    # The largest difference, worked out here from the two models' own answers.
+    max_abs_diff = float(np.abs(compiled.predict_proba(X) - sklearn_proba(reference.estimator, X)).max())
     assert report.ok is True
     assert report.rows_checked == len(X) == 150
     assert report.class_mismatches == 0
+    assert report.max_abs_diff == pytest.approx(max_abs_diff, rel=1e-6, abs=1e-12)
     assert 0.0 <= report.max_abs_diff <= compiled_model.PARITY_TOLERANCE
     assert report.as_dict() == {
         "runtime": "onnxruntime",
         "parity_ok": True,
-        "max_abs_diff": report.max_abs_diff,
+        "max_abs_diff": pytest.approx(max_abs_diff, rel=1e-6, abs=1e-12),
         "rows_checked": 150,
         "class_mismatches": 0,
     }
@@ -159,7 +155,7 @@ def two_tree_forest():
     rows = np.r_[0:6, 50:56, 100:106]
     X, y = data.X.iloc[rows], data.y[rows]
     forest = RandomForestClassifier(n_estimators=2, random_state=3).fit(X, y)
-    metadata = {"feature_names": IRIS_FEATURES, "class_names": IRIS_CLASSES}
+    metadata = ModelMetadata(feature_names=IRIS_FEATURES, class_names=IRIS_CLASSES)
     return StoredModel(forest, metadata, "two_trees.pkl", convert(forest, len(IRIS_FEATURES)))
 
 

@@ -5,9 +5,14 @@ import time
 
 import httpx2
 import pytest
-from conftest import FAST_TREES, logged_prediction_ids
 from mlflow import MlflowClient
-from server_process import ServerProcess
+
+from tests.helpers.api import FAST_TREES
+from tests.helpers.mlflow_reads import logged_prediction_ids
+from tests.helpers.server_process import ServerProcess
+
+# Two servers a test, the first killed mid-burst: over 10 s each on a 2-core machine.
+pytestmark = pytest.mark.slow
 
 DRAIN_TIMEOUT_S = 60.0
 FLOWERS = [

@@ -3,17 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import IRIS_CLASSES, IRIS_FEATURES, SETOSA, SKLEARN_HEADERS, csv_bytes, iris_frame
 
 from iris_platform.errors import InputError
-from iris_platform.ml.data import (
-    features_from_frame,
-    load_iris_training_data,
-    normalise_column_name,
-    parse_features,
-    prepare_training_data,
-    read_csv_upload,
-)
+from iris_platform.ml.data import load_iris_training_data, prepare_training_data, read_csv_upload
+from iris_platform.ml.features import feature_columns, normalise_column_name, parse_features
+from tests.helpers.data import IRIS_CLASSES, IRIS_FEATURES, SETOSA, SKLEARN_HEADERS, csv_bytes, iris_frame
 
 
 @pytest.mark.parametrize(
@@ -175,10 +169,15 @@ def test_parse_features_names_missing_features():
         parse_features(values, IRIS_FEATURES)
 
 
-def test_features_from_frame_orders_columns_by_model_and_names_missing_ones():
-    frame = pd.DataFrame(
-        {"petal width (cm)": [0.2], "id": [7], "petal_length": [1.4], "SepalWidthCm": [3.5], "sepal length": [5.1]}
-    )
-    assert features_from_frame(frame, IRIS_FEATURES).tolist() == [[5.1, 3.5, 1.4, 0.2]]
-    with pytest.raises(InputError, match="sepal_length"):
-        features_from_frame(frame.drop(columns=["sepal length"]), IRIS_FEATURES)
+def test_feature_columns_orders_columns_by_model_and_names_missing_ones():
+    header = ["petal width (cm)", "id", "petal_length", "SepalWidthCm", "sepal length"]
+    assert feature_columns(header, IRIS_FEATURES) == [
+        "sepal length",
+        "SepalWidthCm",
+        "petal_length",
+        "petal width (cm)",
+    ]
+    with pytest.raises(InputError, match="lacks the feature column.*'sepal_length'"):
+        feature_columns([c for c in header if c != "sepal length"], IRIS_FEATURES)
+    with pytest.raises(InputError, match="both normalise to 'sepal_length'"):
+        feature_columns([*header, "Sepal Length (mm)"], IRIS_FEATURES)

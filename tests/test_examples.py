@@ -6,18 +6,11 @@ Afterwards the store holds one training run and two inference runs, as the dashb
 from pathlib import Path
 
 import pandas as pd
-from conftest import (
-    INFERENCE_EXPERIMENT,
-    IRIS_FEATURES,
-    TRAINING_EXPERIMENT,
-    VIRGINICA,
-    all_runs,
-    predict,
-    predict_batch,
-    read_artifact_csv,
-    train,
-    wait_for_writer,
-)
+
+from tests.helpers.api import predict, predict_batch, train, wait_for_writer
+from tests.helpers.contract import INFERENCE_EXPERIMENT, TRAINING_EXPERIMENT
+from tests.helpers.data import IRIS_FEATURES, VIRGINICA
+from tests.helpers.mlflow_reads import all_runs, read_artifact_csv
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TRAIN_CSV = EXAMPLES / "iris_train.csv"

@@ -3,18 +3,11 @@
 from datetime import datetime
 
 import pytest
-from conftest import (
-    FAST_TREES,
-    SETOSA,
-    assert_error,
-    load_model,
-    open_platform,
-    predict,
-    read_json,
-    the_run_for_prediction,
-    train,
-    wait_for_writer,
-)
+
+from tests.helpers.api import FAST_TREES, assert_error, load_model, predict, train, wait_for_writer
+from tests.helpers.data import SETOSA, read_json
+from tests.helpers.mlflow_reads import the_run_for_prediction
+from tests.helpers.platform import open_platform
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +46,16 @@ def test_models_listing(models):
     assert {older["model_path"], newer["model_path"]} <= set(by_path)
     paths = [m["path"] for m in listing["models"]]
     assert paths.index(newer["model_path"]) < paths.index(older["model_path"])  # newest first
-    assert [m["path"] for m in listing["models"] if m["is_current"]] == [listing["current_model"]]
-    assert listing["current_model"] == current_model(platform)
+    serving = current_model(platform)  # from /health, not from the listing under test
+    assert [m["path"] for m in listing["models"] if m["is_current"]] == [serving]
+    assert listing["current_model"] == serving
 
     for body in (older, newer):
         entry = by_path[body["model_path"]]
-        pkl = platform.models_dir / entry["filename"]
-        assert entry["path"] == str(pkl)
+        # The file the training wrote, named by its own answer: the listing's name and path must be that file's.
+        pkl = platform.models_dir / body["model_metadata"]["model_file"]
+        assert pkl.is_file()
+        assert (entry["filename"], entry["path"]) == (pkl.name, str(pkl))
         assert entry["metadata"] == body["model_metadata"]
         assert entry["metadata"] == read_json(pkl.with_name(pkl.stem + "_metadata.json"))
         assert entry["size_kb"] == pytest.approx(pkl.stat().st_size / 1024, abs=0.05)

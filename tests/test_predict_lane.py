@@ -12,11 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import FAST_TREES, SETOSA, VIRGINICA, assert_error, settings_for, train, wait_for_writer
 from fastapi.testclient import TestClient
 
 from iris_platform.api.app import create_app
 from iris_platform.api.middleware.predict_lane import PredictLane
+from tests.helpers.api import FAST_TREES, assert_error, train, wait_for_writer
+from tests.helpers.data import SETOSA, VIRGINICA
+from tests.helpers.platform import settings_for
 
 
 @contextmanager

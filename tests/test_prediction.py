@@ -5,19 +5,16 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import (
-    INFERENCE_EXPERIMENT,
-    IRIS_CLASSES,
-    SETOSA,
-    VIRGINICA,
+
+from tests.helpers.api import assert_error, predict, wait_for_writer
+from tests.helpers.contract import INFERENCE_EXPERIMENT
+from tests.helpers.data import IRIS_CLASSES, SETOSA, VIRGINICA
+from tests.helpers.mlflow_reads import (
     all_runs,
-    assert_error,
     assert_no_running_runs,
     check_single_run,
-    predict,
     run_ids,
     the_run_for_prediction,
-    wait_for_writer,
 )
 
 

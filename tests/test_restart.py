@@ -1,31 +1,22 @@
 """A restarted app (a new create_app on the same directories): same model, and no inference record lost."""
 
 import pytest
-from conftest import (
-    FAST_TREES,
-    INFERENCE_EXPERIMENT,
-    PREDICTION_ID_TAG,
-    SETOSA,
-    TRAINING_EXPERIMENT,
-    VERSICOLOR,
-    VIRGINICA,
-    all_runs,
-    assert_error,
-    check_single_run,
-    experiment_id,
-    inference_record_for,
-    leave_in_journal,
-    load_model,
-    open_platform,
-    predict,
-    runs_for_prediction,
-    the_run_for_prediction,
-    train,
-    wait_for_writer,
-)
 
 from iris_platform.tracking.journal import JournalReader
-from iris_platform.tracking.tracker import Tracker
+from iris_platform.tracking.prediction_runs import PredictionRunWriter
+from iris_platform.tracking.store import TrackingStore
+from tests.helpers.api import FAST_TREES, assert_error, load_model, predict, train, wait_for_writer
+from tests.helpers.contract import INFERENCE_EXPERIMENT, PREDICTION_ID_TAG, TRAINING_EXPERIMENT
+from tests.helpers.data import SETOSA, VERSICOLOR, VIRGINICA
+from tests.helpers.journal import inference_record_for, leave_in_journal
+from tests.helpers.mlflow_reads import (
+    all_runs,
+    check_single_run,
+    experiment_id,
+    runs_for_prediction,
+    the_run_for_prediction,
+)
+from tests.helpers.platform import open_platform
 
 SAMPLES = [SETOSA, VERSICOLOR, VIRGINICA]
 
@@ -35,6 +26,7 @@ def answers(client):
     return [{k: v for k, v in predict(client, s).items() if k != "prediction_id"} for s in SAMPLES]
 
 
+@pytest.mark.slow  # two app start-ups, a training and a drained writer: 7-18 s on a 2-core machine
 def test_restart_serves_the_same_model_with_the_same_predictions(tmp_path):
     with open_platform(tmp_path) as first:
         trained = train(first.client, n_estimators=FAST_TREES)
@@ -105,7 +97,7 @@ def test_records_left_in_the_journal_are_written_once_after_restart(stopped):
 def test_replay_does_not_write_a_prediction_mlflow_already_has(stopped):
     """The process died after MLflow took the run but before the journal marked it done."""
     record = inference_record_for(stopped.models_dir, VERSICOLOR)
-    written = Tracker(stopped.settings.tracking_uri).write_single_prediction(record)
+    written = PredictionRunWriter(TrackingStore(stopped.settings.tracking_uri)).write_single(record)
     leave_in_journal(stopped.settings.journal_dir, record)
 
     with open_platform(stopped.directory) as restarted:
@@ -140,7 +132,8 @@ def test_start_up_leaves_scikit_learn_to_the_warm_up_thread():
     import sys
 
     code = (
-        "import sys, iris_platform.api.app; print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'skl2onnx'}))"
+        "import sys, iris_platform.api.app; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'skl2onnx'}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

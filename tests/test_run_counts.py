@@ -1,19 +1,12 @@
 """/mlflow/summary and /mlflow/runs `total` (one SQL aggregate) against counting by paging MlflowClient."""
 
 import pytest
-from conftest import (
-    INFERENCE_EXPERIMENT,
-    SETOSA,
-    TRAINING_EXPERIMENT,
-    VIRGINICA,
-    experiment_id,
-    predict,
-    predict_batch,
-    samples_csv,
-    train,
-    wait_for_writer,
-)
 from mlflow.entities import Metric, ViewType
+
+from tests.helpers.api import predict, predict_batch, train, wait_for_writer
+from tests.helpers.contract import INFERENCE_EXPERIMENT, TRAINING_EXPERIMENT
+from tests.helpers.data import SETOSA, VIRGINICA, samples_csv
+from tests.helpers.mlflow_reads import experiment_id
 
 
 def paged(mlflow_client, experiment_ids: list[str]) -> list:

@@ -5,24 +5,18 @@ from datetime import datetime
 from html.parser import HTMLParser
 
 import pytest
-from conftest import (
+
+from tests.helpers.api import FAST_TREES, assert_error, predict, predict_batch, train, wait_for_writer
+from tests.helpers.contract import (
     EXPERIMENTS,
-    FAST_TREES,
     INFERENCE_EXPERIMENT,
     PREDICTION_ID_TAG,
-    SETOSA,
     TRAINING_EXPERIMENT,
     TRAINING_METRICS,
-    VIRGINICA,
-    all_runs,
-    assert_error,
-    open_platform,
-    predict,
-    predict_batch,
-    samples_csv,
-    train,
-    wait_for_writer,
 )
+from tests.helpers.data import SETOSA, VIRGINICA, samples_csv
+from tests.helpers.mlflow_reads import all_runs
+from tests.helpers.platform import open_platform
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,13 @@ root path (`--root-path /api`), where a guard that compared raw paths could be s
 from __future__ import annotations
 
 import pytest
-from conftest import FAST_TREES, SETOSA, assert_error, samples_csv, settings_for
 from fastapi.testclient import TestClient
 
 from iris_platform.api.app import create_app
-from iris_platform.api.middleware.security import redact_uri
+from iris_platform.config import redact_uri
+from tests.helpers.api import FAST_TREES, assert_error
+from tests.helpers.data import SETOSA, samples_csv
+from tests.helpers.platform import settings_for
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -82,13 +84,14 @@ def test_every_answer_carries_the_security_headers(guarded):
     client, _ = guarded
     answers = {
         "page": client.get("/"),
-        "script": client.get("/static/app.js"),
+        "script": client.get("/static/js/main.js"),
         "json": client.get("/health"),
         "prediction": client.post("/predict", json=SETOSA, headers=AUTH),
         "401": client.post("/predict", json=SETOSA),
         "422": client.post("/predict", json={"sepal_length": 1}, headers=AUTH),
         "404": client.get("/mlflow/run/" + "0" * 32),
     }
+    assert answers["script"].status_code == 200 and "javascript" in answers["script"].headers["content-type"]
     for name, response in answers.items():
         csp = response.headers.get("content-security-policy", "")
         assert "script-src 'self';" in csp and "'unsafe-inline'" not in csp, (name, csp)

@@ -17,7 +17,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +25,8 @@ import httpx2
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-from server_process import ServerProcess
+
+from tests.helpers.server_process import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -47,7 +47,7 @@ CHROMIUM_ARGS = [
 ]
 FAST_TREES = 20  # small forests keep each training around a second
 SERVER_START_TIMEOUT_S = 60
-PAGE_SIZE = 25  # the dashboard's runs page (RUNS_PAGE in app.js)
+PAGE_SIZE = 25  # the dashboard's runs page (RUNS_PAGE in static/js/runs.js; test_page_modules checks)
 
 
 # -- the server ----------------------------------------------------------------------------------
@@ -182,20 +182,6 @@ def wait_ready(page: Page) -> None:
         && document.getElementById('page-info').textContent !== ''
         && document.getElementById('last-refresh').textContent.startsWith('Last refreshed')
         && document.querySelectorAll('#feature-inputs input').length > 0""")
-
-
-def js_pct(value: float) -> str:
-    """app.js's pct(): (value * 100).toFixed(1) + "%" (toFixed rounds half away from zero)."""
-    return f"{Decimal(value * 100).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}%"
-
-
-def js_fmt(value: Any, digits: int = 3) -> str:
-    """app.js's fmt(): integers as they are, other numbers with `digits` decimals, anything else as text."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if float(value).is_integer():
-            return str(int(value))
-        return str(Decimal(value).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
-    return "–" if value is None else str(value)
 
 
 def row_ids(page: Page) -> list[str]:

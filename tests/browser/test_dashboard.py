@@ -22,8 +22,6 @@ from .conftest import (
     api_runs,
     ensure_batch_run,
     ensure_training_runs,
-    js_fmt,
-    js_pct,
     key_value_sections,
     open_dashboard,
     parse_csv,
@@ -35,6 +33,7 @@ from .conftest import (
     wait_rows,
     wait_tracking_drained,
 )
+from .page_modules import detail, formatted, missing, percent
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
 XSS_PARAM = "<script>alert(2)</script>"
@@ -69,7 +68,7 @@ def train_from_page(page: Page, file=None) -> dict:
 def check_training_card(page: Page, run: dict) -> None:
     """The training card shows the run's four metrics as percentages."""
     shown = stats(page, '[data-result="training"]')
-    expected = {label: js_pct(run["metrics"][key]) for label, key in METRIC_LABELS.items()}
+    expected = {label: percent(page, run["metrics"][key]) for label, key in METRIC_LABELS.items()}
     assert shown == expected
 
 
@@ -92,7 +91,7 @@ def check_popup_lists_run(page: Page, run: dict) -> None:
     expect(page.locator("#run-dialog-body .run-meta")).to_contain_text(run["run_id"])
     sections = key_value_sections(page, "#run-dialog-body")
     assert sections["Params"] == {k: str(v) for k, v in run["params"].items()}
-    assert sections["Metrics"] == {k: js_fmt(v, 4) for k, v in run["metrics"].items()}
+    assert sections["Metrics"] == {k: detail(page, v) for k, v in run["metrics"].items()}
     assert set(sections["Tags"]) == set(run["tags"])
 
 
@@ -134,8 +133,9 @@ def test_02_train_on_the_default_data(page: Page, server: Server):
     expect(training_row).to_have_class("training")
     expect(training_row.locator("td.run-name")).to_contain_text(latest["run_name"])
     cells = training_row.locator("td")
-    expect(cells.nth(5)).to_have_text(js_pct(latest["metrics"]["accuracy"]))
-    expect(cells.nth(6)).to_have_text(js_pct(latest["metrics"]["f1_score"]))
+    expect(cells.nth(3)).to_have_text(formatted(page, "formatDateTime", latest["start_time"]))
+    expect(cells.nth(5)).to_have_text(percent(page, latest["metrics"]["accuracy"]))
+    expect(cells.nth(6)).to_have_text(percent(page, latest["metrics"]["f1_score"]))
     expect(cells.nth(8)).to_have_text(latest["params"]["n_samples"])  # the data set's rows: 150 for Iris
     assert latest["params"]["n_samples"] == "150"
 
@@ -144,7 +144,7 @@ def test_02_train_on_the_default_data(page: Page, server: Server):
     shown = summary_stats(page)
     assert shown["Training runs"] == "1"
     assert shown["Total runs"] == str(summary["total_runs"])
-    assert shown["Avg accuracy"] == js_pct(summary["avg_accuracy"])
+    assert shown["Avg accuracy"] == percent(page, summary["avg_accuracy"])
     expect(page.locator("#health")).to_contain_text(answer["model_path"].split("/")[-1])
     screenshot(page, "02-trained")
 
@@ -207,14 +207,14 @@ def test_04_predict_one_flower(page: Page, server: Server):
     api = server.post("/predict", json={k: float(v) for k, v in FLOWER.items()})
     expect(card.locator(".big")).to_have_text(api["class_name"])
     assert stats(page, '[data-result="prediction"]') == {
-        "Confidence": js_pct(api["confidence"]),
+        "Confidence": percent(page, api["confidence"]),
         "Class index": str(api["prediction"]),
     }
     bars = card.locator(".bar")
     expect(bars).to_have_count(len(api["probabilities"]))
     for i, (name, probability) in enumerate(api["probabilities"].items()):
         expect(bars.nth(i).locator(".name")).to_have_text(name)
-        expect(bars.nth(i).locator("span").last).to_have_text(js_pct(probability))
+        expect(bars.nth(i).locator("span").last).to_have_text(percent(page, probability))
     canvas = card.locator("canvas#probability-chart")
     expect(canvas).to_have_count(1)
     drawn = page.evaluate("""() => { const c = Chart.getChart('probability-chart');
@@ -235,7 +235,7 @@ def test_04_predict_one_flower(page: Page, server: Server):
     prediction_row = row(page, mine["run_id"])
     expect(prediction_row.locator(".badge")).to_have_text("inference")
     expect(prediction_row.locator("td.run-name small")).to_have_text(f"type single · {api['class_name']}")
-    expect(prediction_row.locator("td").nth(7)).to_have_text(js_pct(mine["metrics"]["prediction_confidence"]))
+    expect(prediction_row.locator("td").nth(7)).to_have_text(percent(page, mine["metrics"]["prediction_confidence"]))
     screenshot(page, "03-prediction")
 
 
@@ -256,9 +256,9 @@ def test_05_predict_a_batch_csv(page: Page, server: Server):
     statistics = answer["batch_statistics"]
     assert stats(page, '[data-result="batch"]') == {
         "Samples": "5",
-        "Avg confidence": js_pct(run["metrics"]["avg_confidence"]),
-        "Min confidence": js_pct(run["metrics"]["min_confidence"]),
-        "Max confidence": js_pct(run["metrics"]["max_confidence"]),
+        "Avg confidence": percent(page, run["metrics"]["avg_confidence"]),
+        "Min confidence": percent(page, run["metrics"]["min_confidence"]),
+        "Max confidence": percent(page, run["metrics"]["max_confidence"]),
     }
     assert run["metrics"]["total_samples"] == answer["total_samples"] == 5
     shown = dict(
@@ -270,8 +270,9 @@ def test_05_predict_a_batch_csv(page: Page, server: Server):
     distribution = statistics["prediction_distribution"]
     assert {name: text.split(" · ")[0] for name, text in shown.items()} == {k: str(v) for k, v in distribution.items()}
     assert {name: int(run["metrics"][f"count_{name}"]) for name in distribution} == distribution
+    total = run["metrics"]["total_samples"]
     for name, text in shown.items():
-        assert text.split(" · ")[1] == f"{100 * distribution[name] / 5:.1f}%"
+        assert text.split(" · ")[1] == formatted(page, "formatShare", distribution[name], total)
     expect(card.locator("canvas#distribution-chart")).to_have_count(1)
 
     link = card.get_by_role("link", name="download predictions CSV")
@@ -351,7 +352,7 @@ def test_07_a_runs_popup_lists_its_params_and_metrics(page: Page, server: Server
     for key in ("model_type", "n_estimators", "data_source", "n_samples"):
         assert sections["Params"][key] == run["params"][key]
     for key in ("accuracy", "precision", "recall", "f1_score"):
-        assert sections["Metrics"][key] == js_fmt(run["metrics"][key], 4)
+        assert sections["Metrics"][key] == detail(page, run["metrics"][key])
     screenshot(page, "06-run-popup", full_page=False)
     page.keyboard.press("Escape")
     wait_dialog(page, "run-dialog", False)
@@ -400,6 +401,16 @@ def test_08_load_another_saved_model(page: Page, server: Server):
 # 9 ---------------------------------------------------------------------------------------------
 
 
+def compare_rows(table) -> dict[str, list[str]]:
+    """The comparison table's rows: each row's heading to its cells' text."""
+    return dict(
+        table.locator("tbody tr").evaluate_all(
+            """rows => rows.map(r => [r.querySelector('th').textContent,
+                [...r.querySelectorAll('td')].map(td => td.textContent)])"""
+        )
+    )
+
+
 def test_09_compare_two_training_runs(page: Page, server: Server):
     ensure_training_runs(server)
     runs = training_runs(server)
@@ -419,16 +430,13 @@ def test_09_compare_two_training_runs(page: Page, server: Server):
 
     table = page.locator("#compare-body table")
     expect(table.locator("thead th")).to_have_text(["", bundled["run_name"], uploaded["run_name"]])
+    none = missing(page)
     full = {
-        f"{label} {key}": [js_fmt(r[field].get(key), 4) if key in r[field] else "–" for r in (bundled, uploaded)]
+        f"{label} {key}": [detail(page, r[field][key]) if key in r[field] else none for r in (bundled, uploaded)]
         for field, label in (("params", "param"), ("metrics", "metric"))
         for key in sorted(set(bundled[field]) | set(uploaded[field]))
     }
-    shown = dict(
-        table.locator("tbody tr").evaluate_all(
-            "rows => rows.map(r => [r.querySelector('th').textContent, [...r.querySelectorAll('td')].map(td => td.textContent)])"
-        )
-    )
+    shown = compare_rows(table)
     assert shown.pop("model")  # the load-this-model row
     assert shown == full
     assert full["param model_type"][0] == full["param model_type"][1]
@@ -439,11 +447,7 @@ def test_09_compare_two_training_runs(page: Page, server: Server):
     table = page.locator("#compare-body table")
     expect(table.locator("tbody th", has_text="param data_source")).to_have_count(1)
     differing = {k: v for k, v in full.items() if v[0] != v[1]}
-    shown = dict(
-        table.locator("tbody tr").evaluate_all(
-            "rows => rows.map(r => [r.querySelector('th').textContent, [...r.querySelectorAll('td')].map(td => td.textContent)])"
-        )
-    )
+    shown = compare_rows(table)
     shown.pop("model")
     assert shown == differing
     assert table.locator("tbody tr.differs").count() == len(differing)

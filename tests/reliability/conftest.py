@@ -1,36 +1,31 @@
-"""Fixtures of the reliability suite, and the hooks that write docs/RELIABILITY.md from its records.
+"""Fixtures of the reliability suite, and the hooks that write test-artifacts/RELIABILITY.md from its records.
 
-docs/RELIABILITY.md is (re)written at the end of a session only when every test of this folder was
-selected and passed: a run of one file, a `-k`/`-m`/`--lf` selection, an `-x` stop or any failure
-leaves the committed document as it was (the terminal summary says why). The figures are then
-always those of one complete, passing run.
+The report is (re)written at the end of a session only when every test of this folder was selected and
+passed: a run of one file, a `-k`/`-m`/`--lf` selection, an `-x` stop or any failure leaves the file as it
+was (the terminal summary says why), so its figures are always those of one complete, passing run. It goes
+to test-artifacts/ (ignored by git), so `make test` leaves the tree clean; `make reliability-report`
+runs this folder and copies the report to docs/RELIABILITY.md.
+
+The helpers the tests share are in `tests.reliability.helpers`.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXPERIMENTS, Platform, all_runs, settings_for
-from fastapi.testclient import TestClient
 from hypothesis.configuration import set_hypothesis_home_dir
-from mlflow import MlflowClient
-from server_process import ServerProcess  # free_port: test_faults.py imports it from here
 
-from iris_platform.api.app import create_app
-from iris_platform.results import Results
+from tests.helpers.server_process import ServerProcess
+from tests.reliability.results import Results
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-DOCUMENT = REPO / "docs" / "RELIABILITY.md"
+DOCUMENT = REPO / "test-artifacts" / "RELIABILITY.md"
 
 RESULTS = Results()
 
@@ -42,72 +37,6 @@ set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "iris-reliability-hypothes
 @pytest.fixture(scope="session")
 def results() -> Results:
     return RESULTS
-
-
-# -- the app in process, answering 5xx instead of raising (a 500 is a finding, not a crash of the test) --
-
-
-@contextmanager
-def open_app(directory: Path, **overrides: Any) -> Iterator[Platform]:
-    """The app on `directory` (store, models, journal); `overrides` replaces any setting, tracking_uri included."""
-    settings = replace(settings_for(directory), **overrides)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield Platform(Path(directory), settings, client, LazyMlflowClient(settings.tracking_uri))
-
-
-class LazyMlflowClient:
-    """An MlflowClient made on first use: a store that cannot be opened yet must not fail the set-up."""
-
-    def __init__(self, tracking_uri: str):
-        self.tracking_uri = tracking_uri
-        self._client: MlflowClient | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._client is None:
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        return getattr(self._client, name)
-
-
-# -- what must hold after any refused request --------------------------------------------------------
-
-_MODEL_FILE = re.compile(r"^iris_model_(?P<stamp>[0-9A-Za-z_]+?)(?P<kind>\.pkl|_metadata\.json|\.onnx)$")
-
-
-def models_snapshot(models_dir: Path) -> dict[str, tuple[int, int]]:
-    """Every entry of the models folder (hidden ones included): name -> (size, mtime_ns)."""
-    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in Path(models_dir).iterdir()}
-
-
-def assert_only_complete_models(models_dir: Path, ignore: set[str] = frozenset()) -> None:
-    """The folder holds complete models (pkl + metadata, + the ONNX file its metadata names) and the pointer."""
-    stamps: dict[str, set[str]] = {}
-    for path in Path(models_dir).iterdir():
-        if path.name in ignore or path.name == "current_model.json":
-            continue
-        match = _MODEL_FILE.match(path.name)
-        assert match and path.is_file(), f"unexpected entry in the models folder: {path.name}"
-        stamps.setdefault(match["stamp"], set()).add(match["kind"])
-    for stamp, kinds in stamps.items():
-        assert {".pkl", "_metadata.json"} <= kinds, f"incomplete model {stamp}: {sorted(kinds)}"
-        metadata = json.loads((Path(models_dir) / f"iris_model_{stamp}_metadata.json").read_text())
-        assert (".onnx" in kinds) == bool(metadata.get("onnx_file")), f"model {stamp}: ONNX file vs metadata"
-
-
-def _experiments(mlflow_client: MlflowClient) -> list[str]:
-    """The platform's experiments that exist in the store (a store that never saw a training lacks one)."""
-    return [name for name in EXPERIMENTS if mlflow_client.get_experiment_by_name(name) is not None]
-
-
-def running_runs(mlflow_client: MlflowClient) -> list:
-    return [
-        r
-        for name in _experiments(mlflow_client)
-        for r in all_runs(mlflow_client, name, "attributes.status = 'RUNNING'")
-    ]
-
-
-def run_index(mlflow_client: MlflowClient) -> dict[str, Any]:
-    return {r.info.run_id: r for name in _experiments(mlflow_client) for r in all_runs(mlflow_client, name)}
 
 
 # -- the real server, as a process -------------------------------------------------------------------
@@ -132,7 +61,7 @@ def live_server(tmp_path_factory) -> Iterator[ServerProcess]:
         server.stop()
 
 
-# -- writing docs/RELIABILITY.md -------------------------------------------------------------------------
+# -- writing test-artifacts/RELIABILITY.md ---------------------------------------------------------------
 
 _session: dict[str, Any] = {"start": time.monotonic(), "partial": [], "items": set(), "passed": set(), "failed": set()}
 

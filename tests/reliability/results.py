@@ -1,4 +1,6 @@
-"""What the reliability tests tried and what happened, and docs/RELIABILITY.md made from it.
+"""What the reliability tests tried and what happened, and the report made from it.
+
+The report is written to test-artifacts/RELIABILITY.md; `make reliability-report` copies it to docs/RELIABILITY.md.
 
 Tests append records through the `results` fixture (see conftest.py); nothing in the document is
 typed by hand: every figure comes from a record of this run.
@@ -72,11 +74,11 @@ class Results:
         out = [
             "# Reliability figures",
             "",
-            f"Written by the reliability tests (`tests/reliability/`, run by `make test` or "
-            f"`pytest tests/reliability`) on {now:%Y-%m-%d %H:%M} UTC: {tests} tests, all passed, in "
+            f"Written by the reliability tests (`tests/reliability/`, run by `make reliability-report`) on "
+            f"{now:%Y-%m-%d %H:%M} UTC: {tests} tests, all passed, in "
             f"{duration_s:.0f} s (Python {platform.python_version()}, {platform.system()} {platform.machine()}, "
-            f"{os.cpu_count()} cores). Do not edit by hand: every figure below is a record of that run, and "
-            "the next complete, passing run of the folder rewrites this file.",
+            f"{os.cpu_count()} cores). Do not edit by hand: every figure below is a record of that run; "
+            "`make reliability-report` runs the folder again and copies its report here.",
             "",
         ]
         out += self._bad_input_section()

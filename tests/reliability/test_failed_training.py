@@ -1,4 +1,5 @@
-"""A training that fails after its run started: the run ends FAILED with the reason, the answer is 503, the old model serves.
+"""A training that fails after its run started: the run ends FAILED with the reason, the answer is 503,
+and the old model serves.
 
 The failures are real ones, injected from outside while the server runs (the tests run as root,
 where a chmod does not stop a write, so permissions are not the lever): the models folder is
@@ -15,9 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import FAST_TREES, TRAINING_EXPERIMENT, all_runs, predict, train, wait_for_writer
 
-from iris_platform.conftest import assert_only_complete_models, open_app, running_runs
+from tests.helpers.api import FAST_TREES, predict, train, wait_for_writer
+from tests.helpers.contract import TRAINING_EXPERIMENT
+from tests.helpers.mlflow_reads import all_runs
+from tests.reliability.helpers import assert_only_complete_models, open_app, running_runs
 
 BORDER = {"sepal_length": 6.0, "sepal_width": 2.7, "petal_length": 4.9, "petal_width": 1.6}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
+import itertools
 import os
 import shutil
 import signal
@@ -24,22 +25,16 @@ from pathlib import Path
 import httpx2
 import numpy as np
 import pytest
-from conftest import (
-    FAST_TREES,
-    INFERENCE_EXPERIMENT,
-    TRAINING_EXPERIMENT,
-    all_runs,
-    csv_bytes,
-    iris_frame,
-    logged_prediction_ids,
-    predict,
-    train,
-)
 from mlflow import MlflowClient
 
-from iris_platform.conftest import assert_only_complete_models, free_port, models_snapshot, open_app, running_runs
 from iris_platform.ml.inference import Predictor
 from iris_platform.ml.model_store import ModelStore
+from tests.helpers.api import FAST_TREES, predict, train
+from tests.helpers.contract import INFERENCE_EXPERIMENT, TRAINING_EXPERIMENT
+from tests.helpers.data import csv_bytes, iris_frame
+from tests.helpers.mlflow_reads import all_runs, logged_prediction_ids
+from tests.helpers.server_process import free_port
+from tests.reliability.helpers import assert_only_complete_models, models_snapshot, open_app, running_runs
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
 FAULT_ANSWER_S = 30.0  # a training or batch must answer within this while the tracking store is down
@@ -97,7 +92,7 @@ class MlflowServer:
 
     def __init__(self, directory: Path, port: int):
         self.url = f"http://127.0.0.1:{port}"
-        self.log = open(directory / "mlflow-server.log", "wb")
+        self.log = open(directory / "mlflow-server.log", "wb")  # noqa: SIM115 (closed by stop())
         self.process = subprocess.Popen(
             [
                 str(MLFLOW),
@@ -142,7 +137,7 @@ class MlflowServer:
 
 
 def outage_while_serving(
-    platform, results, fault: str, injected: str, come_back, scratch: Path, store_uri: str
+    platform, results, fault: str, injected: str, come_back, scratch: Path, store_uri: str, trainings_before: int
 ) -> None:
     """The shared script: predictions are served and journaled, training and batch answer 503, and
     once `come_back()` has restored the store every acknowledged prediction lands exactly once."""
@@ -185,8 +180,9 @@ def outage_while_serving(
     assert not running_runs(mlflow)
     batch_runs = [r for r in all_runs(mlflow, INFERENCE_EXPERIMENT) if r.data.params.get("prediction_type") == "batch"]
     assert not batch_runs, "the refused batch half-wrote a run"
-    if mlflow.get_experiment_by_name(TRAINING_EXPERIMENT) is not None:  # the refused training started no run
-        assert all(r.info.status == "FINISHED" for r in all_runs(mlflow, TRAINING_EXPERIMENT))
+    # The refused training started no run: the store holds the trainings made before the fault, all FINISHED.
+    trainings = all_runs(mlflow, TRAINING_EXPERIMENT) if mlflow.get_experiment_by_name(TRAINING_EXPERIMENT) else []
+    assert [r.info.status for r in trainings] == ["FINISHED"] * trainings_before
 
     again = client.post("/predict_batch", files={"file": ("b.csv", csv_bytes(iris_frame()), "text/csv")})
     assert again.status_code == 200, again.text  # the store is usable again, from the serving process too
@@ -203,6 +199,7 @@ def outage_while_serving(
     )
 
 
+@pytest.mark.slow  # a real `mlflow server` started mid-test, and the writer's retries: 30-80 s
 def test_remote_tracking_server_down_then_back(tmp_path, results):
     """The tracking URI is a remote `mlflow server` that is not running; later one starts on its port."""
     port = free_port()
@@ -230,22 +227,30 @@ def test_remote_tracking_server_down_then_back(tmp_path, results):
                 come_back,
                 tmp_path / "read",
                 uri,
+                trainings_before=0,  # the model served was trained on another store
             )
     finally:
         if server is not None:
             server.stop()
 
 
-def _immutable_files_possible(directory: Path) -> str | None:
-    """None if chattr +i works here (root, ext4-like filesystem), else why not."""
-    if os.geteuid() != 0 or shutil.which("chattr") is None:
-        return "not root, or no chattr"
+def cannot_inject(fault: str, missing: str):
+    """A fault test tests its fault or fails: it never passes on a weaker substitute, nor skips."""
+    pytest.fail(f"cannot inject the fault '{fault}': {missing}", pytrace=False)
+
+
+def _immutable_files_impossible(directory: Path) -> str | None:
+    """None if chattr +i works here (root, a filesystem with the immutable attribute), else what is missing."""
+    if os.geteuid() != 0:
+        return f"needs root for chattr +i (running as uid {os.geteuid()})"
+    if shutil.which("chattr") is None:
+        return "needs the chattr command (e2fsprogs) for chattr +i"
     probe = directory / "chattr-probe"
     probe.write_text("x")
     try:
         result = subprocess.run(["chattr", "+i", str(probe)], capture_output=True, text=True)
         if result.returncode != 0:
-            return f"chattr +i refused: {result.stderr.strip()}"
+            return f"needs a filesystem that supports chattr +i under {directory}: {result.stderr.strip()}"
         subprocess.run(["chattr", "-i", str(probe)], check=True)
         return None
     finally:
@@ -254,10 +259,9 @@ def _immutable_files_possible(directory: Path) -> str | None:
 
 def test_database_refusing_writes_then_back(tmp_path, results):
     """The sqlite database and its folder are made immutable (chattr +i: root cannot write them either)."""
-    why_not = _immutable_files_possible(tmp_path)
-    if why_not:
-        _unopenable_database_instead(tmp_path, results, why_not)
-        return
+    missing = _immutable_files_impossible(tmp_path)
+    if missing:
+        cannot_inject("database refusing writes", missing)
     store = tmp_path / "store"
     store.mkdir()
     uri = f"sqlite:///{store}/mlflow.db"
@@ -284,35 +288,12 @@ def test_database_refusing_writes_then_back(tmp_path, results):
                 thaw,
                 tmp_path / "read",
                 uri,
+                trainings_before=1,
             )
             recovered = platform.client.post("/train", data={"n_estimators": "5"})
             assert recovered.status_code == 200, recovered.text  # the serving process writes again too
     finally:
         thaw()
-
-
-def _unopenable_database_instead(tmp_path: Path, results, why: str) -> None:
-    """Without chattr: a database that cannot be opened (its folder is a regular file), then can."""
-    with open_app(tmp_path) as seed:  # a model to serve
-        train(seed.client, n_estimators=FAST_TREES)
-    blocked = tmp_path / "blocked"
-    blocked.write_text("a regular file where the database's folder should be")
-    uri = f"sqlite:///{blocked}/mlflow.db"
-
-    def come_back() -> None:
-        blocked.unlink()
-        blocked.mkdir()
-
-    with open_app(tmp_path, tracking_uri=uri) as platform:
-        outage_while_serving(
-            platform,
-            results,
-            "database that cannot be opened",
-            f"(immutable files impossible here: {why}) the sqlite file's folder is a regular file; then a folder",
-            come_back,
-            tmp_path / "read",
-            uri,
-        )
 
 
 # -- the disk fills up ----------------------------------------------------------------------------
@@ -325,19 +306,20 @@ def test_disk_full_answers_507_and_the_previous_model_serves(tmp_path, results):
         ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True
     )
     if mounted.returncode != 0:
-        _unwritable_folder_instead(tmp_path, results, mounted.stderr.strip())
-        return
+        cannot_inject(
+            "disk full",
+            f"needs root to mount a 1 MB tmpfs (mount -t tmpfs) for a real ENOSPC: {mounted.stderr.strip()}",
+        )
     try:
         with open_app(tmp_path, models_dir=disk / "models") as platform:
             client = platform.client
             first = train(client, n_estimators=FAST_TREES)
             reference = predict(client, BORDER)
             filler = disk / "filler"
-            with open(filler, "wb") as handle:  # fill the disk for real, to ENOSPC
-                with pytest.raises(OSError) as full:
-                    while True:
-                        handle.write(b"\0" * 65536)
-                        handle.flush()
+            with open(filler, "wb") as handle, pytest.raises(OSError) as full:  # fill the disk for real, to ENOSPC
+                while True:
+                    handle.write(b"\0" * 65536)
+                    handle.flush()
             assert full.value.errno == errno.ENOSPC
             models_before = models_snapshot(platform.models_dir)
 
@@ -368,28 +350,6 @@ def test_disk_full_answers_507_and_the_previous_model_serves(tmp_path, results):
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
-def _unwritable_folder_instead(tmp_path: Path, results, why: str) -> None:
-    """Without a mount, ENOSPC cannot be made for real: the unwritable folder (503) instead."""
-    with open_app(tmp_path) as platform:
-        first = train(platform.client, n_estimators=FAST_TREES)
-        away = platform.models_dir.with_name("models.away")
-        platform.models_dir.rename(away)
-        platform.models_dir.write_text("not a folder")
-        try:
-            response = platform.client.post("/train", data={"n_estimators": str(FAST_TREES)})
-        finally:
-            platform.models_dir.unlink()
-            away.rename(platform.models_dir)
-        assert response.status_code == 503, response.text
-        assert predict(platform.client, BORDER)["model_path"] == first["model_path"]
-    results.fault(
-        fault="disk full: not injectable here",
-        injected=f"mount refused ({why[:80]}); models folder replaced by a file instead",
-        answers=f"POST /train {response.status_code}",
-        survived="the previous model kept serving",
-    )
-
-
 # -- 500 concurrent predictions while two trainings run -----------------------------------------------
 
 
@@ -397,35 +357,55 @@ CONCURRENT = 500
 
 
 async def _load(url: str, training_sizes: list[int], seed: int) -> dict:
-    """Trainings in flight, and waves of CONCURRENT predictions until both trainings have answered."""
+    """Trainings in flight, and CONCURRENT predictions kept in flight (each answer is followed by the next
+    request) until every training has answered and CONCURRENT more answers came after the last one: each
+    model switch happens while predictions are in flight and is followed by answers (waves, which a slow
+    client can answer all before a switch, were seen to leave the switch out of the load)."""
     # keepalive_expiry below uvicorn's 5 s keep-alive: a connection idle through a slow wave must not be
     # reused just as the server closes it (a client-side race, seen once as a ReadError).
     limits = httpx2.Limits(
         max_connections=CONCURRENT + len(training_sizes), max_keepalive_connections=CONCURRENT, keepalive_expiry=2.0
     )
     async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+        answers: list = []
+        stop = asyncio.Event()
 
-        async def one(features):
-            started = time.monotonic()
-            response = await client.post("/predict", json=features)
-            return features, response, time.monotonic() - started
+        def endless_flowers():
+            for chunk in itertools.count(seed):
+                yield from flowers(CONCURRENT, chunk)
+
+        source = endless_flowers()
+
+        async def one_after_another():
+            while not stop.is_set():
+                features = next(source)
+                started = time.monotonic()
+                response = await client.post("/predict", json=features)
+                answers.append((features, response, started, time.monotonic()))
 
         async def training(n):
             response = await client.post("/train", data={"n_estimators": str(n)})
-            return response
+            return response, time.monotonic()  # the new model serves by the time its training answers
 
         trainings = [asyncio.create_task(training(n)) for n in training_sizes]
         await asyncio.sleep(0.2)  # the first training is running when the load starts
-        answers, waves = [], 0
         started = time.monotonic()
-        while True:
-            waves += 1
-            answers += await asyncio.gather(*(one(f) for f in flowers(CONCURRENT, seed + waves)))
-            if all(t.done() for t in trainings):
-                break
+        senders = [asyncio.create_task(one_after_another()) for _ in range(CONCURRENT)]
+        trained = await asyncio.gather(*trainings)
+        after_the_last = len(answers) + CONCURRENT
+        deadline = time.monotonic() + FAULT_ANSWER_S
+        while len(answers) < after_the_last and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.gather(*senders)
         seconds = time.monotonic() - started
-        trained = [await t for t in trainings]
-    return {"answers": answers, "trainings": trained, "waves": waves, "seconds": seconds}
+    return {
+        "answers": answers,
+        "trainings": [response for response, _ in trained],
+        "trained_at": [at for _, at in trained],
+        "waves": -(-len(answers) // CONCURRENT),  # in rounds of CONCURRENT
+        "seconds": seconds,
+    }
 
 
 def test_500_concurrent_predictions_while_two_trainings_run(live_server, results, tmp_path):
@@ -437,14 +417,14 @@ def test_500_concurrent_predictions_while_two_trainings_run(live_server, results
         load = pool.submit(asyncio.run, _load(live_server.url, [30, 60], seed=10)).result()
     answers, trainings = load["answers"], load["trainings"]
 
-    texts = [r.text for _, r, _ in answers] + [t.text for t in trainings]
+    texts = [r.text for _, r, *_ in answers] + [t.text for t in trainings]
     locked = sum("database is locked" in t for t in texts)
-    statuses = Counter(r.status_code for _, r, _ in answers)
+    statuses = Counter(r.status_code for _, r, *_ in answers)
     assert statuses == Counter({200: len(answers)}), statuses
     assert [t.status_code for t in trainings] == [200, 200], [t.text[:300] for t in trainings]
     assert locked == 0
 
-    bodies = [(features, r.json()) for features, r, _ in answers]
+    bodies = [(features, r.json()) for features, r, *_ in answers]
     ids = [b["prediction_id"] for _, b in bodies]
     assert len(set(ids)) == len(ids)
 
@@ -461,6 +441,29 @@ def test_500_concurrent_predictions_while_two_trainings_run(live_server, results
             mixed += 1
     assert mixed == 0
 
+    # A model switch completed during the load, not before or after it: a training answered (its model
+    # serving) while predictions were in flight, requests sent before it were answered by another model,
+    # and the new model answered too. Without this the test could pass with one model throughout.
+    served = Counter(body["model_path"] for _, body in bodies)
+    known = {first.json()["model_path"], *(t.json()["model_path"] for t in trainings)}
+    assert set(served) <= known, (served, known)
+    spans = [
+        (body["model_path"], started, ended) for (_, body), (*_, started, ended) in zip(bodies, answers, strict=True)
+    ]
+    began, ended = min(s for _, s, _ in spans), max(e for _, _, e in spans)
+    switches = [
+        (path, at)
+        for path, at in zip((t.json()["model_path"] for t in trainings), load["trained_at"], strict=True)
+        if began < at < ended
+        and any(s < at < e for _, s, e in spans)  # requests in flight when the switch was acknowledged
+        and any(model != path and s < at for model, s, _ in spans)  # the model before it answered some
+        and served[path] > 0  # and it answered some itself
+    ]
+    assert len(served) >= 2 and switches, (
+        f"no model switch during the load: answers by {dict(served)} within {ended - began:.1f} s; "
+        f"trainings answered at {[round(at - began, 1) for at in load['trained_at']]} s from the load's start"
+    )
+
     drained_health = None
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -475,7 +478,7 @@ def test_500_concurrent_predictions_while_two_trainings_run(live_server, results
     assert not running_runs(mlflow)
 
     runs = all_runs(mlflow, INFERENCE_EXPERIMENT)
-    latencies = sorted(seconds for _, _, seconds in answers)
+    latencies = sorted(ended - started for _, _, started, ended in answers)
     results.load_held(
         predictions=len(answers),
         in_flight=CONCURRENT,
@@ -502,7 +505,8 @@ def test_500_concurrent_predictions_while_two_trainings_run(live_server, results
         fault=f"{len(answers)} concurrent predictions during two trainings",
         injected=f"{CONCURRENT} requests in flight at once (httpx2.AsyncClient) against the real server",
         answers=f"{statuses[200]} x 200, trainings {[t.status_code for t in trainings]}, "
-        f"{len(predictors)} models answered, 0 mixed, 0 'database is locked'",
+        f"{len(predictors)} models answered ({len(switches)} switch(es) while requests were in flight), 0 mixed, "
+        "0 'database is locked'",
         acknowledged=len(ids),
         found_once=once,
         lost=lost,

@@ -1,4 +1,4 @@
-"""Property tests (Hypothesis) of column-name normalisation and CSV reading."""
+"""Property tests (Hypothesis) of column-name normalisation, CSV reading and the feature values of POST /predict."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import csv
 import io
 import re
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from iris_platform.errors import InputError
@@ -21,6 +22,8 @@ from iris_platform.ml.data import (
     prepare_training_data,
     read_csv_upload,
 )
+from iris_platform.ml.inference import Predictor
+from iris_platform.ml.model_store import ModelStore
 
 # `tally` is a function-scoped fixture on purpose: it adds up every example of the test.
 EXAMPLES = settings(
@@ -102,67 +105,190 @@ def test_spellings_of_one_name_agree(words, unit, tally):
 
 # -- read_csv_upload + prepare_training_data ----------------------------------------------------------
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the largest value a decision tree compares
+MIN_SHARE = 0.25  # each path of a property (valid input, invalid input) takes at least this share of examples
+# Valid and invalid input are generated apart, half of the examples each: a mixed strategy can drift to one side.
+HALF = settings(EXAMPLES, max_examples=EXAMPLES.max_examples // 2)
+
+
+def assert_both_paths_taken(tally: Tally) -> None:
+    """A property of valid and invalid input is tested only if a fair share of examples took each path."""
+    total = sum(tally.outcomes.values())
+    valid = sum(n for outcome, n in tally.outcomes.items() if outcome.startswith("valid"))
+    assert total and min(valid, total - valid) >= MIN_SHARE * total, dict(tally.outcomes)
+
+
 plain_names = st.from_regex(r"[A-Za-z][A-Za-z0-9 ._]{0,10}( \((cm|mm)\))?", fullmatch=True)
-column_names = st.one_of(
-    plain_names,
-    plain_names,
-    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=12),
+# A feature's name: letters first, neither a name every inference run records nor the target's.
+feature_names = plain_names.filter(
+    lambda name: normalise_column_name(name.strip()) not in RESERVED_FEATURE_NAMES | {"target"}
 )
-finite = st.one_of(
+nameless = st.text(alphabet=" _-.()[]{}/%", min_size=1, max_size=8).filter(str.strip)  # no letter or digit
+trainable = st.one_of(
     st.floats(-1e6, 1e6, allow_nan=False, width=64),  # measurement-like
-    st.floats(allow_nan=False, allow_infinity=False, width=64),  # any finite double, 1e308 included
+    st.floats(-FLOAT32_MAX, FLOAT32_MAX, allow_nan=False, width=64),  # anything a tree compares, 3.4e38 included
 )
+too_large = st.floats(min_value=FLOAT32_MAX, exclude_min=True, allow_infinity=False).flatmap(
+    lambda value: st.sampled_from([value, -value])
+)
+not_a_number = st.one_of(
+    st.just(""),
+    st.from_regex(r"[A-Za-z][A-Za-z ]{0,8}", fullmatch=True),  # a word (nan, inf and NA among them)
+    st.sampled_from(["nan", "inf", "-Infinity", "1,5", "5 cm", "0x1F"]),
+)
+CSV_DEFECTS = {
+    "no letters or digits in its name": nameless,
+    "a value too large": too_large,
+    "a cell that is not a finite number": not_a_number,
+}
 
 
 @st.composite
-def frames(draw):
+def frames(draw, defect: str | None = None):
+    """(names, values by column, labels, the column at fault); a `defect` puts one fault in one column."""
     n_columns = draw(st.integers(1, 5))
     n_rows = draw(st.integers(2, 12))
     names = draw(
         st.lists(
-            column_names,
+            feature_names,
             min_size=n_columns,
             max_size=n_columns,
             unique_by=lambda name: normalise_column_name(name.strip()),
         )
     )
-    values = {i: draw(st.lists(finite, min_size=n_rows, max_size=n_rows)) for i in range(n_columns)}
+    values: dict[int, list] = {i: draw(st.lists(trainable, min_size=n_rows, max_size=n_rows)) for i in range(n_columns)}
     labels = ["setosa", "virginica"] + draw(
         st.lists(st.sampled_from(["setosa", "virginica", "3", "x y"]), min_size=n_rows - 2, max_size=n_rows - 2)
     )
-    return names, values, labels
+    if defect is None:
+        return names, values, labels, None
+    column = draw(st.integers(0, n_columns - 1))
+    if defect == "no letters or digits in its name":
+        names[column] = draw(CSV_DEFECTS[defect])
+    else:
+        values[column][draw(st.integers(0, n_rows - 1))] = draw(CSV_DEFECTS[defect])
+    return names, values, labels, names[column].strip()
 
 
-@EXAMPLES
-@given(frame=frames())
-def test_csv_round_trip_keeps_values_or_says_why(frame, tally):
-    """A random numeric frame written by pandas reads back with the same values, or a clear InputError."""
-    names, values, labels = frame
-    table = pd.DataFrame({i: v for i, v in values.items()})
-    table.columns = names
-    table["target"] = labels
-    content = table.to_csv(index=False).encode()
-    try:
-        data = prepare_training_data(read_csv_upload(content, "random.csv"), "target")
-    except InputError as error:
-        assert error.status_code in (400, 422) and error.detail.strip()
-        tally(f"InputError {error.status_code}: {_reason(error.detail)}")
-        return
-    features = [c for c in table.columns if c != "target"]
-    assert data.feature_names == [normalise_column_name(str(c).strip()) for c in features]
-    assert not set(data.feature_names) & RESERVED_FEATURE_NAMES
-    expected = np.array([values[i] for i in range(len(names))], dtype=float).T
-    assert np.array_equal(data.X.to_numpy(), expected), (content, data.X)
-    decoded = [data.class_names[i] for i in data.y]
-    assert decoded == [str(v) for v in pd.read_csv(io.BytesIO(content))["target"]]
-    tally("same values back")
+defective_frames = st.sampled_from(sorted(CSV_DEFECTS)).flatmap(
+    lambda defect: frames(defect).map(lambda frame: (defect, frame))
+)
 
 
-def _reason(detail: str) -> str:
-    for words in ("too large", "no letters", "no name", "clash", "both normalise", "could not be parsed", "empty"):
-        if words in detail:
-            return words
-    return detail[:40]
+def test_csv_round_trip_keeps_values_or_names_the_bad_column(tally):
+    """A random numeric frame reads back with the same values; one with a bad column is refused naming it."""
+
+    def check(kind, names, values, labels, culprit):
+        event(kind)
+        table = pd.DataFrame({i: v for i, v in values.items()})
+        table.columns = names
+        table["target"] = labels
+        content = table.to_csv(index=False).encode()
+        if kind != "valid":
+            with pytest.raises(InputError) as refused:
+                prepare_training_data(read_csv_upload(content, "random.csv"), "target")
+            assert 400 <= refused.value.status_code < 500, refused.value.status_code
+            assert f"'{culprit}'" in refused.value.detail, (kind, culprit, refused.value.detail)
+            tally(f"invalid, {kind}: refused naming the column")
+            return
+        data = prepare_training_data(read_csv_upload(content, "random.csv"), "target")  # no InputError
+        features = [c for c in table.columns if c != "target"]
+        assert data.feature_names == [normalise_column_name(str(c).strip()) for c in features]
+        assert not set(data.feature_names) & RESERVED_FEATURE_NAMES
+        expected = np.array([values[i] for i in range(len(names))], dtype=float).T
+        assert np.array_equal(data.X.to_numpy(), expected), (content, data.X)
+        decoded = [data.class_names[i] for i in data.y]
+        assert decoded == [str(v) for v in pd.read_csv(io.BytesIO(content))["target"]]
+        tally("valid: same values back")
+
+    @HALF
+    @given(frame=frames())
+    def valid(frame):
+        check("valid", *frame)
+
+    @HALF
+    @given(example=defective_frames)
+    def invalid(example):
+        defect, frame = example
+        check(defect, *frame)
+
+    valid()
+    invalid()
+    assert_both_paths_taken(tally)
+
+
+# -- POST /predict: one sample's feature values -------------------------------------------------------
+
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+a_number = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),  # any finite double: beyond float32, the tree's edge
+    st.integers(-(10**18), 10**18),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),  # a number in a string, as forms send them
+)
+not_a_finite_number = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.sampled_from(["", " ", "nan", "NaN", "inf", "-Infinity", "1_000", "\u0661\u0662", "5,1", "5.1 cm"]),
+    st.builds(lambda head, tail: f"{head}x{tail}", st.text(max_size=5), st.text(max_size=5)),
+    st.integers(min_value=10**309, max_value=10**1000),  # beyond any double
+    st.lists(a_number, max_size=2),
+    st.dictionaries(st.text(max_size=3), a_number, max_size=2),
+)
+samples = st.fixed_dictionaries({name: a_number for name in IRIS_FEATURES})
+
+
+@st.composite
+def samples_with_a_bad_value(draw):
+    sample = draw(samples)
+    culprit = draw(st.sampled_from(IRIS_FEATURES))
+    sample[culprit] = draw(not_a_finite_number)
+    return sample, culprit
+
+
+def test_predict_answers_valid_values_and_refuses_others_naming_the_feature(trained_platform, tally):
+    """POST /predict answers finite feature values with the model's prediction, refuses others naming the feature."""
+    client = trained_platform.client
+    serving = client.get("/models").json()["current_model"]
+    # The expectation: the saved scikit-learn model, loaded apart from the server (which serves it compiled).
+    reference = Predictor(ModelStore(trained_platform.models_dir).load(Path(serving).name))
+    assert sorted(reference.feature_names) == sorted(IRIS_FEATURES)
+
+    def check(kind, sample, culprit):
+        event(kind)
+        response = client.post("/predict", json=sample)
+        if kind == "invalid":
+            assert 400 <= response.status_code < 500, (sample, response.text)
+            detail = response.json()["detail"]
+            assert isinstance(detail, str) and f"'{culprit}'" in detail, (culprit, sample, detail)
+            tally(f"invalid: {response.status_code} naming the feature")
+            return
+        assert response.status_code == 200, (sample, response.text)
+        body = response.json()
+        expected = reference.predict_one([float(sample[name]) for name in reference.feature_names])
+        assert body["model_path"] == serving
+        assert body["probabilities"].keys() == expected.probabilities.keys()
+        assert np.allclose(list(body["probabilities"].values()), list(expected.probabilities.values()), atol=1e-5), (
+            sample,
+            body["probabilities"],
+            expected.probabilities,
+        )
+        top = max(expected.probabilities.values())  # a tie may go either way between float32 and float64
+        assert body["class_name"] in {c for c, p in expected.probabilities.items() if p >= top - 1e-5}, (sample, body)
+        tally("valid: 200, the model's prediction")
+
+    @HALF
+    @given(sample=samples)
+    def valid(sample):
+        check("valid", sample, None)
+
+    @HALF
+    @given(bad=samples_with_a_bad_value())
+    def invalid(bad):
+        check("invalid", *bad)
+
+    valid()
+    invalid()
+    assert_both_paths_taken(tally)
 
 
 # -- check_csv_header ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ _FEATURES_SCHEMA = {
 }
 
 
-async def _feature_values(request: Request) -> dict:
+async def _feature_values(request: Request) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         try:
@@ -29,14 +29,14 @@ async def _feature_values(request: Request) -> dict:
             raise InputError("The JSON body must be an object mapping each feature name to a number.", 400)
         return body
     if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        form = await request.form()
-        values = {}
-        for key, value in form.multi_items():
-            if not isinstance(value, str):
-                raise InputError(f"Field '{key}' is a file; send feature values as plain form fields.", 400)
-            if key in values:
-                raise InputError(f"Feature '{key}' is given twice: send each feature once.")
-            values[key] = value
+        values: dict[str, Any] = {}
+        async with request.form() as form:  # closes an uploaded file part, refused below, on the way out
+            for key, value in form.multi_items():
+                if not isinstance(value, str):
+                    raise InputError(f"Field '{key}' is a file; send feature values as plain form fields.", 400)
+                if key in values:
+                    raise InputError(f"Feature '{key}' is given twice: send each feature once.")
+                values[key] = value
         return values
     raise InputError(
         "Send the features as a JSON object, a URL-encoded form or multipart form data "

@@ -1,6 +1,7 @@
 """The real server (`python main.py --port <free port>`) as a subprocess, for the suites that need sockets or signals.
 
-Imported as `server_process`, like `conftest`: pytest puts tests/ on sys.path for every test module.
+Imported as `tests.helpers.server_process`. The child's environment is the shell's without any IRIS_* or
+MLFLOW_TRACKING_URI variable, plus what the test passes: a developer's own settings never reach a test server.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-MAIN = Path(__file__).resolve().parents[1] / "main.py"
+MAIN = Path(__file__).resolve().parents[2] / "main.py"
 START_TIMEOUT_S = 60.0
 
 
@@ -27,25 +28,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def is_platform_setting(name: str) -> bool:
+    """A variable the server reads its settings from (config.py): IRIS_* and MLflow's tracking URI."""
+    return name.startswith("IRIS_") or name == "MLFLOW_TRACKING_URI"
+
+
+def server_environment(**env: str | None) -> dict[str, str]:
+    """os.environ minus every platform setting, plus `env` (a value of None leaves the variable out)."""
+    environment = {k: v for k, v in os.environ.items() if not is_platform_setting(k)}
+    for name, value in env.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    return environment
+
+
 class ServerProcess:
     """`python main.py --port <port>` in `directory`, in its own process group (with its tracking worker).
 
-    `env` overrides the inherited environment; a value of None removes the variable. MLFLOW_TRACKING_URI
-    is always removed first, so a store set in the developer's shell is never written to: the server
-    then uses its default, sqlite:///mlflow.db in `directory`.
+    The child inherits the environment without the platform's settings (see `server_environment`), so a
+    store or folder set in the developer's shell is never written to: unless the test passes them, the
+    server uses its defaults, sqlite:///mlflow.db, models/ and journal/ in `directory`.
     """
 
     def __init__(self, directory: Path, *, python: str | Path = sys.executable, **env: str | None):
         self.directory = Path(directory)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-        for name, value in env.items():
-            if value is None:
-                environment.pop(name, None)
-            else:
-                environment[name] = value
-        self.env = environment
+        self.env = server_environment(**env)
         # A file, not a pipe: nobody reads a pipe while the tests run, and a full one would block the server.
         # Named by port: a test may start several servers in one directory (a crash, then a restart).
         self.log_path = self.directory / f"server-{self.port}.log"
@@ -53,7 +64,7 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 [str(python), str(MAIN), "--port", str(self.port)],
                 cwd=self.directory,
-                env=environment,
+                env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # the server leads a new process group: its worker can be found after a crash
@@ -110,9 +121,7 @@ class ServerProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole group at once: the server and anything left in it (an orphaned tracking worker)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)  # the group this test started, by its leader's pid
-        except ProcessLookupError:
-            pass
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(10)

@@ -1,0 +1,60 @@
+"""Requests to the app that must succeed (each returns the JSON body), and the checks of refused ones."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+WRITER_TIMEOUT_S = 20.0
+FAST_TREES = 10  # small forests keep training quick; one test checks the default of 100
+
+
+def train(client: TestClient, file: tuple[str, bytes] | None = None, **form: Any) -> dict[str, Any]:
+    """POST /train, expect success, return the JSON body."""
+    files = {"file": (file[0], file[1], "text/csv")} if file else None
+    response = client.post("/train", data={k: str(v) for k, v in form.items()}, files=files)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def predict(client: TestClient, features: dict[str, Any]) -> dict[str, Any]:
+    response = client.post("/predict", json=features)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def predict_batch(client: TestClient, content: bytes, filename: str = "batch.csv") -> dict[str, Any]:
+    response = client.post("/predict_batch", files={"file": (filename, content, "text/csv")})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def load_model(client: TestClient, model_path: str) -> dict[str, Any]:
+    response = client.post("/load_model", data={"model_path": model_path})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def assert_error(response, status: int, *fragments: str) -> str:
+    """The response is `status` with a JSON `detail` string that mentions every fragment."""
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail.strip(), response.text
+    for fragment in fragments:
+        assert fragment.lower() in detail.lower(), f"{fragment!r} not in {detail!r}"
+    return detail
+
+
+def wait_for_writer(client: TestClient, timeout: float = WRITER_TIMEOUT_S) -> dict[str, Any]:
+    """Poll /health until the tracking writer has written every queued inference record."""
+    deadline = time.monotonic() + timeout
+    while True:
+        health = client.get("/health").json()
+        if health["pending_inference_records"] == 0:
+            return health
+        if time.monotonic() > deadline:
+            pytest.fail(f"tracking writer did not drain within {timeout}s: {health}")
+        time.sleep(0.05)

@@ -1,0 +1,14 @@
+"""The names of the platform's MLflow contract, as the tests expect them.
+
+Spelled out here on purpose instead of imported from `iris_platform.tracking.names`: users' MLflow
+queries and the stock MLflow UI depend on these exact strings, so a key renamed in the source must
+fail the tests rather than silently change what they look for.
+"""
+
+from __future__ import annotations
+
+TRAINING_EXPERIMENT = "iris_classification"
+INFERENCE_EXPERIMENT = "iris_inference"
+EXPERIMENTS = (TRAINING_EXPERIMENT, INFERENCE_EXPERIMENT)
+TRAINING_METRICS = ("accuracy", "precision", "recall", "f1_score")
+PREDICTION_ID_TAG = "prediction_id"

@@ -1,0 +1,48 @@
+"""The Iris data as the tests send it: sample flowers, frames, CSV bytes; and JSON files read back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+# Well inside the Iris clusters: every reasonable forest predicts these classes.
+SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+VERSICOLOR = {"sepal_length": 6.0, "sepal_width": 2.9, "petal_length": 4.5, "petal_width": 1.5}
+VIRGINICA = {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.8, "petal_width": 2.3}
+IRIS_FEATURES = list(SETOSA)
+IRIS_CLASSES = ["setosa", "versicolor", "virginica"]
+SKLEARN_HEADERS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+
+
+def iris_frame(headers: list[str] | None = None, labels: str = "names", target: str = "species") -> pd.DataFrame:
+    """The Iris data as a table: `labels` is "names" (setosa), "prefixed" (Iris-setosa) or "integers"."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True)
+    frame = iris.data.copy()
+    frame.columns = headers or IRIS_FEATURES
+    codes = iris.target.to_numpy()
+    if labels == "integers":
+        frame[target] = codes
+    else:
+        prefix = "Iris-" if labels == "prefixed" else ""
+        frame[target] = [f"{prefix}{iris.target_names[c]}" for c in codes]
+    return frame
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+def samples_csv(samples: list[dict[str, float]], **extra_columns: list[Any]) -> bytes:
+    frame = pd.DataFrame(samples)
+    for column, values in extra_columns.items():
+        frame[column] = values
+    return csv_bytes(frame)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
