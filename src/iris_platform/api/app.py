@@ -6,6 +6,7 @@ import errno
 import gc
 import logging
 import threading
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     service = IrisService(settings)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start()
         # Everything imported so far (MLflow, pandas: ~10^6 objects) lives as long as the process;
         # freezing it keeps the garbage collector's full passes from stalling requests.

@@ -9,6 +9,7 @@ converted, or does not match, is served by scikit-learn instead.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +53,7 @@ class CompiledModel:
     def __init__(self, onnx_bytes: bytes):
         import onnxruntime as ort
 
-        def session(threads: int):
+        def session(threads: int) -> ort.InferenceSession:
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
@@ -95,7 +96,9 @@ def parity_inputs(X_train: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.vstack([X_train, random_rows])
 
 
-def check_parity(compiled: CompiledModel, reference_proba, X: np.ndarray) -> ParityReport:
+def check_parity(
+    compiled: CompiledModel, reference_proba: Callable[[np.ndarray], np.ndarray], X: np.ndarray
+) -> ParityReport:
     """Compare the compiled model with `reference_proba` (scikit-learn's) on X."""
     expected = reference_proba(X)
     got = compiled.predict_proba(X)

@@ -48,7 +48,7 @@ def normalise_column_name(name: Any) -> str:
     return "_".join(tokens)
 
 
-def column_list(columns) -> str:
+def column_list(columns: Iterable[Any]) -> str:
     """Column names for a message: all of a few, the first ones of many (a file may have thousands)."""
     columns = [str(c) for c in columns]
     if len(columns) <= _SHOW_COLUMNS:

@@ -52,7 +52,7 @@ def check_parameters(n_estimators: int, test_size: float) -> None:
         raise InputError(f"test_size must be a fraction between 0 and 1 (exclusive), got {test_size}.")
 
 
-def _split(data: TrainingData, test_size: float, random_state: int):
+def _split(data: TrainingData, test_size: float, random_state: int) -> list[Any]:
     from sklearn.model_selection import train_test_split
 
     n_classes = len(data.class_names)

@@ -15,7 +15,10 @@ import multiprocessing
 import os
 import time
 from dataclasses import dataclass
+from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
+from multiprocessing.sharedctypes import SynchronizedString
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +47,7 @@ class WorkerConfig:
 class SharedState:
     """Counters the worker publishes and the server reads, in shared memory."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx: SpawnContext):
         self.done = ctx.Value("q", 0)  # records in MLflow, this worker's lifetime
         self.single_runs = ctx.Value("q", 0)
         self.window_runs = ctx.Value("q", 0)
@@ -54,7 +57,7 @@ class SharedState:
         self.backlog = ctx.Value("q", 0)
         # The newest segment the server appends to: the worker reads no further.
         self.segment = ctx.Value("q", 0)
-        self.error = ctx.Array("c", _ERROR_BYTES)
+        self.error: SynchronizedString = ctx.Array("c", _ERROR_BYTES)  # type: ignore[assignment]  # "c": a string
 
     def set_error(self, message: str | None) -> None:
         self.error.value = (message or "").encode("utf-8", "replace")[: _ERROR_BYTES - 1]
@@ -71,7 +74,7 @@ def _unit_size(records: list[InferenceRecord], threshold: int) -> tuple[str, int
     return "window", size
 
 
-def run_worker(config: WorkerConfig, shared: SharedState, stop, parent_pid: int, first_segment: int) -> None:
+def run_worker(config: WorkerConfig, shared: SharedState, stop: Event, parent_pid: int, first_segment: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s tracking-worker: %(message)s")
     config.journal_dir.mkdir(parents=True, exist_ok=True)
     os.nice(10)  # serving comes first: on a busy machine, the worker waits, not the requests
@@ -81,7 +84,7 @@ def run_worker(config: WorkerConfig, shared: SharedState, stop, parent_pid: int,
         _drain(config, shared, stop, parent_pid, first_segment)
 
 
-def _drain(config: WorkerConfig, shared: SharedState, stop, parent_pid: int, first_segment: int) -> None:
+def _drain(config: WorkerConfig, shared: SharedState, stop: Event, parent_pid: int, first_segment: int) -> None:
     # Imported here: the server process need not wait for MLflow's run-writing modules.
     from iris_platform.tracking.prediction_runs import PredictionRunWriter
     from iris_platform.tracking.store import TrackingStore

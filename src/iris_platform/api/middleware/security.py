@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Routes that change state (train, load a model) or use the model (predict) need the token.
 PROTECTED = {("POST", "/train"), ("POST", "/load_model"), ("POST", "/predict"), ("POST", "/predict_batch")}
@@ -30,7 +31,7 @@ DOCS_CSP = (
 DOCS_PATHS = ("/docs", "/redoc")
 
 
-async def _send_json(send, status: int, detail: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+async def _send_json(send: Send, status: int, detail: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
@@ -42,7 +43,7 @@ async def _send_json(send, status: int, detail: str, headers: Iterable[tuple[byt
     await send({"type": "http.response.body", "body": body})
 
 
-def route_path(scope) -> str:
+def route_path(scope: Scope) -> str:
     """The path the router matches: behind a proxy's root path (`--root-path /api`), scope["path"] is
     "/api/predict" while the route is "/predict". Starlette's own rule, so no guard can be sidestepped."""
     path, root = scope["path"], scope.get("root_path", "")
@@ -54,7 +55,7 @@ def route_path(scope) -> str:
     return path
 
 
-def _header(scope, name: bytes) -> bytes | None:
+def _header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope.get("headers", ()):
         if key == name:
             return value
@@ -64,11 +65,11 @@ def _header(scope, name: bytes) -> bytes | None:
 class TokenMiddleware:
     """With IRIS_API_TOKEN set, PROTECTED routes need `Authorization: Bearer <token>`."""
 
-    def __init__(self, app, token: str):
+    def __init__(self, app: ASGIApp, token: str):
         self.app = app
         self._expected = f"Bearer {token}".encode()
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (scope["method"], route_path(scope)) in PROTECTED:
             given = _header(scope, b"authorization") or b""
             if not hmac.compare_digest(given, self._expected):  # constant time; the token is never logged
@@ -98,12 +99,12 @@ class BodyLimitMiddleware:
     (Starlette's own limiter answers in plain text without the limit; this one says what to fix.)
     """
 
-    def __init__(self, app, default_limit: int, limits: dict[str, int]):
+    def __init__(self, app: ASGIApp, default_limit: int, limits: dict[str, int]):
         self.app = app
         self.default_limit = default_limit
         self.limits = limits
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
@@ -114,7 +115,7 @@ class BodyLimitMiddleware:
             return
         received = 0
 
-        async def counting_receive():
+        async def counting_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
@@ -127,16 +128,16 @@ class BodyLimitMiddleware:
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp):
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         csp = (DOCS_CSP if route_path(scope).startswith(DOCS_PATHS) else PAGE_CSP).encode()
 
-        async def with_headers(message):
+        async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = list(message.get("headers", [])) + [
                     (b"content-security-policy", csp),
