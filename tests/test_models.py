@@ -69,6 +69,9 @@ def test_loading_an_older_model_switches_predictions(models):
     assert body["status"] == "success"
     assert body["model_path"] == older["model_path"]
     assert body["model_metadata"] == older["model_metadata"]
+    # The metadata is answered as the file holds it, keys in the file's order.
+    on_disk = read_json(platform.models_dir / older["model_metadata"]["model_file"].replace(".pkl", "_metadata.json"))
+    assert list(body["model_metadata"].items()) == list(on_disk.items())
     assert current_model(platform) == older["model_path"]
     flags = {m["path"]: m["is_current"] for m in listed(platform)["models"]}
     assert flags[older["model_path"]] is True and flags[newer["model_path"]] is False

@@ -103,6 +103,15 @@ def check_model_files(platform, body, tmp_path):
 def test_iris_training_response(iris_training):
     body = iris_training
     assert body["status"] == "success"
+    assert list(body) == [
+        "status",
+        "run_id",
+        "model_path",
+        *TRAINING_METRICS,
+        "classification_report",
+        "confusion_matrix",
+        "model_metadata",
+    ]
     assert body["accuracy"] > 0.85
     report = body["classification_report"]
     assert set(IRIS_CLASSES) <= set(report)

@@ -51,13 +51,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Settings from the environment (unset or empty variables keep their defaults), then `overrides`."""
+        """Settings from the environment (unset or blank variables keep their defaults), then `overrides`."""
         environ = dict(os.environ) if environ is None else environ
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             name = f.metadata.get("env")
-            raw = environ.get(name, "").strip() if name else ""
-            if name and raw:
+            raw = environ.get(name, "") if name else ""
+            if name and raw.strip():  # set and not blank; the value itself is taken as written
                 values[f.name] = _parse(f.name, name, raw, f.type)
         values.update(overrides)
         return cls(**values)
@@ -72,7 +72,7 @@ def _parse(setting: str, variable: str, raw: str, kind: Any) -> Any:
     kind = str(kind)
     try:
         if kind == "bool":
-            return raw.lower() in _TRUE
+            return raw.strip().lower() in _TRUE
         if kind == "int":
             return int(raw)
         if kind == "float":

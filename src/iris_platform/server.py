@@ -11,17 +11,14 @@ from iris_platform.config import Settings
 
 
 def main(argv: list[str] | None = None) -> None:
-    defaults = Settings.from_env()
     parser = argparse.ArgumentParser(prog="iris-platform", description="Serve the Iris ML platform.")
-    parser.add_argument(
-        "--host",
-        default=defaults.host,
-        help="interface to bind (default 127.0.0.1, this machine only; env IRIS_HOST)",
-    )
-    parser.add_argument("--port", type=int, default=defaults.port, help="port (default 8000; env IRIS_PORT)")
+    # Flags given win over the environment; unset, the settings read IRIS_HOST and IRIS_PORT.
+    parser.add_argument("--host", help="interface to bind (default 127.0.0.1, this machine only; env IRIS_HOST)")
+    parser.add_argument("--port", type=int, help="port (default 8000; env IRIS_PORT)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env(host=args.host, port=args.port)
+    flags = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = Settings.from_env(**flags)
 
     from iris_platform.api.app import create_app  # after logging is configured
 

@@ -21,7 +21,7 @@ from iris_platform.ml.features import parse_features
 from iris_platform.ml.inference import Prediction, Predictor, compiled_predictor, training_bounds
 from iris_platform.ml.metadata import ModelMetadata
 from iris_platform.ml.model_store import ModelStore, StoredModel
-from iris_platform.ml.training import MODEL_TYPE, check_parameters, skops_trusted_types, train_model, warm_up
+from iris_platform.ml.training import MODEL_TYPE, check_parameters, train_model, warm_up
 from iris_platform.timestamps import run_stamp, utc_now
 from iris_platform.tracking import names
 from iris_platform.tracking.records import InferenceRecord, new_record, prediction_time_ms
@@ -156,15 +156,7 @@ class IrisService:
                 data, n_estimators=n_estimators, test_size=test_size, random_state=self.settings.random_state
             )
             self.runs.log(run_id, metrics=trained.metrics)
-            import mlflow.sklearn
-
-            model_uri = self.runs.log_sklearn_model(
-                run_id,
-                trained.estimator,
-                data.X,
-                pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
-                trusted_types=skops_trusted_types(trained.estimator),
-            )
+            model_uri = self.runs.log_sklearn_model(run_id, trained.estimator, data.X)
             metadata = ModelMetadata(
                 feature_names=data.feature_names,
                 class_names=data.class_names,

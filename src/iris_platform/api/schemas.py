@@ -1,7 +1,7 @@
 """The answers' shapes, for the OpenAPI document and to check that routes answer what they say.
 
-/predict's answer is built by hand on its hot path (api/middleware/predict_lane.py); its model here
-only documents it.
+/predict's answer is built by hand on its hot path (api/routers/prediction.predict, which the lane in
+api/middleware/predict_lane.py calls); its model here only documents it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class PredictResponse(BaseModel):
     out_of_range_features: list[str]
 
 
-class BatchStatistics(BaseModel):
+class BatchStatisticsOut(BaseModel):
     total_samples: int
     avg_confidence: float
     min_confidence: float
@@ -43,23 +43,19 @@ class BatchResponse(BaseModel):
     predictions: list[dict[str, Any]]
     predictions_url: str
     replaced_columns: list[str]
-    batch_statistics: BatchStatistics
+    batch_statistics: BatchStatisticsOut
 
 
-class _TrainBase(BaseModel):
-    status: str
-    run_id: str
-    model_path: str
-    classification_report: dict[str, Any]
-    confusion_matrix: list[list[int]]
-    model_metadata: dict[str, Any]
-
-
-# The held-out metrics sit at the top level of the answer, under their MLflow names.
-TrainResponse = create_model(
+# The held-out metrics sit at the top level of the answer, under their MLflow names, after model_path.
+TrainResponse = create_model(  # type: ignore[call-overload]
     "TrainResponse",
-    __base__=_TrainBase,
-    **{metric: (float, ...) for metric in names.TRAINING_METRICS},  # type: ignore[call-overload]
+    status=(str, ...),
+    run_id=(str, ...),
+    model_path=(str, ...),
+    **{metric: (float, ...) for metric in names.TRAINING_METRICS},
+    classification_report=(dict[str, Any], ...),
+    confusion_matrix=(list[list[int]], ...),
+    model_metadata=(dict[str, Any], ...),
 )
 
 

@@ -23,7 +23,6 @@ from iris_platform.ml.features import (
 )
 
 _SHOW = 5  # how many offending rows or values a message lists
-_SHOW_COLUMNS = 20  # how many column names a message lists
 # Training reads the whole file into a table, fits, converts and parity-checks a model of every
 # column: at 20,000 columns that takes about a minute. Nothing this platform trains needs that many.
 MAX_TRAINING_COLUMNS = 1000

@@ -1,7 +1,7 @@
 """A trained model's metadata: what training wrote beside the model file, and what serving reads back.
 
 The JSON file on disk keeps its keys (users and the dashboard read them); this dataclass is how the
-code passes it around. Keys this version does not know are kept, so a file round-trips unchanged.
+code passes it around. Metadata read from disk is answered exactly as it was read.
 """
 
 from __future__ import annotations
@@ -38,25 +38,22 @@ class ModelMetadata:
     sha256: str | None = None
     onnx_file: str | None = None
     onnx_sha256: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # The object as read from disk (None for metadata training has just made).
+    source: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
-    _OPTIONAL_ON_DISK = ("onnx_file", "onnx_sha256")  # absent, not null, for a model without an ONNX form
+    # Absent rather than null until set: the compiled report, and the files the model store adds.
+    _ABSENT_WHEN_NONE = frozenset({"compiled", "model_file", "sha256", "onnx_file", "onnx_sha256"})
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object written on disk and answered by the API."""
+        if self.source is not None:
+            return dict(self.source)
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name == "extra":
-                continue
             value = getattr(self, f.name)
-            if f.name in self._OPTIONAL_ON_DISK and value is None:
-                continue
-            if f.name == "compiled" and value is None:
-                continue
-            if f.name in ("model_file", "sha256") and value is None:
+            if f.name == "source" or (f.name in self._ABSENT_WHEN_NONE and value is None):
                 continue
             out[f.name] = value
-        out.update(self.extra)
         return out
 
     @classmethod
@@ -69,10 +66,10 @@ class ModelMetadata:
                 "so the model is refused and was not unpickled.",
                 422,
             )
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {f.name for f in dataclasses.fields(cls)} - {"source"}
         values = {k: v for k, v in data.items() if k in known}
         values["feature_names"] = [str(f) for f in data["feature_names"]]
         values["class_names"] = [str(c) for c in data["class_names"]]
         values["metrics"] = dict(data.get("metrics") or {})
         values["feature_ranges"] = dict(data.get("feature_ranges") or {})
-        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+        return cls(**values, source=dict(data))

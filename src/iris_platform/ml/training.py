@@ -15,17 +15,6 @@ MODEL_TYPE = "RandomForestClassifier"
 MAX_ESTIMATORS = 1000
 
 
-def skops_trusted_types(estimator: Any) -> list[str]:
-    """The types skops must be told to trust to reload this model: scikit-learn's and numpy's only."""
-    import skops.io
-
-    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
-    foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy."))]
-    if foreign:
-        raise RuntimeError(f"refusing to trust non-scikit-learn types in the MLflow model: {foreign}")
-    return untrusted
-
-
 def warm_up() -> None:
     """Import scikit-learn (about a second) after start-up rather than before it: a server in an
     empty directory has no model to load and can answer at once; the first training then finds it loaded."""

@@ -45,6 +45,17 @@ def statistics_metrics(stats: BatchStatistics) -> dict[str, float]:
     }
 
 
+def skops_trusted_types(estimator: Any) -> list[str]:
+    """The types skops must be told to trust to reload this model: scikit-learn's and numpy's only."""
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
+    foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy."))]
+    if foreign:
+        raise RuntimeError(f"refusing to trust non-scikit-learn types in the MLflow model: {foreign}")
+    return untrusted
+
+
 class RunWriter:
     def __init__(self, store: TrackingStore):
         self.store = store
@@ -93,12 +104,17 @@ class RunWriter:
                 local.write_bytes(data)
                 self.store.client.log_artifact(run_id, str(local), artifact_path)
 
-    def log_sklearn_model(
-        self, run_id: str, estimator: Any, example: Any, *, pip_requirements: list[str], trusted_types: list[str]
-    ) -> str:
-        """Log the MLflow model so `mlflow models serve -m models:/<model_id>` serves it; returns its URI."""
+    def log_sklearn_model(self, run_id: str, estimator: Any, example: Any) -> str:
+        """Log the MLflow model so `mlflow models serve -m models:/<model_id>` serves it; returns its URI.
+
+        The pip requirements are stated (inferring them runs a slow subprocess), and skops is told which
+        types to trust, computed from the model itself.
+        """
         import mlflow.sklearn
         from mlflow.models import infer_signature
+
+        pip_requirements = mlflow.sklearn.get_default_pip_requirements(include_skops=True)
+        trusted_types = skops_trusted_types(estimator)
 
         signature = infer_signature(example, estimator.predict(example))
         client = self.store.client

@@ -85,7 +85,7 @@ def run_worker(config: WorkerConfig, shared: SharedState, stop: Event, parent_pi
 
 
 def _drain(config: WorkerConfig, shared: SharedState, stop: Event, parent_pid: int, first_segment: int) -> None:
-    # Imported here: the server process need not wait for MLflow's run-writing modules.
+    # Imported here: the worker is a spawned process, and only it writes prediction runs.
     from iris_platform.tracking.prediction_runs import PredictionRunWriter
     from iris_platform.tracking.store import TrackingStore
 
