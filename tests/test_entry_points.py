@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx2
 import pytest
 
-from tests.helpers.server_process import free_port, server_environment
+from tests.helpers.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).parent / "iris-platform"
@@ -20,27 +18,11 @@ pytestmark = pytest.mark.slow
 
 def serve(argv: list[str], directory: Path) -> dict:
     """Start the server with `argv --port <free port>` in `directory`, return its /health, stop it."""
-    port = free_port()
-    log = directory / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [*argv, "--port", str(port)], cwd=directory, env=server_environment(), stdout=out, stderr=out
-        )
+    server = ServerProcess(directory, argv=argv)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"exited with {process.returncode}: {log.read_text()[-2000:]}"
-            try:
-                response = httpx2.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                if response.status_code == 200:
-                    return response.json()
-            except httpx2.TransportError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"no /health within 60 s: {log.read_text()[-2000:]}")
+        return server.wait_healthy()
     finally:
-        process.terminate()
-        process.wait(40)
+        server.stop()
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,10 @@ class ServerProcess:
     server uses its defaults, sqlite:///mlflow.db, models/ and journal/ in `directory`.
     """
 
-    def __init__(self, directory: Path, *, python: str | Path = sys.executable, **env: str | None):
+    def __init__(
+        self, directory: Path, *, python: str | Path = sys.executable, argv: list[str] | None = None, **env: str | None
+    ):
+        """`argv` starts the server another way (the console script, `-m iris_platform`); `--port` is added."""
         self.directory = Path(directory)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -62,7 +65,7 @@ class ServerProcess:
         self.log_path = self.directory / f"server-{self.port}.log"
         with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
-                [str(python), str(MAIN), "--port", str(self.port)],
+                [*(argv or [str(python), str(MAIN)]), "--port", str(self.port)],
                 cwd=self.directory,
                 env=self.env,
                 stdout=log,
