@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from iris_platform.config import DEFAULT_TRACKING_URI, Settings, redact_uri
+from iris_platform.config import DEFAULT_TRACKING_URI, Settings
+from iris_platform.redaction import redact_uri
 
 
 def test_defaults_without_any_variable():

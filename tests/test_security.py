@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from iris_platform.api.app import create_app
-from iris_platform.config import redact_uri
+from iris_platform.redaction import redact_uri
 from tests.helpers.api import FAST_TREES, assert_error
 from tests.helpers.data import SETOSA, samples_csv
 from tests.helpers.platform import settings_for

@@ -10,7 +10,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _TRUE = {"1", "true", "yes", "on"}
@@ -86,14 +85,3 @@ def _parse(setting: str, variable: str, raw: str, kind: Any) -> Any:
 
 def megabytes(value: float) -> int:
     return int(value * 1024 * 1024)
-
-
-def redact_uri(uri: str) -> str:
-    """The tracking URI without a password, for /health and logs."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from iris_platform.config import Settings, redact_uri
+from iris_platform.config import Settings
 from iris_platform.errors import InputError, NoModelError
 from iris_platform.ml.batch_stream import predict_csv
 from iris_platform.ml.compiled_model import convert
@@ -22,6 +22,7 @@ from iris_platform.ml.inference import Prediction, Predictor, compiled_predictor
 from iris_platform.ml.metadata import ModelMetadata
 from iris_platform.ml.model_store import ModelStore, StoredModel
 from iris_platform.ml.training import MODEL_TYPE, check_parameters, train_model, warm_up
+from iris_platform.redaction import describe, redact_uri
 from iris_platform.timestamps import run_stamp, utc_now
 from iris_platform.tracking import names
 from iris_platform.tracking.records import InferenceRecord, new_record, prediction_time_ms
@@ -341,6 +342,20 @@ class IrisService:
             "runtime": predictor.runtime if predictor else None,
             "tracking_uri": redact_uri(self.settings.tracking_uri),
             "pending_inference_records": self.writer.pending,
-            "tracking_error": self.writer.last_error,
+            # The store's own error (unreachable, a missing driver or database) or the worker's last one.
+            "tracking_error": self.tracking.last_error or self.writer.last_error,
             "tracking_worker": self.writer.stats(),
         }
+
+    def ready(self) -> tuple[bool, str]:
+        """For a load balancer: a model serves and the tracking store answers; else what is missing."""
+        if self.predictor is None:
+            return False, "No model is loaded yet: train one with POST /train or load one with POST /load_model."
+        try:
+            self.tracking.ping()
+        except Exception as exc:
+            return False, (
+                f"The MLflow tracking store ({redact_uri(self.settings.tracking_uri)}) is unreachable "
+                f"({describe(exc)}): trainings and batches would answer 503."
+            )
+        return True, f"Serving {self.predictor.model_path}; the tracking store answers."

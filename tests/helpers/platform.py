@@ -24,14 +24,14 @@ from iris_platform.config import Settings
 
 
 def settings_for(directory: Path, **overrides: Any) -> Settings:
-    """Settings on `directory`; `overrides` sets any other field (writer_window_threshold=5, ...)."""
+    """Settings on `directory`; `overrides` sets any field (writer_window_threshold=5, a tracking_uri, ...)."""
     directory = Path(directory)
-    return Settings(
-        tracking_uri=f"sqlite:///{directory}/mlflow.db",
-        models_dir=directory / "models",
-        journal_dir=directory / "journal",
-        **overrides,
-    )
+    fields: dict[str, Any] = {
+        "tracking_uri": f"sqlite:///{directory}/mlflow.db",
+        "models_dir": directory / "models",
+        "journal_dir": directory / "journal",
+    }
+    return Settings(**{**fields, **overrides})
 
 
 @dataclass

@@ -23,8 +23,9 @@ from iris_platform import __version__
 from iris_platform.api.middleware.predict_lane import PredictLane
 from iris_platform.api.middleware.security import BodyLimitMiddleware, SecurityHeadersMiddleware, TokenMiddleware
 from iris_platform.api.routers import health, models, prediction, runs, training
-from iris_platform.config import Settings, megabytes, redact_uri
+from iris_platform.config import Settings, megabytes
 from iris_platform.errors import InputError
+from iris_platform.redaction import describe, redact_uri
 from iris_platform.service import IrisService
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"  # the dashboard, shipped in the package
@@ -81,12 +82,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": validation_detail(exc)}, status_code=422)
 
     def tracking_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("tracking store error on %s: %s", request.url.path, exc)
+        log.warning("tracking store error on %s: %s", request.url.path, describe(exc))
         service.reset_tracking_connections()
         return JSONResponse(
             {
                 "detail": f"The MLflow tracking store ({redact_uri(settings.tracking_uri)}) is unavailable or "
-                f"refused the write ({type(exc).__name__}); nothing was half-written. Try again when it is "
+                f"refused the write ({describe(exc)}); nothing was half-written. Try again when it is "
                 "back: single predictions are still served and journaled meanwhile."
             },
             status_code=503,

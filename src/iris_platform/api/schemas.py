@@ -97,6 +97,11 @@ class HealthResponse(BaseModel):
     tracking_worker: TrackingWorkerStats
 
 
+class ReadyResponse(BaseModel):
+    ready: bool
+    detail: str
+
+
 class Experiment(BaseModel):
     experiment_id: str
     name: str

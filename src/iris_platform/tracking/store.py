@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
+from iris_platform.redaction import describe
 from iris_platform.tracking import names
 
 # MLflow's HTTP client retries a remote tracking server 7 times with exponential backoff (about
@@ -33,6 +34,34 @@ def bound_http_retries(tracking_uri: str) -> None:
     if tracking_uri.lower().startswith(("http://", "https://")):
         for key, value in MLFLOW_HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
+
+
+# A database that does not answer within this is reported at once, instead of through MLflow's own
+# engine retries (ten attempts over about 100 s, during which a request or a shutdown waits).
+DB_CONNECT_TIMEOUT_S = 5
+
+
+def probe_database(uri: str) -> None:
+    """Connect once to a database tracking URI, so a missing driver, a missing database or a server that
+    does not answer raises at once with its real cause. Other URIs (files, remote servers) pass through."""
+    from mlflow.utils.uri import extract_db_type_from_uri
+
+    try:
+        db_type = extract_db_type_from_uri(uri)
+    except MlflowException:
+        return  # not a database: MLflow reaches it another way
+    if db_type == "sqlite":
+        return  # a local file, which MLflow creates
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    connect_args = {"connect_timeout": DB_CONNECT_TIMEOUT_S} if db_type in ("postgresql", "mysql") else {}
+    engine = sqlalchemy.create_engine(uri, connect_args=connect_args, poolclass=NullPool)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
 
 
 def is_not_found(exc: MlflowException) -> bool:
@@ -62,6 +91,8 @@ class TrackingStore:
         self._names: dict[str, str] = {}
         self._lock = threading.Lock()
         self._client_lock = threading.Lock()
+        # Why the store could not be reached, until it can: /health shows it.
+        self.last_error: str | None = None
 
     @property
     def client(self) -> MlflowClient:
@@ -70,14 +101,17 @@ class TrackingStore:
             with self._client_lock:
                 if self._client is None:
                     try:
+                        probe_database(self.tracking_uri)
                         client = MlflowClient(tracking_uri=self.tracking_uri)
                         client.search_experiments(max_results=1)  # connect now; raise while still None
-                    except MlflowException:
-                        raise
-                    except Exception as exc:  # e.g. a sqlite store whose folder cannot be made: unavailable
-                        raise MlflowException(f"cannot open the tracking store: {type(exc).__name__}: {exc}") from exc
+                    except Exception as exc:  # a missing driver or database, a store down: unavailable
+                        self.last_error = describe(exc)
+                        if isinstance(exc, MlflowException):
+                            raise
+                        raise MlflowException(f"cannot open the tracking store: {self.last_error}") from exc
                     self._sql_store = _sql_store_of(client)
                     self._client = client
+                    self.last_error = None
         return self._client
 
     @property
@@ -85,6 +119,10 @@ class TrackingStore:
         """MLflow's own SQLAlchemy store when the tracking store is a database, else None."""
         _ = self.client
         return self._sql_store
+
+    def ping(self) -> None:
+        """Raise unless the store answers now."""
+        self.client.search_experiments(max_results=1)
 
     def reset_connections(self) -> None:
         """Drop the database connections kept in the pool, after a tracking error.

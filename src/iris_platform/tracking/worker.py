@@ -22,6 +22,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
+from iris_platform.redaction import redact_logs
 from iris_platform.tracking.journal import JournalAppender, JournalReader
 from iris_platform.tracking.records import InferenceRecord
 
@@ -76,6 +77,7 @@ def _unit_size(records: list[InferenceRecord], threshold: int) -> tuple[str, int
 
 def run_worker(config: WorkerConfig, shared: SharedState, stop: Event, parent_pid: int, first_segment: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s tracking-worker: %(message)s")
+    redact_logs()
     config.journal_dir.mkdir(parents=True, exist_ok=True)
     os.nice(10)  # serving comes first: on a busy machine, the worker waits, not the requests
     # One worker per journal: a worker orphaned by a crashed server finishes before the next starts.
