@@ -18,3 +18,7 @@ class NoModelError(InputError):
             "No model is loaded yet: train one with POST /train or load a saved one with POST /load_model.",
             status_code=409,
         )
+
+
+class StartupRefused(RuntimeError):
+    """The server cannot start as configured; the message says what to change."""

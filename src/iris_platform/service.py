@@ -79,6 +79,7 @@ class IrisService:
     # -- life cycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.writer.claim_journal()  # before anything else: a second server in this folder stops here
         try:
             self.tracking.ensure_experiments()
         except Exception as exc:  # predictions are still served; their records wait in the journal
@@ -334,6 +335,7 @@ class IrisService:
 
     def health(self) -> dict[str, Any]:
         self.writer.ensure_running()
+        self.tracking.recheck()
         predictor = self.predictor
         return {
             "status": "healthy",

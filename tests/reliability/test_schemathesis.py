@@ -35,6 +35,7 @@ EXAMPLES_PER_MODE_TRAIN = 10
 
 OPERATIONS = [
     "GET /health",
+    "GET /ready",
     "POST /train",
     "POST /predict",
     "POST /predict_batch",

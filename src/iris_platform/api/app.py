@@ -24,7 +24,7 @@ from iris_platform.api.middleware.predict_lane import PredictLane
 from iris_platform.api.middleware.security import BodyLimitMiddleware, SecurityHeadersMiddleware, TokenMiddleware
 from iris_platform.api.routers import health, models, prediction, runs, training
 from iris_platform.config import Settings, megabytes
-from iris_platform.errors import InputError
+from iris_platform.errors import InputError, StartupRefused
 from iris_platform.redaction import describe, redact_uri
 from iris_platform.service import IrisService
 
@@ -53,7 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service.start()
+        try:
+            service.start()
+        except StartupRefused as exc:
+            log.error("refusing to start: %s", exc)  # one line that says what to change, before uvicorn exits
+            raise
         # Everything imported so far (MLflow, pandas: ~10^6 objects) lives as long as the process;
         # freezing it keeps the garbage collector's full passes from stalling requests.
         gc.freeze()

@@ -8,8 +8,10 @@ cannot race on it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import time
 from typing import Any
 
 from mlflow import MlflowClient
@@ -93,6 +95,7 @@ class TrackingStore:
         self._client_lock = threading.Lock()
         # Why the store could not be reached, until it can: /health shows it.
         self.last_error: str | None = None
+        self._last_attempt = 0.0
 
     @property
     def client(self) -> MlflowClient:
@@ -100,6 +103,7 @@ class TrackingStore:
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
+                    self._last_attempt = time.monotonic()
                     try:
                         probe_database(self.tracking_uri)
                         client = MlflowClient(tracking_uri=self.tracking_uri)
@@ -119,6 +123,13 @@ class TrackingStore:
         """MLflow's own SQLAlchemy store when the tracking store is a database, else None."""
         _ = self.client
         return self._sql_store
+
+    def recheck(self, min_interval_s: float = 5.0) -> None:
+        """While the store has never been reached, try again now and then, so `last_error` does not
+        outlive an outage nobody else's request would notice the end of."""
+        if self._client is None and self.last_error and time.monotonic() - self._last_attempt >= min_interval_s:
+            with contextlib.suppress(Exception):
+                _ = self.client
 
     def ping(self) -> None:
         """Raise unless the store answers now."""

@@ -22,6 +22,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
+from iris_platform.errors import StartupRefused
 from iris_platform.redaction import redact_logs
 from iris_platform.tracking.journal import JournalAppender, JournalReader
 from iris_platform.tracking.records import InferenceRecord
@@ -29,6 +30,14 @@ from iris_platform.tracking.records import InferenceRecord
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "worker.lock"
+# Held by the serving process for as long as it runs: one server per journal folder.
+SERVER_LOCK_FILE = "server.lock"
+
+
+class JournalInUse(StartupRefused):
+    """Another running server holds this journal folder."""
+
+
 _ERROR_BYTES = 500
 
 
@@ -153,8 +162,32 @@ class TrackingWriter:
         self._stop = self._ctx.Event()
         self._process: BaseProcess | None = None
         self._segment = 0  # the newest segment told to the worker
+        self._server_lock = -1
+
+    def claim_journal(self) -> None:
+        """Hold the journal folder for this server, or refuse at once if another running server holds it.
+
+        Two servers on one journal would share segments, and only one worker could drain them: the
+        other's acknowledged predictions would wait, unwritten, for as long as both ran.
+        """
+        if self._server_lock >= 0:
+            return
+        directory = self.config.journal_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / SERVER_LOCK_FILE, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise JournalInUse(
+                f"Another server is running on the journal folder {directory}: give this server folders of its "
+                "own (set IRIS_JOURNAL_DIR and IRIS_MODELS_DIR, or start it in another directory), or stop the "
+                "other server first."
+            ) from None
+        self._server_lock = fd
 
     def start(self) -> None:
+        self.claim_journal()
         self._spawn(self.journal.open())
 
     def _spawn(self, first_segment: int) -> None:
@@ -209,3 +242,6 @@ class TrackingWriter:
                 log.warning("tracking worker still busy after %.0fs; the journal keeps the rest", timeout)
                 self._process.terminate()
                 self._process.join(5)
+        if self._server_lock >= 0:
+            os.close(self._server_lock)  # releases the folder for the next server
+            self._server_lock = -1
