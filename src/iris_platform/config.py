@@ -61,11 +61,6 @@ class Settings:
         values.update(overrides)
         return cls(**values)
 
-    @classmethod
-    def environment_variables(cls) -> dict[str, str]:
-        """Setting name -> its environment variable."""
-        return {f.name: f.metadata["env"] for f in dataclasses.fields(cls) if "env" in f.metadata}
-
 
 def _parse(setting: str, variable: str, raw: str, kind: Any) -> Any:
     kind = str(kind)
