@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from iris_platform.errors import StartupRefused
-from iris_platform.redaction import redact_logs
+from iris_platform.redaction import describe, redact_logs
 from iris_platform.tracking.journal import JournalAppender, JournalReader
 from iris_platform.tracking.records import InferenceRecord
 
@@ -34,11 +34,11 @@ LOCK_FILE = "worker.lock"
 SERVER_LOCK_FILE = "server.lock"
 
 
+_ERROR_BYTES = 500
+
+
 class JournalInUse(StartupRefused):
     """Another running server holds this journal folder."""
-
-
-_ERROR_BYTES = 500
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def _drain(config: WorkerConfig, shared: SharedState, stop: Event, parent_pid: i
         except Exception as exc:  # tracking store down or refusing: keep the records, retry
             verify = True
             store.reset_connections()  # else a connection opened during the outage may keep failing
-            shared.set_error(f"{type(exc).__name__}: {exc}")
+            shared.set_error(describe(exc))  # credentials masked, as /health shows it
             log.warning("writing to MLflow failed, retrying in %.1fs: %s", config.retry_seconds, exc)
             if stopping:
                 return  # shutting down (or orphaned): the journal keeps the records for the next start
