@@ -66,7 +66,13 @@ def test_batch_run_params_and_metrics(trained_platform, batch):
 
     params = dict(run.data.params)
     assert datetime.fromisoformat(params.pop("timestamp")).utcoffset() == timedelta(0)
-    assert params == {"prediction_type": "batch", "model_path": batch["model_path"], "input_file": "five flowers.csv"}
+    assert params == {
+        "prediction_type": "batch",
+        "model_path": batch["model_path"],
+        "model_version": batch["model_version"],
+        "input_file": "five flowers.csv",
+    }
+    assert batch["model_version"] == trained_platform.client.get("/health").json()["model_version"]
 
     stats = batch["batch_statistics"]
     expected = {

@@ -1,7 +1,5 @@
 """GET /models and POST /load_model: the saved models, switching between them, and what is refused."""
 
-from datetime import datetime
-
 import pytest
 
 from tests.helpers.api import FAST_TREES, assert_error, load_model, predict, train, wait_for_writer
@@ -58,8 +56,10 @@ def test_models_listing(models):
         assert (entry["filename"], entry["path"]) == (pkl.name, str(pkl))
         assert entry["metadata"] == body["model_metadata"]
         assert entry["metadata"] == read_json(pkl.with_name(pkl.stem + "_metadata.json"))
-        assert entry["size_kb"] == pytest.approx(pkl.stat().st_size / 1024, abs=0.05)
-        assert datetime.fromisoformat(entry["modified"]).utcoffset().total_seconds() == 0
+        # The registered version the training answered, its run and its held-out metrics.
+        assert (entry["version"], entry["run_id"]) == (body["model_version"], body["run_id"])
+        assert entry["metrics"] == body["model_metadata"]["metrics"]
+        assert entry["cached"] is True
     assert by_path[older["model_path"]]["metadata"]["n_estimators"] == 5
 
 

@@ -96,6 +96,7 @@ def test_single_prediction_run_matches_the_response(trained_platform):
         {
             "prediction_id": body["prediction_id"],
             "model_path": body["model_path"],
+            "model_version": body["model_version"],
             "timestamp": run.data.params["timestamp"],
             "features": features,
             "class_name": body["class_name"],

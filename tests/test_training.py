@@ -26,10 +26,10 @@ from tests.helpers.data import (
 from tests.helpers.mlflow_reads import (
     all_runs,
     assert_no_running_runs,
-    download_artifact,
     read_artifact_csv,
     run_ids,
     use_tracking_uri,
+    version_files,
 )
 from tests.helpers.platform import open_platform
 
@@ -87,13 +87,17 @@ def check_model_files(platform, body, tmp_path):
     assert hashlib.sha256(onnx_path.read_bytes()).hexdigest() == metadata["onnx_sha256"]
     assert metadata["compiled"]["parity_ok"] is True and metadata["compiled"]["max_abs_diff"] <= 1e-6
 
-    artifacts = sorted(a.path for a in platform.mlflow.list_artifacts(body["run_id"], names.MODEL_FILES_ARTIFACT_DIR))
-    assert artifacts == sorted(
-        f"{names.MODEL_FILES_ARTIFACT_DIR}/{p.name}" for p in (model_path, metadata_path, onnx_path)
+    # The registered version holds the same files beside the MLflow model, and names its run and hash.
+    version = platform.mlflow.get_model_version("iris_classifier", body["model_version"])
+    assert version.run_id == body["run_id"]
+    assert version.tags["iris.sha256"] == metadata["sha256"]
+    assert version.tags["iris.model_file"] == model_path.name
+    registered = version_files(platform.mlflow, body["model_version"], tmp_path / "registered")
+    assert sorted(p.name for p in registered.iterdir()) == sorted(
+        p.name for p in (model_path, metadata_path, onnx_path)
     )
-    local = download_artifact(platform.mlflow, body["run_id"], names.MODEL_FILES_ARTIFACT_DIR, tmp_path)
     for path in (model_path, metadata_path, onnx_path):
-        assert (local / path.name).read_bytes() == path.read_bytes()
+        assert (registered / path.name).read_bytes() == path.read_bytes()
     return metadata
 
 
@@ -107,6 +111,7 @@ def test_iris_training_response(iris_training):
         "status",
         "run_id",
         "model_path",
+        "model_version",
         *TRAINING_METRICS,
         "classification_report",
         "confusion_matrix",

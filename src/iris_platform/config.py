@@ -36,6 +36,16 @@ class Settings:
     writer_window_threshold: int = _env("IRIS_WRITER_WINDOW_THRESHOLD", 50)
     # The most records one window run holds (and the worker holds in memory at once).
     writer_window_max: int = _env("IRIS_WRITER_WINDOW_MAX", 20_000)
+    # The registered model of the MLflow Model Registry every training adds a version to; its alias
+    # `champion` is the model every replica serves.
+    registered_model: str = _env("IRIS_REGISTERED_MODEL", "iris_classifier")
+    # How often a replica asks the registry which version is champion (seconds).
+    model_poll_s: float = _env("IRIS_MODEL_POLL_S", 2.0)
+    # Serving processes behind the one port; each journals to its own journal folder.
+    workers: int = _env("IRIS_WORKERS", 1)
+    # Optional: the database behind a remote `mlflow server` (a read-only user suffices), which the
+    # dashboard's run listings and counts query directly instead of paging through MLflow's search.
+    query_database_uri: str | None = _env("IRIS_QUERY_DATABASE_URI", None)
     # A batch answer lists at most this many rows; the full predictions are a download.
     batch_inline_rows: int = _env("IRIS_BATCH_INLINE_ROWS", 1000)
     # When set, train, load_model, predict and predict_batch need `Authorization: Bearer <token>`.

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from iris_platform.champion import ChampionFollower, fetch_version
 from iris_platform.config import Settings
 from iris_platform.errors import InputError, NoModelError
 from iris_platform.ml.batch_stream import predict_csv
@@ -26,6 +27,7 @@ from iris_platform.redaction import describe, redact_uri
 from iris_platform.timestamps import run_stamp, utc_now
 from iris_platform.tracking import names
 from iris_platform.tracking.records import InferenceRecord, new_record, prediction_time_ms
+from iris_platform.tracking.registry import ModelRegistry, describe_version
 from iris_platform.tracking.run_reader import RUN_TYPES, RunReader
 from iris_platform.tracking.run_writer import RunWriter
 from iris_platform.tracking.store import TrackingStore
@@ -49,6 +51,7 @@ def prediction_record(predictor: Predictor, features: list[float], prediction: P
     """The journal's record of one answered prediction, stamped now."""
     return new_record(
         model_path=predictor.model_path,
+        model_version=predictor.version,
         features=dict(zip(predictor.feature_names, features, strict=True)),
         class_index=prediction.index,
         class_name=prediction.class_name,
@@ -62,7 +65,7 @@ class IrisService:
         self.settings = settings
         self.tracking = TrackingStore(settings.tracking_uri)
         self.runs = RunWriter(self.tracking)
-        self.reader = RunReader(self.tracking)
+        self.reader = RunReader(self.tracking, query_database_uri=settings.query_database_uri)
         self.store = ModelStore(settings.models_dir)
         self.writer = TrackingWriter(
             WorkerConfig(
@@ -73,8 +76,19 @@ class IrisService:
             ),
             fsync=settings.journal_fsync,
         )
+        self.registry = ModelRegistry(self.tracking, settings.registered_model)
         self.predictor: Predictor | None = None
         self._train_lock = threading.Lock()
+        # Held while the champion moves or the serving model is swapped (training, load, rollback, follower).
+        self._model_lock = threading.Lock()
+        self.follower = ChampionFollower(
+            self.registry,
+            self.store,
+            poll_s=settings.model_poll_s,
+            serving_version=lambda: self.predictor.version if self.predictor else None,
+            swap=self._serve,
+            lock=self._model_lock,
+        )
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -85,15 +99,25 @@ class IrisService:
         except Exception as exc:  # predictions are still served; their records wait in the journal
             log.warning("MLflow tracking store %s is unreachable: %s", redact_uri(self.settings.tracking_uri), exc)
         self.writer.start()
-        current = self.store.current_filename()
+        # Serve what this folder served last at once; the follower then moves to the registry's champion.
+        current, version = self.store.current()
         if current:
             try:
-                self.predictor = self._predictor_for(self.store.load(current))
+                predictor = self._predictor_for(self.store.load(current))
+                predictor.version = version
+                self.predictor = predictor
             except Exception as exc:
                 log.warning("could not load the current model %s: %s", current, exc)
+        self.follower.start()
 
     def stop(self) -> None:
+        self.follower.stop()
         self.writer.stop()
+
+    def _serve(self, predictor: Predictor) -> None:
+        """Make `predictor` the serving model here, and remember it in the folder for the next start."""
+        self.store.set_current(Path(predictor.model_path).name, predictor.version)
+        self.predictor = predictor
 
     @staticmethod
     def warm_up() -> None:
@@ -186,22 +210,40 @@ class IrisService:
                 trained.estimator, metadata, stamp=stamp, onnx_bytes=keep_onnx
             )
             try:
-                self.runs.log_files(run_id, files, names.MODEL_FILES_ARTIFACT_DIR)
+                version = self._register(run_id, model_uri, model_file, metadata, files)
             except BaseException:
                 self.store.remove(model_file)  # the run failed: leave no model behind for it
                 raise
-        self.store.set_current(model_file)
         model_path = self.store.path_of(model_file)
-        self.predictor = Predictor(StoredModel(trained.estimator, metadata, model_path, keep_onnx), predictor.compiled)
+        served = Predictor(StoredModel(trained.estimator, metadata, model_path, keep_onnx), predictor.compiled)
+        served.version = version
+        self._serve(served)
         return {
             "status": "success",
             "run_id": run_id,
             "model_path": model_path,
+            "model_version": version,
             **trained.metrics,
             "classification_report": trained.classification_report,
             "confusion_matrix": trained.confusion_matrix,
             "model_metadata": metadata.to_dict(),
         }
+
+    def _register(
+        self, run_id: str, model_uri: str, model_file: str, metadata: ModelMetadata, files: dict[str, bytes]
+    ) -> str:
+        """Add the model's files to its logged model, register a version of it and make it champion."""
+        self.runs.log_model_files(model_uri, files)
+        version = self.registry.register(
+            run_id=run_id,
+            model_uri=model_uri,
+            model_file=model_file,
+            sha256=metadata.sha256 or "",
+            metrics=metadata.metrics,
+        )
+        with self._model_lock:  # the follower must not swap an older champion in between
+            self.registry.promote(version)
+        return version
 
     # -- prediction --------------------------------------------------------------------------
 
@@ -219,6 +261,7 @@ class IrisService:
             "probabilities": prediction.probabilities,
             "prediction_id": record["prediction_id"],
             "model_path": predictor.model_path,
+            "model_version": predictor.version,
             "out_of_range_features": predictor.out_of_range(features),
         }
 
@@ -231,6 +274,7 @@ class IrisService:
             run_id = self.runs.write_batch_run(
                 moment=utc_now(),
                 model_path=predictor.model_path,
+                model_version=predictor.version,
                 input_file=_upload_name(filename),
                 statistics=streamed.statistics,
                 predictions_csv=output,
@@ -239,6 +283,7 @@ class IrisService:
             "status": "success",
             "run_id": run_id,
             "model_path": predictor.model_path,
+            "model_version": predictor.version,
             "total_samples": streamed.total,
             "truncated": streamed.total > inline,
             "predictions": streamed.first_rows,
@@ -263,21 +308,111 @@ class IrisService:
     # -- models ------------------------------------------------------------------------------
 
     def list_models(self) -> dict[str, Any]:
-        current = self.predictor.model_path if self.predictor else None
-        models = [{**m, "is_current": m["path"] == current} for m in self.store.list()]
-        return {"models": models, "current_model": current}
+        """The registered versions (and any model file of the folder no version holds), newest first."""
+        predictor = self.predictor
+        serving = predictor.version if predictor else None
+        current = predictor.model_path if predictor else None
+        local = {m["filename"]: m for m in self.store.list()}
+        entries: list[dict[str, Any]] = []
+        champion, error = None, None
+        try:
+            state = self.registry.state()
+            champion = state.champion
+            for files, created_ms in self.registry.versions():
+                cached = local.pop(files.model_file, None)
+                entries.append(
+                    {
+                        **describe_version(files, created_ms, state, serving),
+                        "path": self.store.path_of(files.model_file),
+                        "is_current": files.version == serving,
+                        "cached": cached is not None,
+                        "metadata": cached["metadata"] if cached else None,
+                    }
+                )
+        except Exception as exc:  # the registry is unreachable: the cache still lists what it holds
+            error = describe(exc)
+        for entry in local.values():
+            metadata = entry["metadata"]
+            entries.append(
+                {
+                    "version": None,
+                    "run_id": metadata.get("run_id"),
+                    "filename": entry["filename"],
+                    "path": entry["path"],
+                    "metrics": metadata.get("metrics") or {},
+                    "aliases": [],
+                    "created_ms": None,
+                    "serving": entry["path"] == current,
+                    "is_current": entry["path"] == current,
+                    "cached": True,
+                    "metadata": metadata,
+                }
+            )
+        return {
+            "registered_model": self.registry.name,
+            "champion": champion,
+            "model_version": serving,
+            "current_model": current,
+            "models": entries,
+            "registry_error": error,
+        }
 
-    def load_model(self, requested: str) -> dict[str, Any]:
-        filename = self.store.resolve(requested)
-        predictor = self._predictor_for(self.store.load(filename))
-        self.store.set_current(filename)
-        self.predictor = predictor
+    def load_model(self, *, model_path: str | None = None, version: int | None = None) -> dict[str, Any]:
+        """Make a registered version (named by number, or by a model path GET /models lists) the champion."""
+        if (model_path is None) == (version is None):
+            raise InputError(
+                'Name the model to serve: send {"version": N} or {"model_path": "<a path GET /models lists>"}.'
+            )
+        with self._model_lock:
+            target = str(version) if version is not None else self._version_of_file(model_path or "")
+            predictor = fetch_version(self.registry, self.store, target)  # checked before the alias moves
+            previous = self.registry.promote(target)
+            self._serve(predictor)
+        return self._loaded(predictor, previous)
+
+    def rollback(self) -> dict[str, Any]:
+        """Move the champion back to the version it named before the last move."""
+        with self._model_lock:
+            target = self.registry.rollback_target()
+            predictor = fetch_version(self.registry, self.store, target)
+            previous = self.registry.rollback(target)
+            self._serve(predictor)
+        return self._loaded(predictor, previous)
+
+    @staticmethod
+    def _loaded(predictor: Predictor, previous: str | None) -> dict[str, Any]:
         return {
             "status": "success",
             "model_path": predictor.model_path,
+            "model_version": predictor.version,
+            "previous_version": previous,
             "runtime": predictor.runtime,
             "model_metadata": predictor.metadata.to_dict(),
         }
+
+    def _version_of_file(self, model_path: str) -> str:
+        """The registered version of a model file of the folder, registering one for a file trained before
+        the registry (its logged MLflow model gains the files, as training does today)."""
+        filename = self.store.resolve(model_path)
+        metadata = self.store.load(filename).metadata  # verifies the file before anything is registered
+        if metadata.run_id:
+            found = self.registry.version_of_run(metadata.run_id)
+            if found is not None:
+                return found
+        if not metadata.run_id or not metadata.mlflow_model_uri or not metadata.sha256:
+            raise InputError(
+                f"'{filename}' has no registered version and its metadata names no MLflow model to register: "
+                "train a new model instead.",
+                409,
+            )
+        self.runs.log_model_files(metadata.mlflow_model_uri, self.store.files_of(filename))
+        return self.registry.register(
+            run_id=metadata.run_id,
+            model_uri=metadata.mlflow_model_uri,
+            model_file=filename,
+            sha256=metadata.sha256,
+            metrics=metadata.metrics,
+        )
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -341,11 +476,13 @@ class IrisService:
             "status": "healthy",
             "model_loaded": predictor is not None,
             "current_model": predictor.model_path if predictor else None,
+            "model_version": predictor.version if predictor else None,
             "runtime": predictor.runtime if predictor else None,
             "tracking_uri": redact_uri(self.settings.tracking_uri),
             "pending_inference_records": self.writer.pending,
             # The store's own error (unreachable, a missing driver or database) or the worker's last one.
             "tracking_error": self.tracking.last_error or self.writer.last_error,
+            "model_registry_error": self.follower.last_error,
             "tracking_worker": self.writer.stats(),
         }
 

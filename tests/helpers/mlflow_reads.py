@@ -60,6 +60,19 @@ def download_artifact(mlflow_client: MlflowClient, run_id: str, path: str, dst: 
     return Path(mlflow_client.download_artifacts(run_id, path, str(dst)))
 
 
+def version_files(mlflow_client: MlflowClient, version: str, dst: Path, name: str = "iris_classifier") -> Path:
+    """A registered version's `model_files/` folder, downloaded from the registry (not from our cache)."""
+    import mlflow.artifacts
+
+    dst.mkdir(parents=True, exist_ok=True)
+    location = mlflow_client.get_model_version_download_uri(name, version)
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{location}/model_files", dst_path=str(dst), tracking_uri=mlflow_client.tracking_uri
+        )
+    )
+
+
 def read_artifact_csv(mlflow_client: MlflowClient, run_id: str, path: str, dst: Path) -> pd.DataFrame:
     return pd.read_csv(download_artifact(mlflow_client, run_id, path, dst))
 
@@ -88,6 +101,7 @@ def check_single_run(run, record: dict[str, Any]) -> None:
     assert run.data.params == {
         "prediction_type": "single",
         "model_path": record["model_path"],
+        **({"model_version": record["model_version"]} if record.get("model_version") else {}),
         "timestamp": record["timestamp"],
         **{k: str(v) for k, v in record["features"].items()},
         "predicted_class": record["class_name"],

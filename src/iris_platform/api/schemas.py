@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, Field, create_model
 
 from iris_platform.tracking import names
 
@@ -21,6 +21,7 @@ class PredictResponse(BaseModel):
     probabilities: dict[str, float]
     prediction_id: str
     model_path: str
+    model_version: str | None
     out_of_range_features: list[str]
 
 
@@ -38,6 +39,7 @@ class BatchResponse(BaseModel):
     status: str
     run_id: str
     model_path: str
+    model_version: str | None
     total_samples: int
     truncated: bool
     predictions: list[dict[str, Any]]
@@ -52,6 +54,7 @@ TrainResponse = create_model(  # type: ignore[call-overload]
     status=(str, ...),
     run_id=(str, ...),
     model_path=(str, ...),
+    model_version=(str, ...),
     **{metric: (float, ...) for metric in names.TRAINING_METRICS},
     classification_report=(dict[str, Any], ...),
     confusion_matrix=(list[list[int]], ...),
@@ -60,22 +63,38 @@ TrainResponse = create_model(  # type: ignore[call-overload]
 
 
 class ModelEntry(BaseModel):
+    version: str | None  # None: a model file of the folder that no registered version holds
+    run_id: str | None
     filename: str
     path: str
-    size_kb: float
-    modified: str
-    metadata: dict[str, Any]
-    is_current: bool
+    metrics: dict[str, float]
+    aliases: list[str]
+    created_ms: int | None
+    serving: bool  # whether this process serves it
+    is_current: bool  # the same, under its earlier name
+    cached: bool  # whether the models folder holds its files
+    metadata: dict[str, Any] | None  # the metadata file, when cached
 
 
 class ModelsResponse(BaseModel):
-    models: list[ModelEntry]
+    registered_model: str
+    champion: str | None
+    model_version: str | None
     current_model: str | None
+    models: list[ModelEntry]
+    registry_error: str | None  # set when the registry is unreachable: only the cached files are listed
+
+
+class LoadModelRequest(BaseModel):
+    version: int | None = Field(default=None, ge=1, strict=False)
+    model_path: str | None = None
 
 
 class LoadModelResponse(BaseModel):
     status: str
     model_path: str
+    model_version: str
+    previous_version: str | None
     runtime: str
     model_metadata: dict[str, Any]
 
@@ -90,10 +109,13 @@ class HealthResponse(BaseModel):
     status: str
     model_loaded: bool
     current_model: str | None
+    model_version: str | None
     runtime: str | None
     tracking_uri: str
     pending_inference_records: int
     tracking_error: str | None
+    # Why this replica cannot follow the registry's champion (unreachable, a version that fails its checks).
+    model_registry_error: str | None
     tracking_worker: TrackingWorkerStats
 
 

@@ -44,6 +44,8 @@ class Predictor:
         self.estimator = stored.estimator
         self.metadata = stored.metadata
         self.model_path = stored.model_path
+        # The registered version this model is, once the registry has named it (set before serving).
+        self.version: str | None = None
         self.compiled = compiled
         self.feature_names: list[str] = list(stored.metadata.feature_names)
         self.class_names: list[str] = list(stored.metadata.class_names)

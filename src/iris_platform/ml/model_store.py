@@ -96,6 +96,11 @@ class ModelStore:
             raise
         return filename, metadata, files
 
+    def files_of(self, filename: str) -> dict[str, bytes]:
+        """A saved model's files by name (pkl, ONNX form if any, metadata), as `save` returned them."""
+        names = (filename, self.onnx_name(filename), self.metadata_name(filename))
+        return {name: (self.directory / name).read_bytes() for name in names if (self.directory / name).is_file()}
+
     def remove(self, filename: str) -> None:
         for name in (self.metadata_name(filename), filename, self.onnx_name(filename)):
             (self.directory / name).unlink(missing_ok=True)
@@ -172,11 +177,48 @@ class ModelStore:
         estimator = pickle.loads(blob)
         return StoredModel(estimator, typed, self.path_of(filename), onnx_bytes)
 
-    def current_filename(self) -> str | None:
+    def holds(self, filename: str, sha256: str) -> bool:
+        """Whether the folder holds `filename` with this SHA-256 and its metadata (a cache hit)."""
         try:
-            return json.loads((self.directory / CURRENT_POINTER).read_text())["model_file"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+            return (self.directory / self.metadata_name(filename)).is_file() and sha256_hex(
+                (self.directory / filename).read_bytes()
+            ) == sha256
+        except OSError:
+            return False
 
-    def set_current(self, filename: str) -> None:
-        atomic_write(self.directory / CURRENT_POINTER, json.dumps({"model_file": filename}).encode())
+    def adopt(self, folder: Path, filename: str, sha256: str) -> None:
+        """Move a downloaded model's files from `folder` (inside this folder) into place.
+
+        The pkl must have the SHA-256 its registry entry names; the metadata moves last, so a model is
+        listed only once complete.
+        """
+        if not _MODEL_FILE.match(filename):
+            raise InputError(f"'{filename[:200]}' is not a model file of this platform.", 422)
+        pkl = folder / filename
+        if not pkl.is_file() or not (folder / self.metadata_name(filename)).is_file():
+            raise InputError(f"The registry's copy of '{filename}' lacks the model file or its metadata.", 422)
+        if sha256_hex(pkl.read_bytes()) != sha256:
+            raise InputError(
+                f"The registry's copy of '{filename}' does not match the SHA-256 its version records: the "
+                "artifact changed after training, so it is refused and was not unpickled.",
+                422,
+            )
+        for name in (self.onnx_name(filename), filename, self.metadata_name(filename)):
+            if (folder / name).is_file():
+                os.replace(folder / name, self.directory / name)
+
+    def current(self) -> tuple[str | None, str | None]:
+        """The model file this folder served last, and its registered version (None if unknown)."""
+        try:
+            data = json.loads((self.directory / CURRENT_POINTER).read_text())
+            version = data.get("version")
+            return str(data["model_file"]), str(version) if version is not None else None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None, None
+
+    def current_filename(self) -> str | None:
+        return self.current()[0]
+
+    def set_current(self, filename: str, version: str | None = None) -> None:
+        pointer = {"model_file": filename, "version": version}
+        atomic_write(self.directory / CURRENT_POINTER, json.dumps(pointer).encode())

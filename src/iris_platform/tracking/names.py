@@ -36,14 +36,26 @@ M_RECALL = "recall"
 M_F1 = "f1_score"
 TRAINING_METRICS = (M_ACCURACY, M_PRECISION, M_RECALL, M_F1)
 
-# Training artifacts: the model and its metadata go under this run folder.
+# The platform's files of a model (pkl, metadata, ONNX form) go under this folder of the logged
+# MLflow model, beside MLflow's own files, so the registered version holds both.
 MODEL_FILES_ARTIFACT_DIR = "model_files"
 # The MLflow model (mlflow.sklearn flavour), servable with `mlflow models serve`.
 MLFLOW_MODEL_NAME = "model"
 
+# The Model Registry: every training registers a version of the registered model (setting
+# IRIS_REGISTERED_MODEL, default "iris_classifier"); the alias names the version every replica serves.
+CHAMPION_ALIAS = "champion"
+# Version tags: the platform's files in the version's `model_files/` and the held-out metrics.
+T_VERSION_MODEL_FILE = "iris.model_file"
+T_VERSION_SHA256 = "iris.sha256"
+T_VERSION_METRICS = "iris.metrics"
+# Registered-model tag: the versions `champion` named before, oldest first (a JSON list), for rollback.
+T_CHAMPION_HISTORY = "iris.champion_history"
+
 # Inference params.
 P_PREDICTION_TYPE = "prediction_type"
 P_MODEL_PATH = "model_path"
+P_MODEL_VERSION = "model_version"
 P_TIMESTAMP = "timestamp"
 P_PREDICTED_CLASS = "predicted_class"
 PREDICTION_TYPE_SINGLE = "single"

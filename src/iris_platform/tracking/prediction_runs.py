@@ -23,6 +23,11 @@ def _name(prefix: str, record: InferenceRecord) -> str:
     return run_name(prefix, datetime.fromisoformat(record["timestamp"]))
 
 
+def _version_param(record: InferenceRecord) -> dict[str, str]:
+    version = record.get("model_version")
+    return {names.P_MODEL_VERSION: version} if version else {}
+
+
 class PredictionRunWriter:
     def __init__(self, store: TrackingStore):
         self.store = store
@@ -33,6 +38,7 @@ class PredictionRunWriter:
         params = {
             names.P_PREDICTION_TYPE: names.PREDICTION_TYPE_SINGLE,
             names.P_MODEL_PATH: record["model_path"],
+            **_version_param(record),
             names.P_TIMESTAMP: record["timestamp"],
             **record["features"],
             names.P_PREDICTED_CLASS: record["class_name"],
@@ -75,6 +81,7 @@ class PredictionRunWriter:
         params = {
             names.P_PREDICTION_TYPE: names.PREDICTION_TYPE_WINDOW,
             names.P_MODEL_PATH: first["model_path"],
+            **_version_param(first),
             names.P_TIMESTAMP: first["timestamp"],
             names.P_WINDOW_END: last["timestamp"],
         }

@@ -18,6 +18,7 @@ class InferenceRecord(TypedDict):
     timestamp: str  # ISO 8601, UTC
     time_ms: int
     model_path: str
+    model_version: str | None  # absent from records journaled before the registry
     features: dict[str, float]
     class_index: int
     class_name: str
@@ -39,6 +40,7 @@ def prediction_time_ms(prediction_id: str) -> int | None:
 def new_record(
     *,
     model_path: str,
+    model_version: str | None,
     features: dict[str, float],
     class_index: int,
     class_name: str,
@@ -52,6 +54,7 @@ def new_record(
         timestamp=moment.isoformat(),
         time_ms=epoch_ms(moment),
         model_path=model_path,
+        model_version=model_version,
         features=features,
         class_index=class_index,
         class_name=class_name,

@@ -4,22 +4,32 @@ MLflow's search API has no OR, so "run name or any param contains this text" can
 filter; it pages by opaque tokens rather than page numbers, and it has no count: paging through
 20,000 runs to count them takes seconds. Against a database store (sqlite, PostgreSQL, MySQL),
 `SqlRunIndex` selects a page's run ids and counts with SQLAlchemy over MLflow's own ORM models (the
-runs themselves are then read through MlflowClient); against a remote `mlflow server`,
-`SearchRunIndex` falls back to MLflow's search, run names only. `run_index_for` picks one, once.
+runs themselves are then read through MlflowClient). Against a remote `mlflow server`, the same
+`SqlRunIndex` runs on the database behind that server when its URI is given (IRIS_QUERY_DATABASE_URI:
+a `QueryDatabase`, a read-only engine of our own, never MLflow's store, which would migrate or create
+tables); without it, `SearchRunIndex` falls back to MLflow's search, run names only. `run_index_for`
+picks one, once.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from mlflow.entities import Run, ViewType
+from mlflow.exceptions import MlflowException
 
 from iris_platform.errors import InputError
+from iris_platform.redaction import describe, redact_uri
 from iris_platform.tracking import names
-from iris_platform.tracking.store import TrackingStore
+from iris_platform.tracking.store import DB_CONNECT_TIMEOUT_S, TrackingStore, is_remote_server
+
+log = logging.getLogger(__name__)
 
 _PAGE = 10_000
 
@@ -69,9 +79,106 @@ class RunIndex(Protocol):
         ...
 
 
-def run_index_for(store: TrackingStore) -> RunIndex:
+def run_index_for(store: TrackingStore, query_database_uri: str | None = None) -> RunIndex:
+    """SQL over the tracking database; else, for a remote server, SQL over the database behind it when
+    `query_database_uri` names it; else MLflow's search."""
     sql = store.sql_store
-    return SqlRunIndex(store, sql) if sql is not None else SearchRunIndex(store)
+    if sql is not None:
+        if query_database_uri:
+            log.info("IRIS_QUERY_DATABASE_URI is ignored: the tracking store is itself a database")
+        return SqlRunIndex(store, sql.ManagedSessionMaker)
+    if query_database_uri and is_remote_server(store.tracking_uri):
+        database = QueryDatabase(query_database_uri)
+        try:
+            database.check_experiments(
+                {store.experiment_id(name): name for name in names.EXPERIMENTS}, store.tracking_uri
+            )
+        except BaseException:
+            database.close()
+            raise
+        log.info("run listings and counts: SQL over the query database %s", redact_uri(query_database_uri))
+        return SqlRunIndex(store, database.session, database)
+    if query_database_uri:
+        log.info("IRIS_QUERY_DATABASE_URI is ignored: the tracking store is not a remote server")
+    return SearchRunIndex(store)
+
+
+def _read_only_engine(uri: str) -> Any:
+    """An engine that cannot write where the driver allows it: sqlite opens the file read-only (a missing
+    file is an error, not a new empty database); PostgreSQL's transactions default to read-only. A
+    server that does not answer fails after DB_CONNECT_TIMEOUT_S, not after the driver's own minutes."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    url = make_url(uri)
+    backend = url.get_backend_name()
+    connect_args: dict[str, Any] = {}
+    if backend == "sqlite":
+        database = url.database or ""
+        if database and database != ":memory:" and not url.query.get("uri"):
+            url = url.set(database=f"file:{quote(database)}", query={**url.query, "mode": "ro", "uri": "true"})
+    elif backend in ("postgresql", "mysql", "mariadb"):
+        connect_args["connect_timeout"] = DB_CONNECT_TIMEOUT_S
+        if backend == "postgresql" and url.get_driver_name() in ("psycopg", "psycopg2"):
+            connect_args["options"] = "-c default_transaction_read_only=on"
+    # pool_pre_ping: a connection the database server closed (a restart) is replaced, not reported.
+    return sqlalchemy.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+
+
+class QueryDatabase:
+    """The database behind a remote `mlflow server`, read directly with MLflow's ORM models: one
+    read-only engine (made once), sessions that never commit, errors that name the setting."""
+
+    def __init__(self, uri: str):
+        # Importing MLflow's SQL store configures the ORM models' mappers, as MLflow does it itself
+        # (its warnings are attributed to MLflow, not to the first query here).
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+        self._shown = redact_uri(uri)
+        try:
+            self.engine = _read_only_engine(uri)
+        except Exception as exc:  # a malformed URI or a missing driver
+            raise self._error(exc) from exc
+
+    def _error(self, exc: BaseException) -> MlflowException:
+        return MlflowException(
+            f"the query database {self._shown} (IRIS_QUERY_DATABASE_URI) cannot be read: {describe(exc)}"
+        )
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        from sqlalchemy.exc import SQLAlchemyError
+        from sqlalchemy.orm import Session
+
+        try:
+            with Session(self.engine) as session:  # closed without a commit: nothing is ever written
+                yield session
+        except SQLAlchemyError as exc:
+            raise self._error(exc) from exc
+
+    def check_experiments(self, experiments: Mapping[str, str], tracking_uri: str) -> None:
+        """The tracking server's experiments (id: name) have those ids and names here too, so this is
+        the database behind that server: another one would list runs the server does not have."""
+        from mlflow.store.tracking.dbmodels.models import SqlExperiment
+
+        with self.session() as session:
+            rows = (
+                session.query(SqlExperiment.experiment_id, SqlExperiment.name)
+                .filter(SqlExperiment.experiment_id.in_([int(i) for i in experiments]))
+                .all()
+            )
+        found = {str(i): name for i, name in rows}
+        wrong = [
+            f"{i} is '{n}' on the server, {found.get(i)!r} there" for i, n in experiments.items() if found.get(i) != n
+        ]
+        if wrong:
+            raise MlflowException(
+                f"the query database {self._shown} (IRIS_QUERY_DATABASE_URI) is not the database behind the "
+                f"tracking server {redact_uri(tracking_uri)}: experiment {'; '.join(wrong)}"
+            )
+
+    def close(self) -> None:
+        self.engine.dispose()
 
 
 def _runs_by_id(store: TrackingStore, experiment_ids: Sequence[str], run_ids: list[str]) -> list[Run]:
@@ -88,12 +195,21 @@ def _runs_by_id(store: TrackingStore, experiment_ids: Sequence[str], run_ids: li
     return [by_id[i] for i in run_ids if i in by_id]
 
 
-class SqlRunIndex:
-    """One SQL query over MLflow's own tables for a page or a count."""
+Sessions = Callable[[], AbstractContextManager[Any]]
 
-    def __init__(self, store: TrackingStore, sql_store: Any):
+
+class SqlRunIndex:
+    """One SQL query over MLflow's own tables for a page or a count: the tracking database's (through
+    MLflow's own sessions) or the query database behind a remote server (`database`)."""
+
+    def __init__(self, store: TrackingStore, sessions: Sessions, database: QueryDatabase | None = None):
         self._store = store
-        self._sql = sql_store
+        self._sessions = sessions
+        self.database = database
+
+    def close(self) -> None:
+        if self.database is not None:
+            self.database.close()
 
     def page(self, query: RunQuery) -> tuple[list[Run], int]:
         from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun
@@ -116,7 +232,7 @@ class SqlRunIndex:
                 or_(func.lower(SqlRun.name).like(pattern, escape="\\"), SqlRun.run_uuid.in_(matching_params))
             )
 
-        with self._sql.ManagedSessionMaker() as session:
+        with self._sessions() as session:
             total = session.query(func.count(SqlRun.run_uuid)).filter(*conditions).scalar()
             ids = session.query(SqlRun.run_uuid).filter(*conditions)
             if query.metric:
@@ -146,7 +262,7 @@ class SqlRunIndex:
         from sqlalchemy import func
 
         active = (SqlRun.experiment_id.in_([int(i) for i in experiment_ids]), SqlRun.lifecycle_stage == "active")
-        with self._sql.ManagedSessionMaker() as session:
+        with self._sessions() as session:
             count = session.query(func.count(SqlRun.run_uuid)).filter(*active).scalar()
             average = None
             if metric:

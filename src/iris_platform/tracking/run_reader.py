@@ -1,13 +1,15 @@
 """Reading runs for the dashboard and the API: listings, counts, one run, its artifacts, a prediction.
 
 Listings and counts go through the run index, chosen once for the store (SQL over MLflow's tables,
-or MLflow's search against a remote server); single runs and artifacts through MlflowClient.
+those of the tracking database or of the query database behind a remote server, or else MLflow's
+search); single runs and artifacts through MlflowClient.
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,14 +27,19 @@ RUN_TYPES = {"training": names.TRAINING_EXPERIMENT, "inference": names.INFERENCE
 
 
 class RunReader:
-    def __init__(self, store: TrackingStore):
+    def __init__(self, store: TrackingStore, query_database_uri: str | None = None):
+        """`query_database_uri`: the database behind a remote tracking server, for listings and counts."""
         self.store = store
+        self._query_database_uri = query_database_uri
         self._index: RunIndex | None = None
+        self._index_lock = threading.Lock()
 
     @property
     def index(self) -> RunIndex:
         if self._index is None:  # on first use: the store may be down at start-up
-            self._index = run_index_for(self.store)
+            with self._index_lock:  # one index (and one engine for a query database) however many ask
+                if self._index is None:
+                    self._index = run_index_for(self.store, self._query_database_uri)
         return self._index
 
     def experiments(self) -> list[dict[str, Any]]:

@@ -104,6 +104,14 @@ class RunWriter:
                 local.write_bytes(data)
                 self.store.client.log_artifact(run_id, str(local), artifact_path)
 
+    def log_model_files(self, model_uri: str, files: dict[str, bytes]) -> None:
+        """Add the platform's files of a model to its logged MLflow model (so its registered version holds them)."""
+        model_id = model_uri.removeprefix("models:/")
+        with tempfile.TemporaryDirectory() as tmp:
+            for filename, data in files.items():
+                (Path(tmp) / filename).write_bytes(data)
+            self.store.client.log_model_artifacts(model_id, tmp, names.MODEL_FILES_ARTIFACT_DIR)
+
     def log_sklearn_model(self, run_id: str, estimator: Any, example: Any) -> str:
         """Log the MLflow model so `mlflow models serve -m models:/<model_id>` serves it; returns its URI.
 
@@ -142,12 +150,20 @@ class RunWriter:
         return info.model_uri
 
     def write_batch_run(
-        self, *, moment: datetime, model_path: str, input_file: str, statistics: BatchStatistics, predictions_csv: Path
+        self,
+        *,
+        moment: datetime,
+        model_path: str,
+        model_version: str | None,
+        input_file: str,
+        statistics: BatchStatistics,
+        predictions_csv: Path,
     ) -> str:
         """One `batch_prediction_<timestamp>` run with its statistics and predictions CSV; returns its id."""
         params = {
             names.P_PREDICTION_TYPE: names.PREDICTION_TYPE_BATCH,
             names.P_MODEL_PATH: model_path,
+            **({names.P_MODEL_VERSION: model_version} if model_version else {}),
             names.P_INPUT_FILE: input_file,
             names.P_TIMESTAMP: moment.isoformat(),
         }

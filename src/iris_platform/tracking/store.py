@@ -32,6 +32,11 @@ MLFLOW_HTTP_DEFAULTS = {
 }
 
 
+def is_remote_server(tracking_uri: str) -> bool:
+    """An `mlflow server` reached over HTTP(S), rather than a database or files MLflow opens itself."""
+    return tracking_uri.lower().startswith(("http://", "https://"))
+
+
 def bound_http_retries(tracking_uri: str) -> None:
     if tracking_uri.lower().startswith(("http://", "https://")):
         for key, value in MLFLOW_HTTP_DEFAULTS.items():

@@ -73,13 +73,17 @@ class SharedState:
         self.error.value = (message or "").encode("utf-8", "replace")[: _ERROR_BYTES - 1]
 
 
+def _model_of(record: InferenceRecord) -> tuple[str, str | None]:
+    return record["model_path"], record.get("model_version")
+
+
 def _unit_size(records: list[InferenceRecord], threshold: int) -> tuple[str, int]:
     """What to write next: one single run, or one window of records of the same model."""
     if len(records) <= threshold:
         return "single", 1
-    model = records[0]["model_path"]
+    model = _model_of(records[0])
     size = 1
-    while size < len(records) and records[size]["model_path"] == model:
+    while size < len(records) and _model_of(records[size]) == model:
         size += 1
     return "window", size
 

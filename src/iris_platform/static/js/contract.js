@@ -35,10 +35,16 @@ export const TRAINING_METRICS = Object.freeze([M_ACCURACY, M_PRECISION, M_RECALL
 // Training artifacts.
 export const MODEL_FILES_ARTIFACT_DIR = "model_files";
 export const MLFLOW_MODEL_NAME = "model";
+export const CHAMPION_ALIAS = "champion";
+export const T_VERSION_MODEL_FILE = "iris.model_file";
+export const T_VERSION_SHA256 = "iris.sha256";
+export const T_VERSION_METRICS = "iris.metrics";
+export const T_CHAMPION_HISTORY = "iris.champion_history";
 
 // Inference params.
 export const P_PREDICTION_TYPE = "prediction_type";
 export const P_MODEL_PATH = "model_path";
+export const P_MODEL_VERSION = "model_version";
 export const P_TIMESTAMP = "timestamp";
 export const P_PREDICTED_CLASS = "predicted_class";
 export const PREDICTION_TYPE_SINGLE = "single";
