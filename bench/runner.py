@@ -16,7 +16,7 @@ import bench
 from bench.config import PYTHON, RESULTS, Config
 from bench.console import log
 from bench.context import Context
-from bench.goals import batch, dashboard, drain, load, parity, startup, train
+from bench.goals import batch, dashboard, dashboard_server, drain, load, parity, startup, train
 from bench.report import publish, render
 
 Step = tuple[str, Callable[[Context], None], bool]  # name, step, whether the later steps need it
@@ -37,7 +37,27 @@ def steps(cfg: Config) -> list[Step]:
     return found
 
 
-def run(ctx: Context) -> None:
+def run(ctx: Context, only_dashboard: bool = False) -> None:
+    if not only_dashboard:
+        run_server_goals(ctx)
+    # The dashboard goal has its own store and servers: it runs even when the others failed.
+    store: Path | None = None
+    try:
+        store = dashboard.run(ctx)
+    except Exception as exc:
+        ctx.note(f"dashboard step failed: {type(exc).__name__}: {exc}")
+        log(traceback.format_exc())
+    try:
+        dashboard_server.run(ctx, store)  # the same store behind a remote mlflow server
+    except Exception as exc:
+        ctx.note(f"dashboard through an mlflow server failed: {type(exc).__name__}: {exc}")
+        log(traceback.format_exc())
+    for w in sorted(ctx.health_warnings):
+        ctx.note(w)
+
+
+def run_server_goals(ctx: Context) -> None:
+    """Goals 1 to 4 and 6, on one server in an empty directory."""
     for name, step, required in steps(ctx.cfg):
         try:
             step(ctx)
@@ -54,14 +74,6 @@ def run(ctx: Context) -> None:
     if ctx.ours is not None:
         ctx.check_server_log(ctx.ours)
         ctx.stop_server(ctx.ours)
-    # The dashboard goal has its own store and server: it runs even when the others failed.
-    try:
-        dashboard.run(ctx)
-    except Exception as exc:
-        ctx.note(f"dashboard step failed: {type(exc).__name__}: {exc}")
-        log(traceback.format_exc())
-    for w in sorted(ctx.health_warnings):
-        ctx.note(w)
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -76,8 +88,15 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a ~2-minute smoke run: shorter loads, fewer repetitions")
     parser.add_argument("--big", action="store_true", help="also upload a 10,000,000-row CSV (about 260 MB)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories (logs, databases)")
-    parser.add_argument("--output", type=Path, default=RESULTS, help=f"where to write the table (default {RESULTS})")
+    parser.add_argument(
+        "--only",
+        choices=["dashboard"],
+        help="run one goal only (dashboard: goal 5, on sqlite and through an mlflow server, ~3 min); "
+        "the table is then printed, and written only where --output says",
+    )
+    parser.add_argument("--output", type=Path, default=None, help=f"where to write the table (default {RESULTS})")
     args = parser.parse_args()
+    output: Path | None = args.output or (None if args.only else RESULTS)
     if shutil.which("wrk") is None:
         print("wrk is not installed: `apt-get install wrk` (make bench does it)", file=sys.stderr)
         return 2
@@ -87,11 +106,15 @@ def main() -> int:
     ctx = Context(Config.make(args.quick, args.big), keep=args.keep)
     signal.signal(signal.SIGTERM, _on_signal)
     try:
-        run(ctx)
+        run(ctx, only_dashboard=args.only == "dashboard")
     except KeyboardInterrupt:
         ctx.note("interrupted")
     finally:
         ctx.cleanup()
-    publish(render(ctx.cfg, ctx.rows, ctx.notes, ctx.details), args.output)
-    log(f"wrote {args.output}")
+    text = render(ctx.cfg, ctx.rows, ctx.notes, ctx.details)
+    if output is None:  # a partial run does not replace the full table
+        print(text)
+    else:
+        publish(text, output)
+        log(f"wrote {output}")
     return 0

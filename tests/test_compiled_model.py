@@ -1,7 +1,7 @@
 """The compiled (ONNX) serving path: the same probabilities and classes as scikit-learn, or scikit-learn itself."""
 
 import json
-import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -234,47 +234,71 @@ def test_a_model_without_onnx_or_with_unusable_onnx_is_served_by_scikit_learn(re
         assert np.array_equal(got.indexes, np.argmax(expected, axis=1)), name
 
 
-def copy_model(models_dir, model_file: str, name: str) -> str:
-    """A copy of a saved model under another name (pkl, metadata and ONNX file); returns the new pkl name."""
-    new = f"iris_model_{name}.pkl"
-    shutil.copy(models_dir / model_file, models_dir / new)
-    shutil.copy(models_dir / ModelStore.metadata_name(model_file), models_dir / ModelStore.metadata_name(new))
-    shutil.copy(models_dir / ModelStore.onnx_name(model_file), models_dir / ModelStore.onnx_name(new))
-    return new
+def registry_copy(platform, version: str) -> Path:
+    """The `model_files/` folder of a registered version in the artifact store (a local folder here)."""
+    return Path(platform.mlflow.get_model_version_download_uri("iris_classifier", version)) / "model_files"
 
 
-def test_load_model_falls_back_or_refuses_by_the_onnx_file(platform, reference, two_tree_forest):
+def version_from_changed_registry_copy(platform, change) -> tuple[str, str]:
+    """Train a version, let `change(folder, model_file)` alter the registry's copy of its files, and drop
+    the cached copy so loading it downloads again; the platform's first model serves meanwhile."""
+    trained = train(platform.client, n_estimators=FAST_TREES)
+    load_model(platform.client, platform.trained["model_path"])
+    model_file = trained["model_metadata"]["model_file"]
+    change(registry_copy(platform, trained["model_version"]), model_file)
+    ModelStore(platform.models_dir).remove(model_file)
+    return trained["model_version"], model_file
+
+
+def test_load_version_falls_back_or_refuses_by_the_onnx_file(platform, two_tree_forest):
     models_dir = platform.models_dir
-    original = platform.trained["model_metadata"]["model_file"]
-    expected = sklearn_proba(reference.estimator, [list(SETOSA.values())])[0]
+    setosa = [list(SETOSA.values())]
     try:
-        # ONNX file missing: served by scikit-learn.
-        missing = copy_model(models_dir, original, "no_onnx")
-        (models_dir / ModelStore.onnx_name(missing)).unlink()
-        loaded = load_model(platform.client, missing)
-        assert loaded["runtime"] == "scikit-learn"
+        # ONNX file missing from the version: served by scikit-learn.
+        def drop_onnx(folder, model_file):
+            (folder / ModelStore.onnx_name(model_file)).unlink()
+
+        missing, model_file = version_from_changed_registry_copy(platform, drop_onnx)
+        loaded = platform.client.post("/load_model", json={"version": int(missing)}).json()
+        assert (loaded["model_version"], loaded["runtime"]) == (missing, "scikit-learn")
         assert platform.client.get("/health").json()["runtime"] == "scikit-learn"
         body = predict(platform.client, SETOSA)
-        assert body["model_path"] == str(models_dir / missing)
+        assert (body["model_path"], body["model_version"]) == (str(models_dir / model_file), missing)
+        expected = sklearn_proba(ModelStore(models_dir).load(model_file).estimator, setosa)[0]
         assert list(body["probabilities"].values()) == pytest.approx(list(expected), abs=TOLERANCE)
 
         # A valid ONNX file (its hash recorded) of another model: fails the parity check at load.
-        other = copy_model(models_dir, original, "other_onnx")
-        (models_dir / ModelStore.onnx_name(other)).write_bytes(two_tree_forest.onnx_bytes)
-        metadata_path = models_dir / ModelStore.metadata_name(other)
-        metadata = json.loads(metadata_path.read_text())
-        metadata["onnx_sha256"] = sha256_hex(two_tree_forest.onnx_bytes)
-        metadata_path.write_text(json.dumps(metadata))
-        assert load_model(platform.client, other)["runtime"] == "scikit-learn"
+        def other_onnx(folder, model_file):
+            (folder / ModelStore.onnx_name(model_file)).write_bytes(two_tree_forest.onnx_bytes)
+            metadata_path = folder / ModelStore.metadata_name(model_file)
+            metadata = json.loads(metadata_path.read_text())
+            metadata["onnx_sha256"] = sha256_hex(two_tree_forest.onnx_bytes)
+            metadata_path.write_text(json.dumps(metadata))
+
+        other, model_file = version_from_changed_registry_copy(platform, other_onnx)
+        assert platform.client.post("/load_model", json={"version": int(other)}).json()["runtime"] == "scikit-learn"
+        expected = sklearn_proba(ModelStore(models_dir).load(model_file).estimator, setosa)[0]
         assert predict(platform.client, SETOSA)["class_name"] == IRIS_CLASSES[int(np.argmax(expected))]
 
         # A tampered ONNX file: refused before anything is loaded; the serving model stays.
-        tampered = copy_model(models_dir, original, "tampered_onnx")
-        onnx_path = models_dir / ModelStore.onnx_name(tampered)
-        onnx_path.write_bytes(onnx_path.read_bytes() + b"\0")
-        assert_error(platform.client.post("/load_model", data={"model_path": tampered}), 422, "SHA-256", "ONNX")
-        assert platform.client.get("/health").json()["current_model"] == str(models_dir / other)
+        def tamper_onnx(folder, model_file):
+            onnx_path = folder / ModelStore.onnx_name(model_file)
+            onnx_path.write_bytes(onnx_path.read_bytes() + b"\0")
+
+        tampered, _ = version_from_changed_registry_copy(platform, tamper_onnx)
+        serving = platform.client.get("/health").json()
+        response = platform.client.post("/load_model", json={"version": int(tampered)})
+        assert_error(response, 422, "SHA-256", "ONNX")
+        after = platform.client.get("/health").json()
+        assert (after["current_model"], after["model_version"]) == (serving["current_model"], serving["model_version"])
+
+        # A tampered pkl: refused by the version's own SHA-256, never unpickled.
+        def tamper_pkl(folder, model_file):
+            (folder / model_file).write_bytes((folder / model_file).read_bytes() + b"\n")
+
+        tampered, _ = version_from_changed_registry_copy(platform, tamper_pkl)
+        assert_error(platform.client.post("/load_model", json={"version": int(tampered)}), 422, "SHA-256")
+        assert platform.client.get("/health").json()["model_version"] == serving["model_version"]
     finally:
-        restored = load_model(platform.client, original)
+        restored = load_model(platform.client, platform.trained["model_path"])
     assert restored["runtime"] == "onnxruntime"
-    assert platform.client.get("/health").json()["runtime"] == "onnxruntime"

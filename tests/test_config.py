@@ -34,6 +34,10 @@ def test_each_setting_reads_its_variable():
         "IRIS_MAX_UPLOAD_MB": "1.5",
         "IRIS_MAX_BATCH_UPLOAD_MB": "2",
         "IRIS_ACCESS_LOG": "1",
+        "IRIS_REGISTERED_MODEL": "fraud_model",
+        "IRIS_MODEL_POLL_S": "0.5",
+        "IRIS_WORKERS": "3",
+        "IRIS_QUERY_DATABASE_URI": "postgresql://reader:p@db/mlflow",
     }
     settings = Settings.from_env(environ)
     assert settings == Settings(
@@ -50,6 +54,10 @@ def test_each_setting_reads_its_variable():
         max_upload_mb=1.5,
         max_batch_upload_mb=2.0,
         access_log=True,
+        registered_model="fraud_model",
+        model_poll_s=0.5,
+        workers=3,
+        query_database_uri="postgresql://reader:p@db/mlflow",
     )
     # Every variable above is one setting's, and every setting with a variable is above.
     assert set(VARIABLES) == set(environ)

@@ -100,6 +100,7 @@ def record_from(features, body, timestamp) -> dict:
     return {
         "prediction_id": body["prediction_id"],
         "model_path": body["model_path"],
+        "model_version": body["model_version"],
         "timestamp": timestamp,
         "features": features,
         "class_name": body["class_name"],
@@ -124,11 +125,16 @@ def check_window_run(run, table: pd.DataFrame, acknowledged: Acknowledged) -> No
     n = len(table)
     assert n >= 1 and table["prediction_id"].is_unique
 
-    model_paths = {acknowledged.by_id[i][1]["model_path"] for i in table["prediction_id"]}
-    assert len(model_paths) == 1  # the answers in one window all came from one model
+    models = {
+        (acknowledged.by_id[i][1]["model_path"], acknowledged.by_id[i][1]["model_version"])
+        for i in table["prediction_id"]
+    }
+    assert len(models) == 1  # the answers in one window all came from one model
+    model_path, model_version = models.pop()  # the one the answers named
     assert run.data.params == {
         "prediction_type": "single_window",
-        "model_path": model_paths.pop(),  # the one the answers named
+        "model_path": model_path,
+        "model_version": model_version,
         "timestamp": first["timestamp"],
         "window_end": last["timestamp"],
     }

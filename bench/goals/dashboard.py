@@ -15,6 +15,9 @@ from bench.populate import populate
 from bench.report import Row, faster, fmt_ms, median, verdict
 from bench.servers import Server, http_json, our_server
 
+RUNS_PATH = "/mlflow/runs?max_results=50"
+SUMMARY_PATH = "/mlflow/summary"
+
 
 def _client(workdir: Path) -> Any:
     from mlflow import MlflowClient
@@ -87,7 +90,8 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else 1000 * seconds
 
 
-def run(ctx: Context) -> None:
+def run(ctx: Context) -> Path:
+    """The rows of goal 5 on a sqlite store; the populated store's folder, which the next goal reuses."""
     cfg = ctx.cfg
     total = cfg.dash_inference_runs + cfg.dash_training_runs
     workdir = ctx.mkdtemp("iris-bench-dash-")
@@ -102,13 +106,12 @@ def run(ctx: Context) -> None:
     try:
         up = server.wait_ready(60)
         log(f"  server on the populated store answered /health after {up:.1f} s")
-        runs_path = "/mlflow/runs?max_results=50"
-        runs_t, runs_body, runs_err = time_get(cfg, server, runs_path, 2, cfg.runs_samples)
+        runs_t, runs_body, runs_err = time_get(cfg, server, RUNS_PATH, 2, cfg.runs_samples)
         log(
-            f"  GET {runs_path}: {len(runs_t)} timings, median {fmt_ms(_ms(median(runs_t)))}"
+            f"  GET {RUNS_PATH}: {len(runs_t)} timings, median {fmt_ms(_ms(median(runs_t)))}"
             + (f"; errors {runs_err[:2]}" if runs_err else "")
         )
-        sum_t, sum_body, sum_err = time_get(cfg, server, "/mlflow/summary", 1, cfg.summary_samples)
+        sum_t, sum_body, sum_err = time_get(cfg, server, SUMMARY_PATH, 1, cfg.summary_samples)
         log(
             f"  GET /mlflow/summary: {len(sum_t)} timings, median "
             f"{fmt_ms(_ms(median(sum_t)))}" + (f"; errors {sum_err[:2]}" if sum_err else "")
@@ -187,3 +190,4 @@ def run(ctx: Context) -> None:
     )
     for e in (runs_err + sum_err)[:3]:
         ctx.note(f"dashboard query error: {e}")
+    return workdir

@@ -232,7 +232,11 @@ class IrisService:
     def _register(
         self, run_id: str, model_uri: str, model_file: str, metadata: ModelMetadata, files: dict[str, bytes]
     ) -> str:
-        """Add the model's files to its logged model, register a version of it and make it champion."""
+        """Add the model's files to the run and its logged model, register a version of it, make it champion.
+
+        The run keeps its copy for the dashboard's run page; the version's copy is what replicas fetch.
+        """
+        self.runs.log_files(run_id, files, names.MODEL_FILES_ARTIFACT_DIR)
         self.runs.log_model_files(model_uri, files)
         version = self.registry.register(
             run_id=run_id,

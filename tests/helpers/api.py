@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -57,4 +58,16 @@ def wait_for_writer(client: TestClient, timeout: float = WRITER_TIMEOUT_S) -> di
             return health
         if time.monotonic() > deadline:
             pytest.fail(f"tracking writer did not drain within {timeout}s: {health}")
+        time.sleep(0.05)
+
+
+def wait_for_health(client: Any, condition: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
+    """Poll /health until `condition` holds for its answer (a replica following the champion, say)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        health = client.get("/health").json()
+        if condition(health):
+            return health
+        if time.monotonic() > deadline:
+            pytest.fail(f"/health did not reach the expected state within {timeout}s: {health}")
         time.sleep(0.05)

@@ -178,12 +178,17 @@ class ModelStore:
         return StoredModel(estimator, typed, self.path_of(filename), onnx_bytes)
 
     def holds(self, filename: str, sha256: str) -> bool:
-        """Whether the folder holds `filename` with this SHA-256 and its metadata (a cache hit)."""
+        """Whether the folder holds `filename` with this SHA-256, its metadata, and the ONNX file the
+        metadata names with its recorded hash (a complete cache entry; anything less is fetched again)."""
         try:
-            return (self.directory / self.metadata_name(filename)).is_file() and sha256_hex(
-                (self.directory / filename).read_bytes()
-            ) == sha256
-        except OSError:
+            metadata = json.loads((self.directory / self.metadata_name(filename)).read_text())
+            if sha256_hex((self.directory / filename).read_bytes()) != sha256 or metadata.get("sha256") != sha256:
+                return False
+            if metadata.get("onnx_file"):
+                onnx = (self.directory / self.onnx_name(filename)).read_bytes()
+                return sha256_hex(onnx) == metadata.get("onnx_sha256")
+            return True
+        except (OSError, ValueError, AttributeError):
             return False
 
     def adopt(self, folder: Path, filename: str, sha256: str) -> None:

@@ -14,7 +14,13 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Routes that change state (train, load a model) or use the model (predict) need the token.
-PROTECTED = {("POST", "/train"), ("POST", "/load_model"), ("POST", "/predict"), ("POST", "/predict_batch")}
+PROTECTED = {
+    ("POST", "/train"),
+    ("POST", "/load_model"),
+    ("POST", "/models/rollback"),
+    ("POST", "/predict"),
+    ("POST", "/predict_batch"),
+}
 
 # The page's own files only: no inline script, no other origin, no framing.
 PAGE_CSP = (
