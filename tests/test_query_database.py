@@ -13,17 +13,19 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
+import psycopg
 import pytest
 from mlflow.exceptions import MlflowException
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from iris_platform.tracking.run_index import SearchRunIndex, SqlRunIndex
+from iris_platform.tracking.run_index import QueryDatabase, SearchRunIndex, SqlRunIndex
 from iris_platform.tracking.run_reader import RunReader
 from iris_platform.tracking.store import DB_CONNECT_TIMEOUT_S, TrackingStore
 from tests.helpers.api import FAST_TREES, assert_error, predict, predict_batch, train, wait_for_writer
@@ -39,6 +41,12 @@ MLFLOW = Path(sys.executable).with_name("mlflow")
 SERVER_START_TIMEOUT_S = 120.0
 # In one run's params only (the uploaded file's name), never in a run name.
 MARKER = "petals_qx7"
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"  # as in test_postgresql.py: `.ci/run` starts it
+
+
+def _postgres_admin(sql: str) -> None:
+    with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True, connect_timeout=5) as connection:
+        connection.execute(sql)
 
 
 @dataclass
@@ -256,3 +264,19 @@ def test_an_unreachable_query_database_fails_fast_without_its_password(mlflow_se
     message = str(raised.value)
     assert "s3cret-pw" not in message
     assert "postgresql://reader:***@127.0.0.1:1/mlflow" in message
+
+
+def test_a_postgresql_query_database_is_opened_read_only():
+    """Beyond sqlite's read-only file: PostgreSQL's transactions default to read-only on this engine."""
+    name = f"iris_query_{uuid.uuid4().hex[:12]}"
+    _postgres_admin(f'CREATE DATABASE "{name}"')
+    try:
+        database = QueryDatabase(f"{POSTGRES}/{name}")
+        try:
+            with pytest.raises(MlflowException, match="ReadOnlySqlTransaction"), database.session() as session:
+                session.execute(text("CREATE TABLE iris_probe (x integer)"))
+                session.commit()
+        finally:
+            database.close()
+    finally:
+        _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

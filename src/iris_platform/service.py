@@ -90,10 +90,19 @@ class IrisService:
             lock=self._model_lock,
         )
 
+    @staticmethod
+    def prepare_tracking(settings: Settings) -> None:
+        """Create the tracking store's schema and the experiments from one process, before worker
+        processes that would otherwise all do it at once. A store that is down is left to them."""
+        try:
+            TrackingStore(settings.tracking_uri).ensure_experiments()
+        except Exception as exc:
+            log.warning("MLflow tracking store %s is unreachable: %s", redact_uri(settings.tracking_uri), describe(exc))
+
     # -- life cycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.writer.claim_journal()  # before anything else: a second server in this folder stops here
+        self.writer.claim_journal()  # a journal of this process's own, before anything is served
         try:
             self.tracking.ensure_experiments()
         except Exception as exc:  # predictions are still served; their records wait in the journal
@@ -476,6 +485,7 @@ class IrisService:
         self.writer.ensure_running()
         self.tracking.recheck()
         predictor = self.predictor
+        journals = self.writer.journals()
         return {
             "status": "healthy",
             "model_loaded": predictor is not None,
@@ -483,7 +493,9 @@ class IrisService:
             "model_version": predictor.version if predictor else None,
             "runtime": predictor.runtime if predictor else None,
             "tracking_uri": redact_uri(self.settings.tracking_uri),
-            "pending_inference_records": self.writer.pending,
+            # Every journal of the folder: this process's, its sibling workers', and any left by a stopped one.
+            "pending_inference_records": sum(j["pending"] for j in journals),
+            "journals": journals,
             # The store's own error (unreachable, a missing driver or database) or the worker's last one.
             "tracking_error": self.tracking.last_error or self.writer.last_error,
             "model_registry_error": self.follower.last_error,

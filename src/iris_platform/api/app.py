@@ -47,6 +47,11 @@ def _warm_up() -> None:
     gc.freeze()  # scikit-learn's objects too
 
 
+def prepare_tracking(settings: Settings) -> None:
+    """Open the tracking store once before several worker processes start (see IrisService.prepare_tracking)."""
+    IrisService.prepare_tracking(settings)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     service = IrisService(settings)

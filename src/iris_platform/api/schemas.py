@@ -105,6 +105,12 @@ class TrackingWorkerStats(BaseModel):
     worker_alive: bool
 
 
+class JournalBacklog(BaseModel):
+    journal: str
+    pending: int
+    this_process: bool
+
+
 class HealthResponse(BaseModel):
     status: str
     model_loaded: bool
@@ -113,6 +119,7 @@ class HealthResponse(BaseModel):
     runtime: str | None
     tracking_uri: str
     pending_inference_records: int
+    journals: list[JournalBacklog]
     tracking_error: str | None
     # Why this replica cannot follow the registry's champion (unreachable, a version that fails its checks).
     model_registry_error: str | None

@@ -9,9 +9,12 @@ cannot race on it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
@@ -71,6 +74,26 @@ def probe_database(uri: str) -> None:
         engine.dispose()
 
 
+@contextlib.contextmanager
+def schema_lock(uri: str) -> Iterator[None]:
+    """Held while MLflow opens a sqlite store: the first open creates its tables, and two processes doing
+    that at once (two workers, two servers in one folder) collide (`_alembic_tmp_... already exists`)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    if not database or database == ":memory:":
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def is_not_found(exc: MlflowException) -> bool:
     return exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
 
@@ -111,8 +134,9 @@ class TrackingStore:
                     self._last_attempt = time.monotonic()
                     try:
                         probe_database(self.tracking_uri)
-                        client = MlflowClient(tracking_uri=self.tracking_uri)
-                        client.search_experiments(max_results=1)  # connect now; raise while still None
+                        with schema_lock(self.tracking_uri):
+                            client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+                            client.search_experiments(max_results=1)  # connect now; raise while still None
                     except Exception as exc:  # a missing driver or database, a store down: unavailable
                         self.last_error = describe(exc)
                         if isinstance(exc, MlflowException):

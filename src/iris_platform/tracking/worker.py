@@ -9,6 +9,7 @@ an artifact listing every record), which catches up however fast predictions arr
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import multiprocessing
@@ -24,21 +25,46 @@ from typing import Any
 
 from iris_platform.errors import StartupRefused
 from iris_platform.redaction import describe, redact_logs
-from iris_platform.tracking.journal import JournalAppender, JournalReader
+from iris_platform.tracking.journal import JournalAppender, JournalReader, segment_numbers
 from iris_platform.tracking.records import InferenceRecord
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "worker.lock"
-# Held by the serving process for as long as it runs: one server per journal folder.
+# Held by the serving process for as long as it runs: one serving process per journal.
 SERVER_LOCK_FILE = "server.lock"
-
+# Each serving process journals to a journal of its own: the folder itself, else `p1`, `p2`... in it.
+SLOT_PREFIX = "p"
+MAX_SLOTS = 256
 
 _ERROR_BYTES = 500
 
 
 class JournalInUse(StartupRefused):
-    """Another running server holds this journal folder."""
+    """Every journal of the folder is held by a running process."""
+
+
+def slot_dirs(journal_dir: Path) -> list[Path]:
+    """Every journal of the folder: the folder itself, then its `p<N>` sub-journals in order."""
+    subs = [p for p in journal_dir.glob(f"{SLOT_PREFIX}*") if p.is_dir() and p.name[len(SLOT_PREFIX) :].isdigit()]
+    return [journal_dir, *sorted(subs, key=lambda p: int(p.name[len(SLOT_PREFIX) :]))]
+
+
+def _try_lock(directory: Path) -> int:
+    """The journal's server lock, taken without waiting; -1 when a running process holds it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / SERVER_LOCK_FILE, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return -1
+    return fd
+
+
+def unwritten(directory: Path) -> int:
+    """Records in a journal's segments after its checkpoint (counted on disk)."""
+    return JournalReader(directory).count_before(2**62)
 
 
 @dataclass(frozen=True)
@@ -156,10 +182,17 @@ def _drain(config: WorkerConfig, shared: SharedState, stop: Event, parent_pid: i
 
 
 class TrackingWriter:
-    """The serving side: journals each record and keeps one tracking worker process running."""
+    """The serving side: journals each record and keeps one tracking worker process running.
+
+    Every serving process (several with `--workers N`, or two servers started in one folder) holds a
+    journal of its own, so no process waits on another's; a journal whose process died is drained by
+    the next process that claims it, or adopted by a running one.
+    """
 
     def __init__(self, config: WorkerConfig, fsync: bool = False):
+        self.folder = config.journal_dir
         self.config = config
+        self.fsync = fsync
         self.journal = JournalAppender(config.journal_dir, fsync=fsync)
         self._ctx = multiprocessing.get_context("spawn")
         self._shared = SharedState(self._ctx)
@@ -167,32 +200,78 @@ class TrackingWriter:
         self._process: BaseProcess | None = None
         self._segment = 0  # the newest segment told to the worker
         self._server_lock = -1
+        self._adopted: list[tuple[Path, BaseProcess, int]] = []  # orphaned journals being drained
 
     def claim_journal(self) -> None:
-        """Hold the journal folder for this server, or refuse at once if another running server holds it.
-
-        Two servers on one journal would share segments, and only one worker could drain them: the
-        other's acknowledged predictions would wait, unwritten, for as long as both ran.
-        """
+        """Hold the first journal of the folder no running process holds (the folder itself, else `p<N>`)."""
         if self._server_lock >= 0:
             return
-        directory = self.config.journal_dir
-        directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(directory / SERVER_LOCK_FILE, os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise JournalInUse(
-                f"Another server is running on the journal folder {directory}: give this server folders of its "
-                "own (set IRIS_JOURNAL_DIR and IRIS_MODELS_DIR, or start it in another directory), or stop the "
-                "other server first."
-            ) from None
-        self._server_lock = fd
+        for index in range(MAX_SLOTS):
+            directory = self.folder if index == 0 else self.folder / f"{SLOT_PREFIX}{index}"
+            fd = _try_lock(directory)
+            if fd >= 0:
+                self._server_lock = fd
+                self.config = dataclasses.replace(self.config, journal_dir=directory)
+                self.journal = JournalAppender(directory, fsync=self.fsync)
+                return
+        raise JournalInUse(
+            f"All {MAX_SLOTS} journals of {self.folder} are held by running processes: set IRIS_JOURNAL_DIR "
+            "to another folder, or stop some of them."
+        )
 
     def start(self) -> None:
         self.claim_journal()
         self._spawn(self.journal.open())
+        self.adopt_orphans()
+
+    def adopt_orphans(self) -> None:
+        """Drain the journals that hold records but no running process (their process died, or the server
+        restarted with fewer workers): one worker each, which writes them and exits."""
+        for directory in slot_dirs(self.folder):
+            if directory == self.config.journal_dir or any(d == directory for d, _, _ in self._adopted):
+                continue
+            fd = _try_lock(directory)
+            if fd < 0:
+                continue
+            if not unwritten(directory):
+                os.close(fd)
+                continue
+            config = dataclasses.replace(self.config, journal_dir=directory)
+            stop = self._ctx.Event()
+            stop.set()  # drain what is there, then exit
+            numbers = segment_numbers(directory)
+            first_segment = (numbers[-1] + 1) if numbers else 1
+            shared = SharedState(self._ctx)
+            shared.segment.value = first_segment
+            process = self._ctx.Process(
+                target=run_worker,
+                args=(config, shared, stop, os.getpid(), first_segment),
+                name="iris-tracking-adopted",
+                daemon=True,
+            )
+            process.start()
+            log.info("draining the journal %s left by a stopped process", directory)
+            self._adopted.append((directory, process, fd))
+
+    def _release_adopted(self) -> None:
+        for entry in list(self._adopted):
+            _, process, fd = entry
+            if not process.is_alive():
+                os.close(fd)
+                self._adopted.remove(entry)
+
+    def journals(self) -> list[dict[str, Any]]:
+        """Every journal of the folder: the records it still owes MLflow, and whether this process writes it."""
+        self._release_adopted()
+        out = []
+        for directory in slot_dirs(self.folder):
+            own = directory == self.config.journal_dir
+            try:
+                pending = self.pending if own else unwritten(directory)
+            except OSError:
+                pending = 0  # removed while being read
+            out.append({"journal": str(directory), "pending": pending, "this_process": own})
+        return out
 
     def _spawn(self, first_segment: int) -> None:
         """A worker for the records after the checkpoint; the server appends from `first_segment` on."""
@@ -214,6 +293,8 @@ class TrackingWriter:
             log.warning("tracking worker exited (code %s); restarting it", self._process.exitcode)
             # Count afresh: everything before a new segment is the new worker's backlog.
             self._spawn(self.journal.rotate())
+        if not self._stop.is_set():
+            self.adopt_orphans()  # a sibling process that died and was not replaced
 
     def submit(self, record: InferenceRecord) -> None:
         self.journal.append(record)
@@ -246,6 +327,9 @@ class TrackingWriter:
                 log.warning("tracking worker still busy after %.0fs; the journal keeps the rest", timeout)
                 self._process.terminate()
                 self._process.join(5)
+        for _, process, _ in self._adopted:
+            process.join(max(1.0, timeout / 2))
+        self._release_adopted()
         if self._server_lock >= 0:
-            os.close(self._server_lock)  # releases the folder for the next server
+            os.close(self._server_lock)  # releases the journal for the next process
             self._server_lock = -1
