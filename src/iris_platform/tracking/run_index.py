@@ -119,7 +119,7 @@ def _read_only_engine(uri: str) -> Any:
             url = url.set(database=f"file:{quote(database)}", query={**url.query, "mode": "ro", "uri": "true"})
     elif backend in ("postgresql", "mysql", "mariadb"):
         connect_args["connect_timeout"] = DB_CONNECT_TIMEOUT_S
-        if backend == "postgresql" and url.get_driver_name() in ("psycopg", "psycopg2"):
+        if backend == "postgresql" and url.get_driver_name() in ("psycopg", "psycopg2") and "options" not in url.query:
             connect_args["options"] = "-c default_transaction_read_only=on"
     # pool_pre_ping: a connection the database server closed (a restart) is replaced, not reported.
     return sqlalchemy.create_engine(url, connect_args=connect_args, pool_pre_ping=True)

@@ -47,12 +47,12 @@ function renderCompare(runs, models) {
     }
   }
   const loadButtons = runs.map((run) => {
-    const model = models.find((m) => m.metadata?.run_id === run.run_id);
-    if (!model) return el("td", { text: "model not in the models folder" });
+    const model = models.find((m) => m.run_id === run.run_id);
+    if (!model) return el("td", { text: "no registered version" });
     const button = el("button", { type: "button", class: "secondary", text: model.is_current ? "Serving" : "Load this model",
       "aria-label": `Load the model of ${run.run_name}` });
     button.disabled = model.is_current;
-    button.addEventListener("click", async () => { await loadModel(model.path, button); openCompare(); });
+    button.addEventListener("click", async () => { await loadModel(model, button); openCompare(); });
     return el("td", {}, button);
   });
   document.getElementById("compare-body").replaceChildren(el("table", { class: "compare-table" },

@@ -4,7 +4,7 @@
 import { initBatch } from "./batch.js";
 import { initCompare } from "./compare.js";
 import { loadHealth } from "./health.js";
-import { loadModels } from "./models.js";
+import { initModels, loadModels } from "./models.js";
 import { initPredict } from "./predict.js";
 import { initRuns, refreshRuns } from "./runs.js";
 import { initTrain } from "./train.js";
@@ -35,6 +35,7 @@ initTrain({ afterTraining: refreshAll });
 initPredict({ afterPrediction: () => { setTimeout(refreshRuns, TRACKING_DELAY_MS); loadHealth(); } });
 initBatch({ afterBatch: refreshRuns });
 initCompare();
+initModels();
 initDialogs();
 document.getElementById("refresh").addEventListener("click", refreshAll);
 document.getElementById("auto-refresh").addEventListener("change", (e) => setAutoRefresh(e.target.checked));
