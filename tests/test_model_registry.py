@@ -405,11 +405,11 @@ def test_a_replica_refuses_a_version_changed_in_the_registry(replicas):
     assert predict(b.client, SETOSA)["model_version"] == target
 
 
-# -- bugs -----------------------------------------------------------------------------------------------
+# -- a registry copy that changed, or cannot be fetched ------------------------------------------------
 
 
 def _refetch_on_b(replicas, version: str) -> None:
-    """Make B fetch `version` again: no cached copy, and the champion elsewhere and back on A."""
+    """Drop B's cached copy of `version` and move the champion off it, so B fetches it afresh next time."""
     a, b = replicas.a, replicas.b
     for path in cached_files(b, model_file_of(a, version)):
         path.unlink(missing_ok=True)
@@ -419,11 +419,6 @@ def _refetch_on_b(replicas, version: str) -> None:
         wait_until_serving(b, other)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: only the pkl of a version is checked against the version (tag iris.sha256); its metadata JSON is "
-    "not, so a replica serves a registry copy whose metadata changed after training (class names swapped here)",
-)
 def test_a_replica_refuses_a_version_whose_registry_metadata_changed(replicas):
     a, b = replicas.a, replicas.b
     serving = replicas.settle()
@@ -443,7 +438,7 @@ def test_a_replica_refuses_a_version_whose_registry_metadata_changed(replicas):
             b.client, lambda h: h["model_registry_error"] is not None or h["model_version"] == target, FOLLOW_S
         )
         assert predict(a.client, SETOSA)["class_name"] == "setosa"
-        assert predict(b.client, SETOSA)["class_name"] == "setosa"  # today: "virginica", from version `target`
+        assert predict(b.client, SETOSA)["class_name"] == "setosa"
         assert status["model_version"] == serving, status
         assert status["model_registry_error"] is not None
     finally:
@@ -451,12 +446,6 @@ def test_a_replica_refuses_a_version_whose_registry_metadata_changed(replicas):
         _refetch_on_b(replicas, target)  # B's cache and memory may hold the changed metadata
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ModelRegistry.download makes its .download-* folder in the models folder before downloading, and "
-    "nothing removes it when the download fails: a replica leaves one folder per poll while a version's files "
-    "cannot be fetched",
-)
 def test_failed_downloads_leave_no_folders_in_the_models_folder(replicas):
     a, b = replicas.a, replicas.b
     serving = replicas.settle()
@@ -480,13 +469,9 @@ def test_failed_downloads_leave_no_folders_in_the_models_folder(replicas):
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-# -- bugs: load_model's request -------------------------------------------------------------------------
+# -- load_model's request: values pydantic alone would take --------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='BUG: {"version": true} passes LoadModelRequest (pydantic lax int takes a bool as 1) and loads version 1',
-)
 def test_load_model_refuses_a_boolean_version(replicas):
     a = replicas.a
     v2 = replicas.versions[1]
@@ -497,11 +482,6 @@ def test_load_model_refuses_a_boolean_version(replicas):
     assert health(a)["model_version"] == v2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a version number beyond SQLite's 64-bit integers reaches MLflow, whose error is answered 503 "
-    "'the MLflow tracking store is unavailable' instead of a 4xx about the version",
-)
 def test_load_model_refuses_a_huge_version_as_the_callers_mistake(replicas):
     a = replicas.a
     before = champion_of(a)

@@ -24,10 +24,10 @@ log = logging.getLogger(__name__)
 def fetch_version(registry: ModelRegistry, store: ModelStore, version: str) -> Predictor:
     """The version's model, ready to serve: from the cache or downloaded, verified and parity-checked."""
     files = registry.version_files(version)
-    if not store.holds(files.model_file, files.sha256):
+    if not store.holds(files.model_file, files.sha256, files.metadata_sha256):
         folder = registry.download(version, store.directory)
         try:
-            store.adopt(folder, files.model_file, files.sha256)
+            store.adopt(folder, files.model_file, files.sha256, files.metadata_sha256)
         finally:
             shutil.rmtree(folder.parent, ignore_errors=True)  # the download's own temporary folder
     stored = store.load(files.model_file)  # checks the metadata's SHA-256 before unpickling

@@ -21,7 +21,7 @@ from iris_platform.ml.data import TrainingData, load_iris_training_data, prepare
 from iris_platform.ml.features import parse_features
 from iris_platform.ml.inference import Prediction, Predictor, compiled_predictor, training_bounds
 from iris_platform.ml.metadata import ModelMetadata
-from iris_platform.ml.model_store import ModelStore, StoredModel
+from iris_platform.ml.model_store import ModelStore, StoredModel, sha256_hex
 from iris_platform.ml.training import MODEL_TYPE, check_parameters, train_model, warm_up
 from iris_platform.redaction import describe, redact_uri
 from iris_platform.timestamps import run_stamp, utc_now
@@ -252,6 +252,7 @@ class IrisService:
             model_uri=model_uri,
             model_file=model_file,
             sha256=metadata.sha256 or "",
+            metadata_sha256=sha256_hex(files[self.store.metadata_name(model_file)]),
             metrics=metadata.metrics,
         )
         with self._model_lock:  # the follower must not swap an older champion in between
@@ -418,12 +419,14 @@ class IrisService:
                 "train a new model instead.",
                 409,
             )
-        self.runs.log_model_files(metadata.mlflow_model_uri, self.store.files_of(filename))
+        files = self.store.files_of(filename)
+        self.runs.log_model_files(metadata.mlflow_model_uri, files)
         return self.registry.register(
             run_id=metadata.run_id,
             model_uri=metadata.mlflow_model_uri,
             model_file=filename,
             sha256=metadata.sha256,
+            metadata_sha256=sha256_hex(files[self.store.metadata_name(filename)]),
             metrics=metadata.metrics,
         )
 

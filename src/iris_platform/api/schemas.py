@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, create_model, field_validator
 
 from iris_platform.tracking import names
 
@@ -86,8 +86,16 @@ class ModelsResponse(BaseModel):
 
 
 class LoadModelRequest(BaseModel):
-    version: int | None = Field(default=None, ge=1, strict=False)
+    # At most a 32-bit integer: MLflow's stores hold version numbers as such.
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1)
     model_path: str | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("a version is a number, not true or false")
+        return value
 
 
 class LoadModelResponse(BaseModel):

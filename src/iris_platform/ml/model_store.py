@@ -177,13 +177,17 @@ class ModelStore:
         estimator = pickle.loads(blob)
         return StoredModel(estimator, typed, self.path_of(filename), onnx_bytes)
 
-    def holds(self, filename: str, sha256: str) -> bool:
-        """Whether the folder holds `filename` with this SHA-256, its metadata, and the ONNX file the
+    def holds(self, filename: str, sha256: str, metadata_sha256: str) -> bool:
+        """Whether the folder holds `filename` and its metadata with these SHA-256s, and the ONNX file the
         metadata names with its recorded hash (a complete cache entry; anything less is fetched again)."""
         try:
-            metadata = json.loads((self.directory / self.metadata_name(filename)).read_text())
-            if sha256_hex((self.directory / filename).read_bytes()) != sha256 or metadata.get("sha256") != sha256:
+            metadata_bytes = (self.directory / self.metadata_name(filename)).read_bytes()
+            if (
+                sha256_hex(metadata_bytes) != metadata_sha256
+                or sha256_hex((self.directory / filename).read_bytes()) != sha256
+            ):
                 return False
+            metadata = json.loads(metadata_bytes)
             if metadata.get("onnx_file"):
                 onnx = (self.directory / self.onnx_name(filename)).read_bytes()
                 return sha256_hex(onnx) == metadata.get("onnx_sha256")
@@ -191,23 +195,25 @@ class ModelStore:
         except (OSError, ValueError, AttributeError):
             return False
 
-    def adopt(self, folder: Path, filename: str, sha256: str) -> None:
+    def adopt(self, folder: Path, filename: str, sha256: str, metadata_sha256: str) -> None:
         """Move a downloaded model's files from `folder` (inside this folder) into place.
 
-        The pkl must have the SHA-256 its registry entry names; the metadata moves last, so a model is
-        listed only once complete.
+        The pkl and the metadata must have the SHA-256s their registered version records (the metadata
+        pins the ONNX file's hash, checked when the model is loaded); the metadata moves last, so a
+        model is listed only once complete.
         """
         if not _MODEL_FILE.match(filename):
             raise InputError(f"'{filename[:200]}' is not a model file of this platform.", 422)
-        pkl = folder / filename
-        if not pkl.is_file() or not (folder / self.metadata_name(filename)).is_file():
+        pkl, metadata = folder / filename, folder / self.metadata_name(filename)
+        if not pkl.is_file() or not metadata.is_file():
             raise InputError(f"The registry's copy of '{filename}' lacks the model file or its metadata.", 422)
-        if sha256_hex(pkl.read_bytes()) != sha256:
-            raise InputError(
-                f"The registry's copy of '{filename}' does not match the SHA-256 its version records: the "
-                "artifact changed after training, so it is refused and was not unpickled.",
-                422,
-            )
+        for path, expected in ((pkl, sha256), (metadata, metadata_sha256)):
+            if sha256_hex(path.read_bytes()) != expected:
+                raise InputError(
+                    f"The registry's copy of '{path.name}' does not match the SHA-256 its version records: the "
+                    "artifact changed after training, so the model is refused and was not unpickled.",
+                    422,
+                )
         for name in (self.onnx_name(filename), filename, self.metadata_name(filename)):
             if (folder / name).is_file():
                 os.replace(folder / name, self.directory / name)

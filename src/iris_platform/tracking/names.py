@@ -48,6 +48,7 @@ CHAMPION_ALIAS = "champion"
 # Version tags: the platform's files in the version's `model_files/` and the held-out metrics.
 T_VERSION_MODEL_FILE = "iris.model_file"
 T_VERSION_SHA256 = "iris.sha256"
+T_VERSION_METADATA_SHA256 = "iris.metadata_sha256"
 T_VERSION_METRICS = "iris.metrics"
 # Registered-model tag: the versions `champion` named before, oldest first (a JSON list), for rollback.
 T_CHAMPION_HISTORY = "iris.champion_history"

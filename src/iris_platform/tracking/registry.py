@@ -9,6 +9,7 @@ registered model, so a rollback can move it back.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,8 @@ class VersionFiles:
     version: str
     run_id: str | None
     model_file: str
-    sha256: str
+    sha256: str  # of the pkl
+    metadata_sha256: str  # of the metadata JSON, which pins the ONNX file's hash, the classes and features
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -48,18 +50,19 @@ def _files_of(version: ModelVersion) -> VersionFiles:
     tags = version.tags or {}
     model_file = tags.get(names.T_VERSION_MODEL_FILE)
     sha256 = tags.get(names.T_VERSION_SHA256)
-    if not model_file or not sha256:
+    metadata_sha256 = tags.get(names.T_VERSION_METADATA_SHA256)
+    if not model_file or not sha256 or not metadata_sha256:
         raise InputError(
             f"Version {version.version} of the registered model '{version.name}' was not registered by this "
-            f"platform's training (it lacks the tags {names.T_VERSION_MODEL_FILE} and {names.T_VERSION_SHA256}): "
-            "it is refused.",
+            f"platform's training (it lacks the tags {names.T_VERSION_MODEL_FILE}, {names.T_VERSION_SHA256} and "
+            f"{names.T_VERSION_METADATA_SHA256}): it is refused.",
             422,
         )
     try:
         metrics = {str(k): float(v) for k, v in json.loads(tags.get(names.T_VERSION_METRICS) or "{}").items()}
     except (ValueError, TypeError, AttributeError):
         metrics = {}
-    return VersionFiles(str(version.version), version.run_id, model_file, sha256, metrics)
+    return VersionFiles(str(version.version), version.run_id, model_file, sha256, metadata_sha256, metrics)
 
 
 class ModelRegistry:
@@ -69,7 +72,16 @@ class ModelRegistry:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def register(self, *, run_id: str, model_uri: str, model_file: str, sha256: str, metrics: dict[str, float]) -> str:
+    def register(
+        self,
+        *,
+        run_id: str,
+        model_uri: str,
+        model_file: str,
+        sha256: str,
+        metadata_sha256: str,
+        metrics: dict[str, float],
+    ) -> str:
         """A new version of the registered model from a training's logged model; returns its number."""
         client = self.store.client
         try:
@@ -82,6 +94,7 @@ class ModelRegistry:
         tags = {
             names.T_VERSION_MODEL_FILE: model_file,
             names.T_VERSION_SHA256: sha256,
+            names.T_VERSION_METADATA_SHA256: metadata_sha256,
             names.T_VERSION_METRICS: json.dumps(metrics),
         }
         model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/") else None
@@ -188,13 +201,17 @@ class ModelRegistry:
 
         location = self.store.client.get_model_version_download_uri(self.name, version)
         folder = Path(tempfile.mkdtemp(prefix=".download-", dir=destination))
-        return Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"{location.rstrip('/')}/{names.MODEL_FILES_ARTIFACT_DIR}",
-                dst_path=str(folder),
-                tracking_uri=self.store.tracking_uri,
+        try:
+            return Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"{location.rstrip('/')}/{names.MODEL_FILES_ARTIFACT_DIR}",
+                    dst_path=str(folder),
+                    tracking_uri=self.store.tracking_uri,
+                )
             )
-        )
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # a failed download leaves nothing behind
+            raise
 
 
 def describe_version(files: VersionFiles, created_ms: int, state: RegistryState, serving: str | None) -> dict[str, Any]:

@@ -38,6 +38,7 @@ export const MLFLOW_MODEL_NAME = "model";
 export const CHAMPION_ALIAS = "champion";
 export const T_VERSION_MODEL_FILE = "iris.model_file";
 export const T_VERSION_SHA256 = "iris.sha256";
+export const T_VERSION_METADATA_SHA256 = "iris.metadata_sha256";
 export const T_VERSION_METRICS = "iris.metrics";
 export const T_CHAMPION_HISTORY = "iris.champion_history";
 
