@@ -101,7 +101,7 @@ class _Records:
     missing_total: int = 0  # window runs without total_samples
 
 
-def _read_records(client: MlflowClient, experiment_id: str) -> _Records:
+def read_records(client: MlflowClient, experiment_id: str) -> _Records:
     """Page through the inference runs of both kinds (bounded to 300 s)."""
     from mlflow.entities import ViewType
 
@@ -152,7 +152,7 @@ def count_records(ctx: Context, drained: bool) -> None:
         )
         return
     start = time.perf_counter()
-    found = _read_records(client, experiment.experiment_id)
+    found = read_records(client, experiment.experiment_id)
     count_s = time.perf_counter() - start
     singles, windows, window_records = found.singles, found.windows, found.window_records
     records = singles + window_records

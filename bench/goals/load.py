@@ -97,6 +97,7 @@ def _add_rows(ctx: Context, our_runs: dict[int, list[WrkResult]], anchor_runs: d
         )
     )
     r16, ar16 = _agg(o16, "rps"), _agg(a16, "rps")
+    ctx.anchor_rps16 = ar16  # the workers goal's anchor
     ok16 = None if not r16 or not ar16 else r16 >= 40 * ar16
     ctx.add(
         Row(
