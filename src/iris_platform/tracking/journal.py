@@ -63,7 +63,16 @@ class JournalAppender:
         return self.first_segment
 
     def _open_segment(self, number: int) -> None:
-        fd = os.open(self.directory / segment_name(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # A new segment is created, never reopened: were another writer ever on this journal, the two
+        # would not share a segment.
+        while True:
+            try:
+                fd = os.open(
+                    self.directory / segment_name(number), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644
+                )
+                break
+            except FileExistsError:
+                number += 1
         if self._fd >= 0:
             os.close(self._fd)
         self._fd, self.segment, self._size = fd, number, 0
