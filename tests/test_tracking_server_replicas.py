@@ -28,6 +28,7 @@ import pytest
 from mlflow import MlflowClient
 
 from iris_platform.tracking.worker import unwritten
+from tests.helpers.api import wait_until
 from tests.helpers.contract import INFERENCE_EXPERIMENT, TRAINING_EXPERIMENT
 from tests.helpers.data import SETOSA, VERSICOLOR, VIRGINICA
 from tests.helpers.mlflow_reads import all_runs, logged_prediction_ids
@@ -176,18 +177,6 @@ def in_threads(targets: list[tuple[Any, tuple]]) -> list[threading.Thread]:
     for thread in threads:
         thread.start()
     return threads
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll `condition` until it returns something truthy; fail naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} within {timeout}s (last: {value!r})")
-        time.sleep(interval)
 
 
 def wait_drained(*servers: ServerProcess, timeout: float = DRAIN_TIMEOUT_S) -> None:

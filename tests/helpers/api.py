@@ -61,13 +61,24 @@ def wait_for_writer(client: TestClient, timeout: float = WRITER_TIMEOUT_S) -> di
         time.sleep(0.05)
 
 
-def wait_for_health(client: Any, condition: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
-    """Poll /health until `condition` holds for its answer (a replica following the champion, say)."""
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll `condition` until it returns something truthy; fail naming `what` and the last value."""
     deadline = time.monotonic() + timeout
     while True:
-        health = client.get("/health").json()
-        if condition(health):
-            return health
+        value = condition()
+        if value:
+            return value
         if time.monotonic() > deadline:
-            pytest.fail(f"/health did not reach the expected state within {timeout}s: {health}")
-        time.sleep(0.05)
+            pytest.fail(f"{what} within {timeout:.0f}s (last: {value!r})")
+        time.sleep(interval)
+
+
+def wait_for_health(client: Any, condition: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
+    """Poll /health until `condition` holds for its answer (a replica following the champion, say)."""
+    last: dict[str, Any] = {}
+
+    def reached() -> dict[str, Any] | None:
+        last.update(client.get("/health").json())
+        return dict(last) if condition(last) else None
+
+    return wait_until(reached, timeout, f"/health did not reach the expected state (last: {last})", 0.05)

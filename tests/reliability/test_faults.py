@@ -29,7 +29,7 @@ from mlflow import MlflowClient
 
 from iris_platform.ml.inference import Predictor
 from iris_platform.ml.model_store import ModelStore
-from tests.helpers.api import FAST_TREES, predict, train
+from tests.helpers.api import FAST_TREES, predict, train, wait_until
 from tests.helpers.contract import INFERENCE_EXPERIMENT, TRAINING_EXPERIMENT
 from tests.helpers.data import csv_bytes, iris_frame
 from tests.helpers.mlflow_reads import all_runs, logged_prediction_ids
@@ -48,17 +48,6 @@ def flowers(count: int, seed: int) -> list[dict[str, float]]:
     low, high = np.array([4.3, 2.0, 1.0, 0.1]), np.array([7.9, 4.4, 6.9, 2.5])
     rows = rng.uniform(low - 0.3, high + 0.3, size=(count, 4)).round(2)
     return [dict(zip(BORDER, map(float, row), strict=False)) for row in rows]
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} within {timeout:.0f}s")
-        time.sleep(interval)
 
 
 def drained(client) -> dict:
