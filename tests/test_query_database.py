@@ -1,5 +1,6 @@
 """The dashboard's listings and counts through a remote `mlflow server`, with the database behind it as
-IRIS_QUERY_DATABASE_URI: SQL over that database picks the runs, the server still serves them.
+IRIS_QUERY_DATABASE_URI: SQL over that database picks a page's runs and reads them too (they must be what
+the server answers for them); single runs and artifacts still come from the server.
 
 A real `mlflow server` (sqlite backend) runs as a subprocess for the module; the app reaches it over HTTP.
 """
@@ -25,7 +26,7 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from iris_platform.tracking.run_index import QueryDatabase, SearchRunIndex, SqlRunIndex
+from iris_platform.tracking.run_index import QueryDatabase, RunQuery, SearchRunIndex, SqlRunIndex
 from iris_platform.tracking.run_reader import RunReader
 from iris_platform.tracking.store import DB_CONNECT_TIMEOUT_S, TrackingStore
 from tests.helpers.api import FAST_TREES, assert_error, predict, predict_batch, train, wait_for_writer
@@ -144,6 +145,57 @@ def test_without_the_setting_the_index_is_mlflow_search(platform, mlflow_server)
     assert isinstance(reader.index, SearchRunIndex)
     # MLflow's search looks at run names only: the param value is not found that way.
     assert reader.query_runs(experiment_name=None, page_size=10, search=MARKER)["total"] == 0
+    reader.close()  # nothing of its own to release
+
+
+def content(run) -> dict:
+    """All a run says but its inputs and outputs: every info field, params, tags, and the latest value of
+    each metric with its step and time."""
+    return {
+        "info": dict(run.info),
+        "params": run.data.params,
+        "metrics": sorted((m.key, m.value, m.step, m.timestamp) for m in run.data._metric_objs),
+        "tags": run.data.tags,
+    }
+
+
+@pytest.mark.parametrize("order_by", ["start_time", "run_name", "samples", "metrics.accuracy"])
+def test_a_page_read_from_the_query_database_is_what_the_server_answers(platform, monkeypatch, order_by):
+    """Run by run, a page built from the query database equals MlflowClient.get_run through the server, for
+    training and inference runs; and the page asks the server nothing."""
+    service = platform.client.app.state.service
+    for name, count in ((TRAINING_EXPERIMENT, 2), (INFERENCE_EXPERIMENT, 4)):
+        query = RunQuery(
+            experiment_ids=(platform.mlflow.get_experiment_by_name(name).experiment_id,), order_by=order_by
+        )
+        with monkeypatch.context() as patched:
+            for method in ("search_runs", "get_run"):
+                patched.setattr(service.reader.store.client, method, _refused)
+            runs, total = service.reader.index.page(query)
+        assert total == len(runs) == count
+        assert {r.info.experiment_id for r in runs} == set(query.experiment_ids)
+        for run in runs:
+            served = platform.mlflow.get_run(run.info.run_id)
+            assert content(run) == content(served)
+            assert run.data.params and run.data.metrics and run.data.tags  # a real comparison, not of empties
+            assert served.info.lifecycle_stage == "active" and served.info.end_time is not None
+
+
+def _refused(*args, **kwargs):
+    raise AssertionError("a page from the query database must not ask the tracking server")
+
+
+def test_close_disposes_of_the_query_database_connections(platform, mlflow_server):
+    reader = RunReader(TrackingStore(mlflow_server.url), query_database_uri=mlflow_server.database_uri)
+    assert reader.query_runs(experiment_name=None, page_size=2)["total"] == 6
+    database = reader.index.database
+    assert database is not None and database.engine.pool.checkedin() >= 1
+    reader.close()
+    assert database.engine.pool.checkedin() == 0
+    reader.close()  # twice is harmless
+    # A request that arrives during shutdown still gets an answer, on a fresh connection.
+    assert reader.summary()["total_runs"] == 6
+    reader.close()
 
 
 def test_runs_pages_list_the_right_runs_in_order(platform):

@@ -122,6 +122,7 @@ class IrisService:
     def stop(self) -> None:
         self.follower.stop()
         self.writer.stop()
+        self.reader.close()
 
     def _serve(self, predictor: Predictor) -> None:
         """Make `predictor` the serving model here, and remember it in the folder for the next start."""

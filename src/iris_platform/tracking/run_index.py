@@ -3,12 +3,13 @@
 MLflow's search API has no OR, so "run name or any param contains this text" cannot be one MLflow
 filter; it pages by opaque tokens rather than page numbers, and it has no count: paging through
 20,000 runs to count them takes seconds. Against a database store (sqlite, PostgreSQL, MySQL),
-`SqlRunIndex` selects a page's run ids and counts with SQLAlchemy over MLflow's own ORM models (the
-runs themselves are then read through MlflowClient). Against a remote `mlflow server`, the same
-`SqlRunIndex` runs on the database behind that server when its URI is given (IRIS_QUERY_DATABASE_URI:
-a `QueryDatabase`, a read-only engine of our own, never MLflow's store, which would migrate or create
-tables); without it, `SearchRunIndex` falls back to MLflow's search, run names only. `run_index_for`
-picks one, once.
+`SqlRunIndex` selects a page's runs and counts with SQLAlchemy over MLflow's own ORM models, and
+builds the page's Run entities from those rows as MLflow's SQL store does (`SqlRun.to_mlflow_entity`
+with MLflow's eager loading of latest metrics, params and tags). Against a remote `mlflow server`, the
+same `SqlRunIndex` runs on the database behind that server when its URI is given
+(IRIS_QUERY_DATABASE_URI: a `QueryDatabase`, a read-only engine of our own, never MLflow's store, which
+would migrate or create tables), so a page costs no request to the server; without it,
+`SearchRunIndex` falls back to MLflow's search, run names only. `run_index_for` picks one, once.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ class RunIndex(Protocol):
         """The runs of the requested page, in order, and how many runs match the filter."""
         ...
 
+    def close(self) -> None:
+        """Release what the index holds of its own (a query database's connections); MLflow's store is not its."""
+        ...
+
     def aggregate(self, experiment_ids: Sequence[str], metric: str | None = None) -> tuple[int, float | None]:
         """(active runs, average of `metric` over them) in the given experiments."""
         ...
@@ -86,7 +91,7 @@ def run_index_for(store: TrackingStore, query_database_uri: str | None = None) -
     if sql is not None:
         if query_database_uri:
             log.info("IRIS_QUERY_DATABASE_URI is ignored: the tracking store is itself a database")
-        return SqlRunIndex(store, sql.ManagedSessionMaker)
+        return SqlRunIndex(sql.ManagedSessionMaker)
     if query_database_uri and is_remote_server(store.tracking_uri):
         database = QueryDatabase(query_database_uri)
         try:
@@ -97,7 +102,7 @@ def run_index_for(store: TrackingStore, query_database_uri: str | None = None) -
             database.close()
             raise
         log.info("run listings and counts: SQL over the query database %s", redact_uri(query_database_uri))
-        return SqlRunIndex(store, database.session, database)
+        return SqlRunIndex(database.session, database)
     if query_database_uri:
         log.info("IRIS_QUERY_DATABASE_URI is ignored: the tracking store is not a remote server")
     return SearchRunIndex(store)
@@ -181,33 +186,40 @@ class QueryDatabase:
         self.engine.dispose()
 
 
-def _runs_by_id(store: TrackingStore, experiment_ids: Sequence[str], run_ids: list[str]) -> list[Run]:
+def _runs_by_id(session: Any, run_ids: list[str]) -> list[Run]:
+    """The active runs with these ids, in this order, built as MLflow's SQL store builds them for get_run
+    and search_runs: their rows with MLflow's eager loading of latest metrics, params and tags (one
+    SELECT ... IN of the ids each), then `SqlRun.to_mlflow_entity`. The page is first sorted on ids alone:
+    sorting whole rows takes sqlite about twice as long (runs has no index on start_time). A run deleted
+    since its id was read is left out."""
+    from mlflow.store.tracking.dbmodels.models import SqlRun
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
     if not run_ids:
         return []
-    quoted = ", ".join(f"'{i}'" for i in run_ids)
-    found = store.client.search_runs(
-        list(experiment_ids),
-        filter_string=f"attributes.run_id IN ({quoted})",
-        run_view_type=ViewType.ACTIVE_ONLY,
-        max_results=len(run_ids),
+    found = (
+        session.query(SqlRun)
+        .options(*SqlAlchemyStore._get_eager_run_query_options())
+        .filter(SqlRun.run_uuid.in_(run_ids), SqlRun.lifecycle_stage == "active")
+        .all()
     )
-    by_id = {r.info.run_id: r for r in found}
-    return [by_id[i] for i in run_ids if i in by_id]
+    by_id = {run.run_uuid: run for run in found}
+    return [by_id[i].to_mlflow_entity() for i in run_ids if i in by_id]
 
 
 Sessions = Callable[[], AbstractContextManager[Any]]
 
 
 class SqlRunIndex:
-    """One SQL query over MLflow's own tables for a page or a count: the tracking database's (through
-    MLflow's own sessions) or the query database behind a remote server (`database`)."""
+    """SQL over MLflow's own tables for a page (its count, its runs) or a count: the tracking database's
+    (through MLflow's own sessions) or the query database behind a remote server (`database`)."""
 
-    def __init__(self, store: TrackingStore, sessions: Sessions, database: QueryDatabase | None = None):
-        self._store = store
+    def __init__(self, sessions: Sessions, database: QueryDatabase | None = None):
         self._sessions = sessions
         self.database = database
 
     def close(self) -> None:
+        """Dispose of the query database's engine (its pooled connections); MLflow's own store stays open."""
         if self.database is not None:
             self.database.close()
 
@@ -255,7 +267,7 @@ class SqlRunIndex:
                 column = SqlRun.start_time if query.order_by == "start_time" else SqlRun.name
                 ids = ids.order_by(column.desc() if query.descending else column.asc(), SqlRun.run_uuid)
             rows = ids.offset((query.page - 1) * query.page_size).limit(query.page_size).all()
-        return _runs_by_id(self._store, query.experiment_ids, [r[0] for r in rows]), int(total)
+            return _runs_by_id(session, [r[0] for r in rows]), int(total)
 
     def aggregate(self, experiment_ids: Sequence[str], metric: str | None = None) -> tuple[int, float | None]:
         from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlRun
@@ -280,6 +292,9 @@ class SearchRunIndex:
 
     def __init__(self, store: TrackingStore):
         self._store = store
+
+    def close(self) -> None:
+        pass  # nothing of its own: the client is the store's
 
     def _search(
         self, experiment_ids: Sequence[str], filter_string: str = "", order: str | None = None

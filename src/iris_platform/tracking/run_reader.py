@@ -1,8 +1,8 @@
 """Reading runs for the dashboard and the API: listings, counts, one run, its artifacts, a prediction.
 
 Listings and counts go through the run index, chosen once for the store (SQL over MLflow's tables,
-those of the tracking database or of the query database behind a remote server, or else MLflow's
-search); single runs and artifacts through MlflowClient.
+those of the tracking database or of the query database behind a remote server, which then also
+reads the listed runs, or else MLflow's search); single runs and artifacts through MlflowClient.
 """
 
 from __future__ import annotations
@@ -41,6 +41,14 @@ class RunReader:
                 if self._index is None:
                     self._index = run_index_for(self.store, self._query_database_uri)
         return self._index
+
+    def close(self) -> None:
+        """Dispose of the query database's engine, if one was opened (at shutdown). Idempotent; a later
+        listing would still work, on fresh connections."""
+        with self._index_lock:
+            index = self._index
+        if index is not None:
+            index.close()
 
     def experiments(self) -> list[dict[str, Any]]:
         self.store.ensure_experiments()
