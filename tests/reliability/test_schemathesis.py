@@ -42,6 +42,7 @@ OPERATIONS = [
     "GET /predictions/{prediction_id}",
     "GET /models",
     "POST /load_model",
+    "POST /models/rollback",
     "GET /mlflow/experiments",
     "GET /mlflow/runs",
     "GET /mlflow/runs/export.csv",
@@ -99,6 +100,9 @@ def target(tmp_path_factory):
         with TestClient(app) as client:
             trained = client.post("/train", data={"n_estimators": str(FAST_TREES)})
             assert trained.status_code == 200, trained.text
+            # A second version, so the champion has a previous one and POST /models/rollback can answer 2xx.
+            second = client.post("/train", data={"n_estimators": str(FAST_TREES)})
+            assert second.status_code == 200, second.text
             predicted = client.post("/predict", json=SETOSA)
             assert predicted.status_code == 200, predicted.text
             wait_for_writer(client)  # the prediction's run is in MLflow: GET /predictions/{id} finds it
