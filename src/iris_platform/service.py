@@ -47,6 +47,13 @@ def _experiment(experiment_name: str | None, run_type: str | None) -> str | None
     return RUN_TYPES[run_type] if run_type else experiment_name
 
 
+def _ensure_experiments(store: TrackingStore) -> None:
+    try:
+        store.ensure_experiments()
+    except Exception as exc:  # predictions are still served; their records wait in the journal
+        log.warning("MLflow tracking store %s is unreachable: %s", redact_uri(store.tracking_uri), describe(exc))
+
+
 def prediction_record(predictor: Predictor, features: list[float], prediction: Prediction) -> InferenceRecord:
     """The journal's record of one answered prediction, stamped now."""
     return new_record(
@@ -94,19 +101,13 @@ class IrisService:
     def prepare_tracking(settings: Settings) -> None:
         """Create the tracking store's schema and the experiments from one process, before worker
         processes that would otherwise all do it at once. A store that is down is left to them."""
-        try:
-            TrackingStore(settings.tracking_uri).ensure_experiments()
-        except Exception as exc:
-            log.warning("MLflow tracking store %s is unreachable: %s", redact_uri(settings.tracking_uri), describe(exc))
+        _ensure_experiments(TrackingStore(settings.tracking_uri))
 
     # -- life cycle --------------------------------------------------------------------------
 
     def start(self) -> None:
         self.writer.claim_journal()  # a journal of this process's own, before anything is served
-        try:
-            self.tracking.ensure_experiments()
-        except Exception as exc:  # predictions are still served; their records wait in the journal
-            log.warning("MLflow tracking store %s is unreachable: %s", redact_uri(self.settings.tracking_uri), exc)
+        _ensure_experiments(self.tracking)
         self.writer.start()
         # Serve what this folder served last at once; the follower then moves to the registry's champion.
         current, version = self.store.current()
