@@ -41,16 +41,18 @@ DISCRIMINATING_ROWS = [70, 83, 133, 138]
 # -- reading the platform and the registry --------------------------------------------------------------
 
 
-def health(platform: Platform) -> dict[str, Any]:
-    response = platform.client.get("/health")
+def ok(response) -> dict[str, Any]:
+    """The JSON of a 200 answer; anything else fails the test with the answer."""
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def health(platform: Platform) -> dict[str, Any]:
+    return ok(platform.client.get("/health"))
 
 
 def listing(platform: Platform) -> dict[str, Any]:
-    response = platform.client.get("/models")
-    assert response.status_code == 200, response.text
-    return response.json()
+    return ok(platform.client.get("/models"))
 
 
 def champion_of(platform: Platform) -> str:
@@ -64,17 +66,12 @@ def history_of(platform: Platform) -> list[str]:
 def load_version(platform: Platform, version: str | int, *, form: bool = False) -> dict[str, Any]:
     """POST /load_model of a registered version (as JSON, or as a form field); expect success."""
     if form:
-        response = platform.client.post("/load_model", data={"version": str(version)})
-    else:
-        response = platform.client.post("/load_model", json={"version": int(version)})
-    assert response.status_code == 200, response.text
-    return response.json()
+        return ok(platform.client.post("/load_model", data={"version": str(version)}))
+    return ok(platform.client.post("/load_model", json={"version": int(version)}))
 
 
 def rollback(platform: Platform) -> dict[str, Any]:
-    response = platform.client.post("/models/rollback")
-    assert response.status_code == 200, response.text
-    return response.json()
+    return ok(platform.client.post("/models/rollback"))
 
 
 def wait_until_serving(platform: Platform, version: str, timeout: float = FOLLOW_S) -> dict[str, Any]:

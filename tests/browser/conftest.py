@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from tests.helpers.api import wait_until
 from tests.helpers.server_process import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -247,14 +247,7 @@ def key_value_sections(page: Page, container: str) -> dict[str, dict[str, str]]:
 
 def poll(condition: Callable[[], Any], timeout: float = 30, message: str = "condition") -> Any:
     """Poll a condition on the server (not the page) until it holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(0.2)
+    return wait_until(condition, timeout, f"timed out waiting for {message}", interval=0.2)
 
 
 def wait_tracking_drained(server: Server) -> None:
