@@ -38,6 +38,8 @@ def test_each_setting_reads_its_variable():
         "IRIS_MODEL_POLL_S": "0.5",
         "IRIS_WORKERS": "3",
         "IRIS_QUERY_DATABASE_URI": "postgresql://reader:p@db/mlflow",
+        "IRIS_ALLOWED_HOSTS": "iris.example.com, *.corp.example,,10.0.0.0/8",
+        "IRIS_CORS_ALLOWED_ORIGINS": "https://app.example.com",
     }
     settings = Settings.from_env(environ)
     assert settings == Settings(
@@ -58,6 +60,8 @@ def test_each_setting_reads_its_variable():
         model_poll_s=0.5,
         workers=3,
         query_database_uri="postgresql://reader:p@db/mlflow",
+        allowed_hosts=("iris.example.com", "*.corp.example", "10.0.0.0/8"),
+        cors_allowed_origins=("https://app.example.com",),
     )
     # Every variable above is one setting's, and every setting with a variable is above.
     assert set(VARIABLES) == set(environ)

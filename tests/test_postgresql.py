@@ -17,7 +17,7 @@ from tests.helpers.api import FAST_TREES, predict, predict_batch, train, wait_fo
 from tests.helpers.contract import EXPERIMENTS
 from tests.helpers.data import SETOSA, VIRGINICA, samples_csv
 from tests.helpers.mlflow_reads import all_runs
-from tests.helpers.platform import open_platform, settings_for
+from tests.helpers.platform import local_client, open_platform, settings_for
 from tests.helpers.server_process import ServerProcess
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -44,7 +44,7 @@ def postgres_uri() -> Iterator[str]:
 
 def app_on(directory: Path, tracking_uri: str) -> TestClient:
     """The app alone (no MLflow client of the test's own: the store cannot be opened)."""
-    return TestClient(create_app(settings_for(directory, tracking_uri=tracking_uri)))
+    return local_client(create_app(settings_for(directory, tracking_uri=tracking_uri)))
 
 
 @pytest.mark.slow

@@ -12,13 +12,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from iris_platform.api.app import create_app
 from iris_platform.api.middleware.predict_lane import PredictLane
 from tests.helpers.api import FAST_TREES, assert_error, train, wait_for_writer
 from tests.helpers.data import SETOSA, VIRGINICA
-from tests.helpers.platform import settings_for
+from tests.helpers.platform import local_client, settings_for
 
 
 @contextmanager
@@ -26,7 +25,7 @@ def client_for(directory: Path, lane: bool):
     app = create_app(settings_for(directory))
     if not lane:
         app.user_middleware = [m for m in app.user_middleware if m.cls is not PredictLane]
-    with TestClient(app) as client:
+    with local_client(app) as client:
         train(client, n_estimators=FAST_TREES)
         yield client
 

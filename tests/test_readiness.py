@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from fastapi.testclient import TestClient
-
 from iris_platform.api.app import create_app
 from iris_platform.redaction import RedactingFilter, describe, redact_text
 from tests.helpers.api import FAST_TREES, train
-from tests.helpers.platform import open_platform, settings_for
+from tests.helpers.platform import local_client, open_platform, settings_for
 
 
 def test_ready_only_once_a_model_serves(tmp_path):
@@ -36,7 +34,7 @@ def test_ready_is_503_when_the_store_cannot_be_opened(tmp_path):
         train(platform.client, n_estimators=FAST_TREES)
     # Restart on a store that cannot be made: the model still serves, the store does not answer.
     settings = settings_for(tmp_path, tracking_uri=f"sqlite:///{blocker}/mlflow.db")
-    with TestClient(create_app(settings)) as client:  # the app alone: the test cannot open that store either
+    with local_client(create_app(settings)) as client:  # the app alone: the test cannot open that store either
         assert client.get("/health").json()["model_loaded"] is True
         answer = client.get("/ready")
         assert answer.status_code == 503 and answer.json()["ready"] is False

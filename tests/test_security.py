@@ -7,13 +7,12 @@ root path (`--root-path /api`), where a guard that compared raw paths could be s
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
 from iris_platform.api.app import create_app
 from iris_platform.redaction import redact_uri
 from tests.helpers.api import FAST_TREES, assert_error
 from tests.helpers.data import SETOSA, samples_csv
-from tests.helpers.platform import settings_for
+from tests.helpers.platform import local_client, settings_for
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -22,7 +21,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory):
     app = create_app(settings_for(tmp_path_factory.mktemp("guarded"), api_token=TOKEN))
-    with TestClient(app) as client:
+    with local_client(app) as client:
         response = client.post("/train", data={"n_estimators": str(FAST_TREES)}, headers=AUTH)
         assert response.status_code == 200, response.text
         yield client, response.json()
@@ -68,7 +67,7 @@ def test_protected_routes_answer_with_the_token(guarded, route):
 @pytest.mark.parametrize("route", ["train", "predict", "predict_batch", "load_model"])
 def test_the_token_is_needed_under_a_proxys_root_path_too(guarded, route):
     client, trained = guarded
-    behind_proxy = TestClient(client.app, root_path="/api")  # as `uvicorn --root-path /api` passes requests on
+    behind_proxy = local_client(client.app, root_path="/api")  # as `uvicorn --root-path /api` passes requests on
     send = protected_requests(trained["model_path"])[route]
     assert_error(send(behind_proxy, {}, "/api"), 401, "IRIS_API_TOKEN")
     assert send(behind_proxy, AUTH, "/api").status_code == 200

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iris_platform.web_origins import AllowedHosts, AllowedOrigins, split_comma_list
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -50,6 +52,12 @@ class Settings:
     batch_inline_rows: int = _env("IRIS_BATCH_INLINE_ROWS", 1000)
     # When set, train, load_model, predict and predict_batch need `Authorization: Bearer <token>`.
     api_token: str | None = _env("IRIS_API_TOKEN", None)
+    # Host names the server answers to (a DNS-rebinding page sends its own); none given: localhost
+    # names, loopback and private addresses, the address it binds and this machine's host name.
+    allowed_hosts: tuple[str, ...] = _env("IRIS_ALLOWED_HOSTS", ())
+    # Other sites whose pages may call the API from a browser; a state-changing request from any
+    # other page is refused.
+    cors_allowed_origins: tuple[str, ...] = _env("IRIS_CORS_ALLOWED_ORIGINS", ())
     # Request body limits: training uploads (and every other route), and batch files, which stream.
     max_upload_mb: float = _env("IRIS_MAX_UPLOAD_MB", 50.0)
     max_batch_upload_mb: float = _env("IRIS_MAX_BATCH_UPLOAD_MB", 1024.0)
@@ -57,6 +65,11 @@ class Settings:
     # records every prediction; IRIS_ACCESS_LOG=1 turns it on.
     access_log: bool = _env("IRIS_ACCESS_LOG", False)
     random_state: int = 42
+
+    def __post_init__(self) -> None:
+        # Malformed patterns stop the start with a message naming the variable, not the first request.
+        AllowedHosts(self.allowed_hosts)
+        AllowedOrigins(self.cors_allowed_origins)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -83,6 +96,8 @@ def _parse(setting: str, variable: str, raw: str, kind: Any) -> Any:
             return float(raw)
     except ValueError:
         raise ValueError(f"{variable}={raw!r} is not a valid {kind} for the setting {setting}") from None
+    if kind == "tuple[str, ...]":
+        return split_comma_list(raw)
     if kind == "Path":
         return Path(raw)
     return raw

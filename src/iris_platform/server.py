@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     redact_logs()
     flags = {k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers)) if v is not None}
-    settings = Settings.from_env(**flags)
+    try:
+        settings = Settings.from_env(**flags)
+    except ValueError as exc:  # a malformed variable: one line that names it, and exit status 2
+        parser.error(str(exc))
     if settings.workers < 1:
         parser.error(f"--workers (IRIS_WORKERS) must be at least 1, not {settings.workers}")
 

@@ -22,6 +22,14 @@ from mlflow import MlflowClient
 from iris_platform.api.app import create_app
 from iris_platform.config import Settings
 
+# The app answers only to this machine's names by default (IRIS_ALLOWED_HOSTS): TestClient's own
+# `testserver` is not one, so the tests talk to it as a browser on this machine would.
+LOCAL_URL = "http://localhost"
+
+
+def local_client(app: Any, **kwargs: Any) -> TestClient:
+    return TestClient(app, base_url=LOCAL_URL, **kwargs)
+
 
 def settings_for(directory: Path, **overrides: Any) -> Settings:
     """Settings on `directory`; `overrides` sets any field (writer_window_threshold=5, a tracking_uri, ...)."""
@@ -50,5 +58,5 @@ class Platform:
 def open_platform(directory: Path, **overrides: Any) -> Iterator[Platform]:
     """Start a fresh app on `directory` (store, models, journal); a second call is a restart."""
     settings = settings_for(directory, **overrides)
-    with TestClient(create_app(settings)) as client:
+    with local_client(create_app(settings)) as client:
         yield Platform(Path(directory), settings, client, MlflowClient(tracking_uri=settings.tracking_uri))

@@ -12,13 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from iris_platform.api.app import create_app
 from tests.helpers.contract import EXPERIMENTS
 from tests.helpers.mlflow_reads import all_runs
-from tests.helpers.platform import Platform, settings_for
+from tests.helpers.platform import Platform, local_client, settings_for
 
 # -- the app in process, answering 5xx instead of raising (a 500 is a finding, not a crash of the test) --
 
@@ -27,7 +26,7 @@ from tests.helpers.platform import Platform, settings_for
 def open_app(directory: Path, **overrides: Any) -> Iterator[Platform]:
     """The app on `directory` (store, models, journal); `overrides` replaces any setting, tracking_uri included."""
     settings = replace(settings_for(directory), **overrides)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with local_client(create_app(settings), raise_server_exceptions=False) as client:
         yield Platform(Path(directory), settings, client, LazyMlflowClient(settings.tracking_uri))
 
 

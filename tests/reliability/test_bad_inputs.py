@@ -1196,7 +1196,146 @@ def borderline_cases() -> list[Case]:
     ]
 
 
-CASES = csv_cases() + other_cases() + borderline_cases()
+def cross_site_cases() -> list[Case]:
+    """What a page of another site can make the user's browser send: a cross-site write, or any request
+    under its own (rebound) DNS name. Each is refused from its headers, before any handler."""
+    C = "cross-site requests"
+    evil = {"Origin": "http://evil.example"}
+    foreign = {"Host": "evil.example:8761"}
+    refused_write = ("cross-site", "IRIS_CORS_ALLOWED_ORIGINS")
+    refused_host = ("does not answer to the host name", "IRIS_ALLOWED_HOSTS")
+
+    def with_headers(method: str, route: str, headers: dict[str, str], **kwargs: Any) -> Send:
+        return lambda b: b.client.request(method, route, headers=headers, **kwargs)
+
+    def load_current(headers: dict[str, str]) -> Send:
+        return lambda b: b.client.post("/load_model", data={"model_path": b.model_path}, headers=headers)
+
+    batch = {"file": ("b.csv", csv_bytes(iris_frame().head(3)), "text/csv")}
+    train_form = {"n_estimators": str(FAST_TREES)}
+    return [
+        Case(
+            C,
+            "cross-site form post",
+            "POST /train",
+            "form, Origin",
+            with_headers("POST", "/train", evil, data=train_form),
+            403,
+            refused_write,
+        ),
+        Case(
+            C,
+            "cross-site upload",
+            "POST /train",
+            "multipart file, Origin",
+            with_headers("POST", "/train", evil, files={"file": ("t.csv", iris_csv(), "text/csv")}),
+            403,
+            refused_write,
+        ),
+        Case(
+            C,
+            "cross-site JSON post",
+            "POST /predict",
+            "JSON, Origin",
+            with_headers("POST", "/predict", evil, json=SETOSA),
+            403,
+            refused_write,
+        ),
+        Case(
+            C,
+            "cross-site form post",
+            "POST /predict",
+            "form, Referer",
+            with_headers("POST", "/predict", {"Referer": "http://evil.example/a"}, data=SETOSA),
+            403,
+            refused_write,
+        ),
+        Case(
+            C,
+            "cross-site upload",
+            "POST /predict_batch",
+            "multipart file, Origin",
+            with_headers("POST", "/predict_batch", evil, files=batch),
+            403,
+            refused_write,
+        ),
+        Case(C, "cross-site form post", "POST /load_model", "form, Origin", load_current(evil), 403, refused_write),
+        Case(
+            C,
+            "cross-site post from a sandboxed frame",
+            "POST /load_model",
+            "form, Origin: null",
+            load_current({"Origin": "null"}),
+            403,
+            refused_write,
+        ),
+        Case(
+            C,
+            "cross-site post",
+            "POST /models/rollback",
+            "no body, Sec-Fetch-Site",
+            with_headers("POST", "/models/rollback", {"Sec-Fetch-Site": "cross-site"}),
+            403,
+            refused_write,
+        ),
+        Case(
+            C,
+            "cross-site preflight",
+            "OPTIONS /predict",
+            "preflight, Origin",
+            with_headers("OPTIONS", "/predict", {**evil, "Access-Control-Request-Method": "POST"}),
+            403,
+            refused_write[1:],
+        ),
+        Case(
+            C,
+            "foreign Host (DNS rebinding)",
+            "GET /mlflow/runs",
+            "Host header",
+            with_headers("GET", "/mlflow/runs", foreign),
+            400,
+            refused_host,
+        ),
+        Case(
+            C,
+            "foreign Host (DNS rebinding)",
+            "GET /mlflow/run/{run_id}",
+            "Host header",
+            lambda b: b.client.get(f"/mlflow/run/{b.run_id}", headers=foreign),
+            400,
+            refused_host,
+        ),
+        Case(
+            C,
+            "foreign Host (DNS rebinding)",
+            "GET /models",
+            "Host header",
+            with_headers("GET", "/models", foreign),
+            400,
+            refused_host,
+        ),
+        Case(
+            C,
+            "foreign Host (DNS rebinding)",
+            "POST /predict",
+            "JSON, Host header",
+            with_headers("POST", "/predict", foreign, json=SETOSA),
+            400,
+            refused_host,
+        ),
+        Case(
+            C,
+            "foreign Host (DNS rebinding)",
+            "POST /train",
+            "form, Host header",
+            with_headers("POST", "/train", foreign, data=train_form),
+            400,
+            refused_host,
+        ),
+    ]
+
+
+CASES = csv_cases() + other_cases() + borderline_cases() + cross_site_cases()
 # The refusals found only inside a training's run (the split needs more rows than classes): that run ends
 # FAILED with the reason. Every other refusal comes before any run starts.
 STARTS_A_FAILED_RUN = {"train-no-more-rows-than-classes"}
@@ -1213,6 +1352,7 @@ def test_the_table_covers_each_route_and_group():
         "POST /load_model",
         "GET /mlflow/run/{run_id}",
         "GET /mlflow/runs",
+        "POST /models/rollback",
     } <= routes
 
 

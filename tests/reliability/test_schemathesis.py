@@ -96,7 +96,8 @@ def target(tmp_path_factory):
     previous = os.getcwd()
     os.chdir(directory)
     try:
-        app = create_app(settings_for(directory))
+        # Schemathesis sends `Host: testserver`: a name this app answers to only when told, as a user tells it.
+        app = create_app(settings_for(directory, allowed_hosts=("testserver",)))
         with TestClient(app) as client:
             trained = client.post("/train", data={"n_estimators": str(FAST_TREES)})
             assert trained.status_code == 200, trained.text

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -20,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import ClientDisconnect
 
 from iris_platform import __version__
+from iris_platform.api.middleware.cross_site import CrossSiteGuard
 from iris_platform.api.middleware.predict_lane import PredictLane
 from iris_platform.api.middleware.security import BodyLimitMiddleware, SecurityHeadersMiddleware, TokenMiddleware
 from iris_platform.api.routers import health, models, prediction, runs, training
@@ -27,6 +29,7 @@ from iris_platform.config import Settings, megabytes
 from iris_platform.errors import InputError, StartupRefused
 from iris_platform.redaction import describe, redact_uri
 from iris_platform.service import IrisService
+from iris_platform.web_origins import AllowedHosts, AllowedOrigins
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"  # the dashboard, shipped in the package
 log = logging.getLogger(__name__)
@@ -150,7 +153,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return FileResponse(STATIC_DIR / "index.html")
 
     # Added innermost first: /predict skips FastAPI's routing, the token is checked before the body
-    # is counted, and every answer, a 401 or 413 included, gets the security headers.
+    # is counted, a foreign Host or a cross-site write is refused before anything else, and every
+    # answer, a 400, 401, 403 or 413 included, gets the security headers.
     app.add_middleware(PredictLane, handlers=app.exception_handlers)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -159,5 +163,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if settings.api_token:
         app.add_middleware(TokenMiddleware, token=settings.api_token)
+    origins = AllowedOrigins(settings.cors_allowed_origins)
+    if origins.patterns:  # the guard has refused every other origin's preflight
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=["*"] if origins.any_origin else [],
+            allow_origin_regex=origins.regex,
+            allow_methods=["GET", "HEAD", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    hosts = AllowedHosts.from_setting(settings.allowed_hosts, bind_host=settings.host)
+    app.add_middleware(CrossSiteGuard, hosts=hosts, origins=origins)
     app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -37,7 +37,7 @@ DOCS_CSP = (
 DOCS_PATHS = ("/docs", "/redoc")
 
 
-async def _send_json(send: Send, status: int, detail: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+async def send_json(send: Send, status: int, detail: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
@@ -79,7 +79,7 @@ class TokenMiddleware:
         if scope["type"] == "http" and (scope["method"], route_path(scope)) in PROTECTED:
             given = _header(scope, b"authorization") or b""
             if not hmac.compare_digest(given, self._expected):  # constant time; the token is never logged
-                await _send_json(
+                await send_json(
                     send,
                     401,
                     "This server requires an API token: send the header `Authorization: Bearer <token>` "
@@ -117,7 +117,7 @@ class BodyLimitMiddleware:
         limit = self.limits.get(route_path(scope), self.default_limit)
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _send_json(send, 413, BodyTooLarge(limit).detail)
+            await send_json(send, 413, BodyTooLarge(limit).detail)
             return
         received = 0
 
