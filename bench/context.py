@@ -48,6 +48,7 @@ class Context:
         self.startup_s: float | None = None
         self.anchor_startup_s: float | None = None
         self.anchor_rps16: float | None = None  # mlflow models serve at 16 connections (goal 1)
+        self.our_p50_1: float | None = None  # ms, our /predict at 1 connection (goal 1): the edge guard's anchor
         self.model: TrainedModel | None = None
         self.our_predict_runs: list[WrkResult] = []  # every wrk run against our /predict
         self.extra_predict_ok = 0  # /predict calls the bench made itself that answered 2xx

@@ -16,7 +16,7 @@ import bench
 from bench.config import PYTHON, RESULTS, Config
 from bench.console import log
 from bench.context import Context
-from bench.goals import batch, dashboard, dashboard_server, drain, load, parity, startup, train, workers
+from bench.goals import batch, dashboard, dashboard_server, drain, edge_guard, load, parity, startup, train, workers
 from bench.report import publish, render
 
 Step = tuple[str, Callable[[Context], None], bool]  # name, step, whether the later steps need it
@@ -29,6 +29,7 @@ def steps(cfg: Config) -> list[Step]:
         ("parity", parity.run, False),
         ("anchor start", load.start_anchor, False),
         ("load", load.run, True),
+        ("edge guard", edge_guard.run, False),
         ("workers", workers.run, False),
         ("goal 2", drain.run, False),
         ("batch", batch.run, False),

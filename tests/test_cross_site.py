@@ -319,6 +319,15 @@ def test_the_server_refuses_to_start_on_a_malformed_setting(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_undecodable_and_default_port_headers(site):
+    platform, _ = site
+    odd = platform.client.post("/predict", json=SETOSA, headers={"Sec-Fetch-Site": b"\xff"})
+    assert_error(odd, 403, "cross-site")
+    # A client that names the default port in Host and leaves it out of Origin is the same origin.
+    same = platform.client.post("/predict", json=SETOSA, headers={"Host": "localhost:80", "Origin": "http://localhost"})
+    assert same.status_code == 200, same.text
+
+
 def test_the_matchers_normalise_as_browsers_send():
     origins = AllowedOrigins(["HTTPS://App.Example.com:443/", "http://[::1]:3000"])
     assert origins.allows("https://app.example.com") and origins.allows("http://[::1]:3000")

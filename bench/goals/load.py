@@ -75,7 +75,7 @@ def _add_rows(ctx: Context, our_runs: dict[int, list[WrkResult]], anchor_runs: d
     def n(runs: list[WrkResult]) -> str:
         return f"{len([r for r in runs if not r.error])}×{ctx.cfg.wrk_seconds} s"
 
-    p50 = _agg(o1, "p50_ms")
+    p50 = ctx.our_p50_1 = _agg(o1, "p50_ms")
     ctx.add(
         Row(
             "1",

@@ -229,6 +229,15 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def authority_of(url: str) -> str:
-    """`http://127.0.0.1:8000/x?y` -> `127.0.0.1:8000`: what a same-origin request's Host header holds."""
-    return url.partition("://")[2].partition("/")[0].lower()
+def origin_of(url: str) -> str:
+    """`http://127.0.0.1:8000/x?y` -> `http://127.0.0.1:8000`: a Referer's origin."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{re.split(r'[/?#]', rest, maxsplit=1)[0]}".lower()
+
+
+def is_own_origin(origin: str, host: str) -> bool:
+    """Whether a browser's `Origin` names the server the request reached, whose `Host` is `host`
+    (as Go's CrossOriginProtection compares them: the scheme is not part of Host)."""
+    scheme, _, authority = origin.lower().partition("://")
+    host = host.lower()
+    return authority == host or f"{authority}:{_DEFAULT_PORTS.get(scheme)}" == host

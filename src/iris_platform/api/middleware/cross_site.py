@@ -20,7 +20,14 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iris_platform.api.middleware.security import send_json
-from iris_platform.web_origins import HOSTS_VARIABLE, ORIGINS_VARIABLE, AllowedHosts, AllowedOrigins, authority_of
+from iris_platform.web_origins import (
+    HOSTS_VARIABLE,
+    ORIGINS_VARIABLE,
+    AllowedHosts,
+    AllowedOrigins,
+    is_own_origin,
+    origin_of,
+)
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Sec-Fetch-Site values of a request the user made on this server's own pages or by hand (address bar).
@@ -38,24 +45,16 @@ class CrossSiteGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        host = origin = referer = fetch_site = preflight = None
-        for key, value in scope["headers"]:
-            if key == b"host":
-                host = value
-            elif key == b"origin":
-                origin = value
-            elif key == b"sec-fetch-site":
-                fetch_site = value
-            elif key == b"referer":
-                referer = value
-            elif key == b"access-control-request-method":
-                preflight = value
+        headers = dict(scope["headers"])  # one C-level pass; the checks below are lookups
+        host = headers.get(b"host")
         if host is not None and not self.hosts.allows(host):
             await send_json(send, 400, _host_refused(host.decode("latin-1")))
             return
         method = scope["method"]
-        if method in STATE_CHANGING or (method == "OPTIONS" and preflight is not None):
-            source = self._foreign_source(host, origin, referer, fetch_site)
+        if method in STATE_CHANGING or (method == "OPTIONS" and b"access-control-request-method" in headers):
+            source = self._foreign_source(
+                host, headers.get(b"origin"), headers.get(b"referer"), headers.get(b"sec-fetch-site")
+            )
             if source is not None:
                 await send_json(send, 403, _cross_site_refused(method, source))
                 return
@@ -68,15 +67,16 @@ class CrossSiteGuard:
         claimed = origin if origin is not None else referer
         source = claimed.decode("latin-1") if claimed is not None else None
         if source is not None and origin is None:
-            source = source.partition("://")[0] + "://" + authority_of(source)  # a Referer's origin
+            source = origin_of(source)
         if source is not None and self.origins.allows(source):
             return None
         if fetch_site is not None:
-            return None if fetch_site in _OWN else (source or f"another site (Sec-Fetch-Site: {fetch_site.decode()})")
+            if fetch_site in _OWN:
+                return None
+            return source or f"another site (Sec-Fetch-Site: {fetch_site.decode('latin-1')})"
         if source is None:
             return None  # no browser page sent this
-        own = host.decode("latin-1").lower() if host is not None else None
-        return None if authority_of(source) == own else source
+        return None if host is not None and is_own_origin(source, host.decode("latin-1")) else source
 
 
 def _host_refused(host: str) -> str:
