@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test test-fast reliability-report check clean lock bench
+.PHONY: run serve-mlflow test test-fast reliability-report check clean lock bench
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,20 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) install -c constraints.txt -e '.[dev]'
 	touch $@
 
+# Flags go through ARGS: make run ARGS="--port 9000 --workers 2".
 run: $(VENV)/.installed
-	$(PY) main.py
+	$(PY) main.py $(ARGS)
+
+# Stock MLflow serving a registered model: `make serve-mlflow` serves the champion at http://127.0.0.1:5001
+# (POST /invocations); `make serve-mlflow MODEL=models:/iris_classifier/3 PORT=5002` another version.
+# mlflow starts `uvicorn` by name, so the venv's bin goes first on PATH (without it: "uvicorn: not found").
+MODEL ?= models:/$(or $(IRIS_REGISTERED_MODEL),iris_classifier)@champion
+HOST ?= 127.0.0.1
+PORT ?= 5001
+MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
+serve-mlflow: $(VENV)/.installed
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI="$(MLFLOW_TRACKING_URI)" \
+		$(VENV)/bin/mlflow models serve -m "$(MODEL)" --env-manager local -h "$(HOST)" -p "$(PORT)"
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest

@@ -1,5 +1,6 @@
 """POST /predict_batch: the answer, its `batch_prediction_<timestamp>` run and the predictions CSV."""
 
+import csv
 import io
 import math
 import re
@@ -8,6 +9,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
+from iris_platform.ml import batch_stream
 from iris_platform.tracking import names
 from tests.helpers.api import assert_error, predict, predict_batch, wait_for_writer
 from tests.helpers.contract import INFERENCE_EXPERIMENT
@@ -111,6 +113,101 @@ def test_predictions_csv_artifact(trained_platform, batch, tmp_path):
     assert table["confidence"].tolist() == pytest.approx([r["confidence"] for r in rows])
     for c in IRIS_CLASSES:
         assert table[f"prob_{c}"].tolist() == pytest.approx([r["probabilities"][c] for r in rows])
+
+
+def test_inline_rows_carry_the_kept_input_columns_with_the_inputs_values(batch):
+    original = batch_frame()
+    for row, (_, expected) in zip(batch["predictions"], original.iterrows(), strict=True):
+        assert list(row) == ["sample_index", "input", "prediction", "class_name", "confidence", "probabilities"]
+        assert list(row["input"]) == list(original.columns)  # the header's names, in the file's order
+        assert row["input"] == expected.to_dict()
+        assert type(row["input"]["id"]) is int and type(row["input"]["label"]) is str
+        assert all(type(row["input"][c]) is float for c in SKLEARN_HEADERS)  # the numbers predicted on
+    assert [r["input"]["id"] for r in batch["predictions"]] == [101, 102, 103, 104, 105]
+
+
+def test_an_id_column_of_text_stays_text_and_numbers_become_numbers(trained_platform):
+    frame = pd.DataFrame(ROWS)
+    frame.insert(0, "sample_id", [f"s{i:03d}" for i in range(len(ROWS))])
+    frame["zip"] = ["02134", "10001", "00501", "94105", "60601"]  # zero-padded: an identifier, kept as text
+    frame["long_id"] = ["1234567890123456789"] * len(ROWS)  # more digits than a float holds
+    frame["weight"] = ["1.5", "", "2", "3e2", "-4"]  # numbers, one blank
+    frame["mixed"] = ["1", "two", "3", "4", "5"]
+    frame["flag"] = ["nan", "inf", "1", "2", "3"]  # parse as floats, but JSON has no such numbers
+    frame["note"] = ['a, "b"', "c", "", "d", "e"]
+    frame["confidence"] = 0.0  # named like an added column: replaced, so not an input the output keeps
+    body = predict_batch(trained_platform.client, csv_bytes(frame))
+    assert body["replaced_columns"] == ["confidence"]
+    inputs = [r["input"] for r in body["predictions"]]
+    assert [i["sample_id"] for i in inputs] == ["s000", "s001", "s002", "s003", "s004"]
+    assert [i["zip"] for i in inputs] == ["02134", "10001", "00501", "94105", "60601"]
+    assert [i["long_id"] for i in inputs] == ["1234567890123456789"] * len(ROWS)
+    assert [i["weight"] for i in inputs] == [1.5, None, 2.0, 300.0, -4.0]
+    assert [i["mixed"] for i in inputs] == ["1", "two", "3", "4", "5"]
+    assert [i["flag"] for i in inputs] == ["nan", "inf", "1", "2", "3"]
+    assert [i["note"] for i in inputs] == ['a, "b"', "c", "", "d", "e"]
+    for row, features in zip(body["predictions"], ROWS, strict=True):
+        assert "confidence" not in row["input"]
+        assert {f: row["input"][f] for f in features} == features
+        assert row["confidence"] == max(row["probabilities"].values())  # the row's own, not the input's 0.0
+
+
+def read_raw_csv(platform, body) -> str:
+    response = platform.client.get(body["predictions_url"])
+    assert response.status_code == 200, response.text
+    return response.content.decode()
+
+
+def test_predictions_csv_writes_numbers_unquoted_and_every_probability_with_six_decimals(trained_platform, batch):
+    text = read_raw_csv(trained_platform, batch)
+    assert '"' not in text  # no cell of this file needs quotes
+    lines = text.splitlines()
+    assert lines[0] == (
+        "id,petal width (cm),sepal length (cm),label,petal length (cm),sepal width (cm),"
+        "predicted_class,confidence,prob_setosa,prob_versicolor,prob_virginica"
+    )
+    assert lines[1].startswith("101,0.2,5.1,a,1.4,3.5,setosa,")  # the input's cells as written
+    decimals = batch_stream.PROBABILITY_DECIMALS
+    assert decimals == 6
+    for line, row in zip(lines[1:], batch["predictions"], strict=True):
+        cells = line.split(",")
+        assert cells[6] == row["class_name"]
+        written = cells[7:]
+        assert all(re.fullmatch(rf"[01]\.\d{{{decimals}}}", cell) for cell in written), written
+        assert written[0] == written[1 + row["prediction"]]  # the confidence is the class's probability
+        served = [row["confidence"], *(row["probabilities"][c] for c in IRIS_CLASSES)]
+        for cell, value in zip(written, served, strict=True):
+            assert abs(float(cell) - value) <= 0.5 * 10**-decimals + 1e-12
+
+
+def test_predictions_csv_quotes_only_the_cells_that_need_it(trained_platform):
+    frame = pd.DataFrame(ROWS)
+    frame["note"] = ["plain", "a, comma", 'a "quote"', "", "  spaced  "]
+    frame["code"] = ["007", "1e3", "-0", "4.60", "x"]  # kept exactly as written
+    body = predict_batch(trained_platform.client, csv_bytes(frame))
+    text = read_raw_csv(trained_platform, body)
+    rows = list(csv.reader(io.StringIO(text)))
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\n", quoting=csv.QUOTE_MINIMAL).writerows(rows)
+    assert text == expected.getvalue()  # Python's minimal quoting writes the same bytes
+    assert [r[4] for r in rows[1:]] == list(frame["note"])
+    assert [r[5] for r in rows[1:]] == list(frame["code"])
+    assert text.splitlines()[1].startswith("5.1,3.5,1.4,0.2,plain,007,setosa,")
+    assert '"a, comma"' in text and '"a ""quote"""' in text
+
+
+def test_the_answer_schema_documents_the_inline_rows(trained_platform):
+    schemas = trained_platform.client.get("/openapi.json").json()["components"]["schemas"]
+    predictions = schemas["BatchResponse"]["properties"]["predictions"]
+    assert predictions["items"] == {"$ref": "#/components/schemas/BatchPredictionRow"}
+    assert f"{batch_stream.INLINE_INPUT_VALUES:,} values" in predictions["description"]
+    row = schemas["BatchPredictionRow"]
+    assert row["required"] == ["sample_index", "input", "prediction", "class_name", "confidence", "probabilities"]
+    assert "predictions.csv keeps" in row["properties"]["input"]["description"]
+    assert (
+        f"{batch_stream.PROBABILITY_DECIMALS} decimals"
+        in schemas["BatchResponse"]["properties"]["predictions_url"]["description"]
+    )
 
 
 def test_batch_run_is_listed_by_the_api(trained_platform, batch):

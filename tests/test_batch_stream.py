@@ -1,6 +1,7 @@
 """POST /predict_batch streamed: the first rows inline, the full predictions as a download, errors by row."""
 
 import io
+import re
 
 import numpy as np
 import pandas as pd
@@ -94,6 +95,75 @@ def test_the_download_holds_every_row_in_input_order(big, downloaded, estimator)
         assert row.predicted_class == inline["class_name"] == IRIS_CLASSES[expected]
         assert row.confidence == pytest.approx(inline["confidence"])
         assert {c: getattr(row, f"prob_{c}") for c in IRIS_CLASSES} == pytest.approx(inline["probabilities"])
+
+
+def test_the_inline_rows_carry_the_inputs_columns_and_values(big):
+    frame, body = big
+    for row, (_, expected) in zip(body["predictions"], frame.head(INLINE).iterrows(), strict=True):
+        assert list(row["input"]) == COLUMNS  # the file's names and order, the text column included
+        assert row["input"] == expected.to_dict()
+        assert type(row["input"]["note"]) is str
+
+
+def test_the_download_writes_cells_as_written_and_probabilities_at_one_precision(platform, big):
+    frame, body = big
+    text = platform.client.get(body["predictions_url"]).content.decode()
+    lines = text.splitlines()
+    assert len(lines) == ROWS + 1
+    decimals = batch_stream.PROBABILITY_DECIMALS
+    fixed = re.compile(rf"[01]\.\d{{{decimals}}}")
+    notes = list(frame["note"])
+    for index, line in enumerate(lines[1:]):
+        note = notes[index]
+        if '"' in note:  # the only cells that need quotes; nothing else is quoted
+            quoted = '"' + note.replace('"', '""') + '"'
+            assert line.startswith(quoted + ","), line
+            line = line[len(quoted) :]
+        else:
+            assert '"' not in line, line
+            line = line[len(note) :]
+        cells = line.split(",")[1:]
+        assert cells[:4] == [f"{v:.1f}" for v in frame.iloc[index, 1:]]  # the numbers as written, unquoted
+        assert all(fixed.fullmatch(c) for c in cells[5:]), cells
+    # The written probabilities are the served ones, to the last decimal.
+    for line, row in zip(lines[1 : INLINE + 1], body["predictions"], strict=True):
+        written = [float(c) for c in line.rsplit(",", 4)[1:]]
+        served = [row["confidence"], *(row["probabilities"][c] for c in IRIS_CLASSES)]
+        assert np.abs(np.array(written) - served).max() <= 0.5 * 10**-decimals + 1e-12
+
+
+def test_the_inline_rows_over_several_blocks_give_each_column_one_type(platform, monkeypatch):
+    monkeypatch.setattr(batch_stream, "BLOCK_BYTES", 1024)  # about 20 rows a block: the 50 inline rows span 3
+    frame = flowers(INLINE + 10, seed=7)
+    frame["tag"] = [str(i) for i in range(len(frame))]
+    frame["count"] = [str(i) for i in range(len(frame))]
+    frame.loc[45, "tag"] = "x"  # a text cell in the third block: the whole column is text
+    body = predict_batch(platform.client, csv_bytes(frame))
+    assert len(body["predictions"]) == INLINE and body["truncated"] is True
+    assert [r["sample_index"] for r in body["predictions"]] == list(range(INLINE))
+    assert [r["input"]["tag"] for r in body["predictions"]] == [*map(str, range(45)), "x", *map(str, range(46, 50))]
+    assert [r["input"]["count"] for r in body["predictions"]] == list(range(INLINE))
+
+
+def test_a_block_written_in_several_steps_is_the_same_file(platform, monkeypatch):
+    content = csv_bytes(flowers(300, seed=9))
+    whole = platform.client.get(predict_batch(platform.client, content)["predictions_url"]).content
+    monkeypatch.setattr(batch_stream, "_PROBABILITY_TEXT_BYTES", 1000)  # 27 rows a step, as for a model of many classes
+    steps = platform.client.get(predict_batch(platform.client, content)["predictions_url"]).content
+    assert steps == whole and whole.count(b"\n") == 301
+
+
+def test_a_file_of_many_columns_lists_fewer_inline_rows(platform, monkeypatch):
+    monkeypatch.setattr(batch_stream, "INLINE_INPUT_VALUES", 100)
+    frame = flowers(30, seed=8)
+    for i in range(15):
+        frame[f"extra_{i}"] = i  # with the note and the 4 features: 20 input columns, so 5 rows
+    body = predict_batch(platform.client, csv_bytes(frame))
+    assert body["total_samples"] == 30
+    assert len(body["predictions"]) == 5 and body["truncated"] is True
+    assert all(len(r["input"]) == 20 for r in body["predictions"])
+    small = predict_batch(platform.client, csv_bytes(frame.head(5)))
+    assert len(small["predictions"]) == 5 and small["truncated"] is False
 
 
 def test_statistics_agree_with_the_download_and_the_run(platform, big, downloaded):

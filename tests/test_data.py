@@ -1,5 +1,7 @@
 """Unit tests of data loading and checking: column names, CSV uploads, training data, feature sets."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,7 +9,12 @@ import pytest
 from iris_platform.errors import InputError
 from iris_platform.ml.data import load_iris_training_data, prepare_training_data, read_csv_upload
 from iris_platform.ml.features import feature_columns, normalise_column_name, parse_features
+from iris_platform.ml.metadata import ModelMetadata
 from tests.helpers.data import IRIS_CLASSES, IRIS_FEATURES, SETOSA, SKLEARN_HEADERS, csv_bytes, iris_frame
+
+KAGGLE_CSV = Path(__file__).resolve().parents[1] / "examples" / "Iris.csv"
+KAGGLE_HEADER = ["Id", "SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm", "Species"]
+PREFIXED_CLASSES = ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
 
 
 @pytest.mark.parametrize(
@@ -130,6 +137,15 @@ def test_prepare_training_data_refuses_unusable_data(frame, target, fragments):
         assert fragment.lower() in raised.value.detail.lower(), raised.value.detail
 
 
+def test_non_integer_default_target_names_target_column():
+    frame = pd.DataFrame({"label": [0, 1, 0], "x": [0.5, 1.0, 1.5]})  # integer labels first, a float last
+    with pytest.raises(InputError, match=r"non-integer.*last column \('x'\).*target_column was not given"):
+        prepare_training_data(frame)
+    with pytest.raises(InputError) as raised:
+        prepare_training_data(frame, "x")
+    assert "non-integer" in raised.value.detail and "target_column was not given" not in raised.value.detail
+
+
 def test_csv_round_trip_through_upload_and_preparation():
     content = csv_bytes(iris_frame(SKLEARN_HEADERS, labels="prefixed"))
     data = prepare_training_data(read_csv_upload(content, "iris.csv"))
@@ -181,3 +197,184 @@ def test_feature_columns_orders_columns_by_model_and_names_missing_ones():
         feature_columns([c for c in header if c != "sepal length"], IRIS_FEATURES)
     with pytest.raises(InputError, match="both normalise to 'sepal_length'"):
         feature_columns([*header, "Sepal Length (mm)"], IRIS_FEATURES)
+
+
+# -- row identifiers: left out of the features ------------------------------------------------------
+
+
+def kaggle_frame() -> pd.DataFrame:
+    return read_csv_upload(KAGGLE_CSV.read_bytes(), KAGGLE_CSV.name)
+
+
+def test_kaggle_iris_csv_trains_on_the_four_measurements_without_its_id():
+    frame = kaggle_frame()
+    assert list(frame.columns) == KAGGLE_HEADER and frame["Id"].tolist() == list(range(1, 151))
+    data = prepare_training_data(frame)
+    assert data.dropped_columns == ["Id"]
+    assert data.feature_names == IRIS_FEATURES and list(data.X.columns) == IRIS_FEATURES
+    assert data.X.to_numpy().tolist() == load_iris_training_data().X.to_numpy().tolist()
+    assert data.target_column == "Species" and data.class_names == PREFIXED_CLASSES
+
+
+@pytest.mark.parametrize("keep", ["Id", "id", " Id ,", ["Id"]], ids=["as-named", "normalised", "padded", "list"])
+def test_keep_columns_keeps_an_identifier_as_a_feature(keep):
+    data = prepare_training_data(kaggle_frame(), keep_columns=keep)
+    assert data.dropped_columns == []
+    assert data.feature_names == ["id", *IRIS_FEATURES]
+    assert data.X["id"].tolist() == [float(i) for i in range(1, 151)]
+
+
+def test_keep_columns_naming_no_column_is_refused_with_the_columns():
+    with pytest.raises(InputError) as raised:
+        prepare_training_data(kaggle_frame(), keep_columns="Id,colour,Size")
+    assert raised.value.status_code == 422
+    detail = raised.value.detail
+    assert "keep_columns" in detail and "['colour', 'Size']" in detail and str(KAGGLE_HEADER) in detail
+
+
+def with_column(name: str, values, rows: int = 150) -> pd.DataFrame:
+    """The Iris table (150 rows) with one more column first."""
+    frame = iris_frame().iloc[np.linspace(0, 149, rows).astype(int)].reset_index(drop=True)  # every class
+    frame.insert(0, name, values)
+    return frame
+
+
+SHUFFLED = np.random.default_rng(7).permutation(150)
+
+
+@pytest.mark.parametrize(
+    "name, values",
+    [
+        ("row", list(range(1, 151))),  # 1..n, any name
+        ("n", list(range(150))),  # 0..n-1
+        ("row", (SHUFFLED + 1).tolist()),  # 1..n in any order
+        ("Unnamed: 0", list(range(150))),  # a pandas index saved as a column
+        ("index", (SHUFFLED * 7 + 1000).tolist()),  # named so, unique integers
+        ("ID", [f"A-{i:03d}" for i in range(150)]),  # named so, unique text
+        ("sample_id", (SHUFFLED * 3 + 5).tolist()),  # <name>_id, unique integers
+        ("RowId", list(range(1, 151))),
+    ],
+    ids=["1..n", "0..n-1", "shuffled", "unnamed-0", "index", "text-id", "name_id", "RowId"],
+)
+def test_identifier_columns_are_left_out(name, values):
+    data = prepare_training_data(with_column(name, values))
+    assert data.dropped_columns == [name]
+    assert data.feature_names == IRIS_FEATURES
+
+
+@pytest.mark.parametrize(
+    "name, values, rows",
+    [
+        ("petals", [i % 7 for i in range(150)], 150),  # integers with repeats
+        ("year", list(range(2001, 2151)), 150),  # unique consecutive, but not row numbers
+        ("row", [*range(1, 150), 151], 150),  # one gap: not row numbers
+        ("count", list(range(1, 10)), 9),  # 1..n in a file too small to tell row numbers from a measurement
+        ("size", [float(i) for i in range(1, 151)], 150),  # written as decimals: a measurement
+        ("store_id", [i % 5 for i in range(150)], 150),  # <name>_id with repeats: a category
+        ("id", [i / 10 for i in range(150)], 150),  # named id, but decimals
+    ],
+    ids=["repeats", "year", "gap", "small-file", "floats", "name_id-repeats", "decimal-id"],
+)
+def test_real_features_are_never_left_out(name, values, rows):
+    data = prepare_training_data(with_column(name, values, rows))
+    assert data.dropped_columns == []
+    assert data.feature_names == [normalise_column_name(name), *IRIS_FEATURES]
+    assert data.X[normalise_column_name(name)].tolist() == [float(v) for v in values]
+
+
+def test_a_file_of_identifiers_only_is_refused_naming_keep_columns():
+    frame = pd.DataFrame({"id": range(1, 21), "label": ["a", "b"] * 10})
+    with pytest.raises(InputError) as raised:
+        prepare_training_data(frame)
+    assert raised.value.status_code == 422
+    assert "['id']" in raised.value.detail and "keep_columns=id" in raised.value.detail
+    assert prepare_training_data(frame, keep_columns="id").feature_names == ["id"]
+
+
+def test_old_metadata_without_dropped_columns_still_loads():
+    metadata = ModelMetadata.from_dict({"feature_names": IRIS_FEATURES, "class_names": IRIS_CLASSES}, "old.pkl")
+    assert metadata.dropped_columns == []
+    assert "dropped_columns" not in metadata.to_dict()  # answered as read
+    fresh = ModelMetadata(feature_names=IRIS_FEATURES, class_names=IRIS_CLASSES, dropped_columns=["Id"])
+    assert ModelMetadata.from_dict(fresh.to_dict(), "new.pkl").dropped_columns == ["Id"]
+
+
+# -- the target not in the last column --------------------------------------------------------------
+
+
+def test_target_first_without_target_column_names_the_text_column():
+    frame = kaggle_frame()[["Species", "SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"]]
+    with pytest.raises(InputError) as raised:
+        prepare_training_data(frame)
+    assert raised.value.status_code == 422
+    detail = raised.value.detail
+    assert "Column 'Species' holds text" in detail
+    assert "the last column ('PetalWidthCm') was taken as the target" in detail
+    assert "target_column=Species" in detail
+    assert prepare_training_data(frame, "Species").feature_names == IRIS_FEATURES
+
+
+def test_two_text_columns_without_target_column_are_both_named():
+    frame = iris_frame()[["species", *IRIS_FEATURES]].assign(colour="red")[["species", "colour", *IRIS_FEATURES]]
+    with pytest.raises(InputError) as raised:
+        prepare_training_data(frame)
+    detail = raised.value.detail
+    assert "['species', 'colour'] hold text" in detail and "target_column" in detail and "'petal_width'" in detail
+
+
+def test_a_text_column_beside_a_text_target_keeps_the_numeric_message():
+    frame = iris_frame().assign(colour="red")[["colour", *IRIS_FEATURES, "species"]]
+    with pytest.raises(InputError) as raised:
+        prepare_training_data(frame)
+    assert "Column 'colour' must be numeric" in raised.value.detail
+    assert "target_column" not in raised.value.detail
+
+
+# -- stray double quotes ----------------------------------------------------------------------------
+
+HEADER_LINE = ",".join(IRIS_FEATURES) + ",species\n"
+
+
+@pytest.mark.parametrize(
+    "body, fragments",
+    [
+        (
+            '5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,virginica\n"6.0,2.9,4.5,1.5,versicolor\n4.7,3.2,1.3,0.2,setosa\n',
+            ["unclosed double quote in data row 3 (line 4)", "column 'sepal_length'", "close the quote"],
+        ),
+        (
+            '5.1,3.5,1.4,0.2,"setosa\n4.9,3.0,1.4,0.2,virginica\n',
+            ["unclosed double quote in data row 1 (line 2)", "column 'species'"],
+        ),
+        (  # a quoted value with a line break and a blank line before it: data rows and lines count apart
+            '5.1,3.5,1.4,0.2,"set\nosa"\n\n4.9,3.0,1.4,0.2,virginica\n4.7,"3.2,1.3,0.2,setosa\n',
+            ["unclosed double quote in data row 3 (line 6)", "column 'sepal_width'"],
+        ),
+        (  # closed on a later line, leaving a row of the wrong width
+            '5.1,3.5,1.4,0.2,setosa\n"4.9,3.0,1.4,0.2,virginica\n5.1,3.5,1.4,0.2,setosa\n4.9,"3",1,0.2,x,y,z\n',
+            ["double quote in data row 2 (line 3)", "lines 3 to 5", "close the quote"],
+        ),
+    ],
+    ids=["first-column", "last-column", "after-line-break-and-blank-line", "closed-lines-later"],
+)
+def test_a_stray_double_quote_is_named_with_its_row_and_line(body, fragments):
+    with pytest.raises(InputError) as raised:
+        read_csv_upload((HEADER_LINE + body).encode(), "data.csv")
+    assert raised.value.status_code == 400
+    assert raised.value.detail.startswith("'data.csv' has ")
+    for fragment in fragments:
+        assert fragment in raised.value.detail, raised.value.detail
+
+
+def test_a_stray_quote_closed_by_a_later_one_is_hinted_at_in_the_numeric_message():
+    body = '5.1,3.5,1.4,0.2,setosa\n"4.9,3.0,1.4,0.2,virginica\n5.1,3.5,1.4,0.2,"setosa\n4.9,3.0,1.4,0.2,virginica\n'
+    with pytest.raises(InputError) as raised:
+        prepare_training_data(read_csv_upload((HEADER_LINE + body).encode(), "data.csv"))
+    assert "Column 'sepal_length' must be numeric, but data row(s) [2]" in raised.value.detail
+    assert "runs across lines" in raised.value.detail and "double quote" in raised.value.detail
+
+
+def test_a_quoted_value_with_a_line_break_is_read_as_one_value():
+    body = '5.1,3.5,1.4,0.2,"set\nosa"\n4.9,3.0,1.4,0.2,virginica\n'
+    frame = read_csv_upload((HEADER_LINE + body).encode(), "data.csv")
+    assert frame["species"].tolist() == ["set\nosa", "virginica"]

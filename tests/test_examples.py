@@ -1,20 +1,26 @@
 """The walk-through a new user follows: train on examples/, predict once, predict the example batch.
 
 Afterwards the store holds one training run and two inference runs, as the dashboard shows them.
+Every file of examples/ is one of the files below, each used here as the README says.
 """
 
 from pathlib import Path
 
 import pandas as pd
 
-from tests.helpers.api import predict, predict_batch, train, wait_for_writer
+from tests.helpers.api import FAST_TREES, predict, predict_batch, train, wait_for_writer
 from tests.helpers.contract import INFERENCE_EXPERIMENT, TRAINING_EXPERIMENT
-from tests.helpers.data import IRIS_FEATURES, VIRGINICA
+from tests.helpers.data import IRIS_FEATURES, SETOSA, VIRGINICA
 from tests.helpers.mlflow_reads import all_runs, read_artifact_csv
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TRAIN_CSV = EXAMPLES / "iris_train.csv"
 BATCH_CSV = EXAMPLES / "iris_batch.csv"
+KAGGLE_CSV = EXAMPLES / "Iris.csv"  # Kaggle's Iris.csv as downloaded: Id first, *Cm columns, sorted by Species
+
+
+def test_examples_folder_holds_exactly_the_files_tested_here():
+    assert sorted(p.name for p in EXAMPLES.iterdir()) == sorted(p.name for p in (TRAIN_CSV, BATCH_CSV, KAGGLE_CSV))
 
 
 def test_train_predict_and_batch_with_the_example_files(fresh_platform, tmp_path):
@@ -45,3 +51,26 @@ def test_train_predict_and_batch_with_the_example_files(fresh_platform, tmp_path
     assert summary["avg_accuracy"] == trained["accuracy"]
     run_names = sorted(r["run_name"].rsplit("_", 3)[0] for r in client.get("/mlflow/runs").json()["runs"])
     assert run_names == ["batch_prediction", "single_prediction", "training"]
+
+
+def test_kaggle_iris_csv_trains_on_the_four_features_and_the_example_batch_predicts(fresh_platform):
+    client = fresh_platform.client
+    kaggle = pd.read_csv(KAGGLE_CSV)
+    assert list(kaggle.columns) == ["Id", "SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm", "Species"]
+    assert kaggle["Id"].tolist() == list(range(1, 151))
+    assert KAGGLE_CSV.read_text().splitlines()[1] == "1,5.1,3.5,1.4,0.2,Iris-setosa"  # printed as Kaggle's
+
+    trained = train(client, file=(KAGGLE_CSV.name, KAGGLE_CSV.read_bytes()), n_estimators=FAST_TREES)
+    assert trained["dropped_columns"] == ["Id"]  # the row number: in a file sorted by class, it gives the answer away
+    metadata = trained["model_metadata"]
+    assert metadata["feature_names"] == IRIS_FEATURES
+    assert metadata["class_names"] == ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
+    assert metadata["dropped_columns"] == ["Id"] and metadata["target_column"] == "Species"
+    params = fresh_platform.mlflow.get_run(trained["run_id"]).data.params
+    assert params["dropped_columns"] == "Id" and params["n_features"] == "4"
+
+    assert predict(client, SETOSA)["class_name"] == "Iris-setosa"
+    assert predict(client, VIRGINICA)["class_name"] == "Iris-virginica"
+    batch = predict_batch(client, BATCH_CSV.read_bytes(), BATCH_CSV.name)
+    assert batch["total_samples"] == len(pd.read_csv(BATCH_CSV))
+    assert batch["model_version"] == trained["model_version"]

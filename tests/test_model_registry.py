@@ -295,7 +295,7 @@ def test_stock_mlflow_loads_the_champion_and_predicts_as_the_api(replicas):
     finally:
         mlflow.set_tracking_uri(previous_uri)
     assert model.metadata.run_id == platform.mlflow.get_model_version(REGISTERED_MODEL, champion).run_id
-    assert [int(p) for p in predicted] == [a["prediction"] for a in answers]
+    assert list(predicted["predicted_class"]) == [a["class_name"] for a in answers]
 
 
 # -- moving the champion: load_model, rollback; the other replica follows -------------------------------

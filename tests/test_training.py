@@ -3,9 +3,9 @@
 import hashlib
 import re
 from datetime import datetime
+from pathlib import Path
 
 import mlflow.pyfunc
-import mlflow.sklearn
 import pandas as pd
 import pytest
 
@@ -35,6 +35,9 @@ from tests.helpers.platform import open_platform
 
 STAMP = r"\d{8}_\d{6}_\d{6}"
 PREFIXED_CLASSES = ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+KAGGLE_CSV = EXAMPLES / "Iris.csv"  # Kaggle's shape: Id, SepalLengthCm, ..., Species (Iris-setosa, ...)
+BATCH_CSV = EXAMPLES / "iris_batch.csv"
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +118,10 @@ def test_iris_training_response(iris_training):
         *TRAINING_METRICS,
         "classification_report",
         "confusion_matrix",
+        "dropped_columns",
         "model_metadata",
     ]
+    assert body["dropped_columns"] == [] and body["model_metadata"]["dropped_columns"] == []
     assert body["accuracy"] > 0.85
     report = body["classification_report"]
     assert set(IRIS_CLASSES) <= set(report)
@@ -178,14 +183,14 @@ def test_mlflow_model_loads_from_its_uri_and_predicts_like_the_app(platform, iri
     frame = pd.DataFrame(samples, columns=metadata["feature_names"])
     use_tracking_uri(platform.settings.tracking_uri)
     load_model(platform.client, iris_training["model_path"])
-    sklearn_model = mlflow.sklearn.load_model(uri)
     pyfunc_model = mlflow.pyfunc.load_model(uri)
+    sklearn_model = pyfunc_model.unwrap_python_model().estimator  # the forest inside, saved with skops
     assert pyfunc_model.metadata.get_input_schema().input_names() == IRIS_FEATURES
 
     app_classes = [predict(platform.client, s)["prediction"] for s in samples]
     assert app_classes[:3] == [0, 1, 2]
     assert list(sklearn_model.predict(frame)) == app_classes
-    assert list(pyfunc_model.predict(frame)) == app_classes
+    assert list(pyfunc_model.predict(frame)[names.COL_PREDICTED_CLASS]) == [IRIS_CLASSES[i] for i in app_classes]
 
 
 # -- an uploaded CSV --------------------------------------------------------------------------------
@@ -263,11 +268,82 @@ def test_integer_labels_and_target_column_by_name(platform):
     assert set(prediction["probabilities"]) == {"0", "1", "2"}
 
 
+# -- row identifiers --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kaggle_training(platform):
+    """Training on Kaggle's Iris.csv as downloaded: an Id column first, sorted by species."""
+    return train(platform.client, file=(KAGGLE_CSV.name, KAGGLE_CSV.read_bytes()), n_estimators=FAST_TREES)
+
+
+def test_kaggle_iris_csv_trains_on_the_four_measurements_and_reports_the_dropped_id(
+    platform, kaggle_training, tmp_path
+):
+    body = kaggle_training
+    assert body["dropped_columns"] == ["Id"]
+    check_training_run(
+        platform,
+        body,
+        {
+            "model_type": "RandomForestClassifier",
+            "n_estimators": FAST_TREES,
+            "test_size": 0.2,
+            "n_features": 4,
+            "n_samples": 150,
+            "n_classes": 3,
+            "data_source": "uploaded_csv",
+            "input_file": "Iris.csv",
+            names.P_DROPPED_COLUMNS: "Id",
+        },
+    )
+    metadata = check_model_files(platform, body, tmp_path)  # the file on disk and the registered version's
+    assert metadata["dropped_columns"] == ["Id"]
+    assert metadata["feature_names"] == IRIS_FEATURES
+    assert metadata["class_names"] == PREFIXED_CLASSES and metadata["target_column"] == "Species"
+    listed = {m["version"]: m for m in platform.client.get("/models").json()["models"]}
+    assert listed[body["model_version"]]["metadata"]["dropped_columns"] == ["Id"]
+
+
+def test_model_trained_on_kaggle_iris_csv_predicts_the_four_features_and_the_example_batch(platform, kaggle_training):
+    load_model(platform.client, kaggle_training["model_path"])
+    for flower, expected in ((SETOSA, "Iris-setosa"), (VERSICOLOR, "Iris-versicolor"), (VIRGINICA, "Iris-virginica")):
+        answer = predict(platform.client, flower)
+        assert answer["model_path"] == kaggle_training["model_path"] and answer["class_name"] == expected
+    batch = predict_batch(platform.client, BATCH_CSV.read_bytes(), BATCH_CSV.name)
+    assert batch["total_samples"] == len(pd.read_csv(BATCH_CSV))
+    assert {r["class_name"] for r in batch["predictions"]} <= set(PREFIXED_CLASSES)
+
+
+def test_keep_columns_trains_on_an_identifier(platform):
+    body = train(
+        platform.client, file=(KAGGLE_CSV.name, KAGGLE_CSV.read_bytes()), n_estimators=FAST_TREES, keep_columns="Id"
+    )
+    assert body["dropped_columns"] == [] and body["model_metadata"]["dropped_columns"] == []
+    assert body["model_metadata"]["feature_names"] == ["id", *IRIS_FEATURES]
+    params = platform.mlflow.get_run(body["run_id"]).data.params
+    assert params["n_features"] == "5" and names.P_DROPPED_COLUMNS not in params  # logged only when some are
+    assert predict(platform.client, {"id": 1, **SETOSA})["model_version"] == body["model_version"]
+
+
+def test_row_numbers_under_any_name_are_dropped_and_a_repeating_integer_feature_is_kept(platform):
+    frame = iris_frame()
+    frame.insert(0, "row", range(150))
+    frame.insert(1, "petals", [i % 5 for i in range(150)])  # integers with repeats: a feature
+    body = train(platform.client, file=("rows.csv", csv_bytes(frame)), n_estimators=FAST_TREES)
+    assert body["dropped_columns"] == ["row"]
+    assert body["model_metadata"]["feature_names"] == ["petals", *IRIS_FEATURES]
+    params = platform.mlflow.get_run(body["run_id"]).data.params
+    assert params[names.P_DROPPED_COLUMNS] == "row" and params["n_features"] == "5"
+
+
 # -- the caller's mistakes --------------------------------------------------------------------------
 
 _LATIN1 = "sepal_length,species\n5.1,caf\u00e9\n".encode("latin-1")
 STARTS_A_RUN = {"too-few-rows"}  # the mistakes found only inside the training's run
 _TEXT_FEATURE = b"x,label\n1,a\nwide,b\n3,a\n4,b\n"
+_TARGET_FIRST = csv_bytes(iris_frame(SKLEARN_HEADERS, labels="prefixed")[["species", *SKLEARN_HEADERS]])
+_UNCLOSED_QUOTE = b'x,y,label\n1,2,a\n3,4,b\n"5,6,a\n7,8,b\n'
 
 
 @pytest.mark.parametrize(
@@ -284,6 +360,14 @@ _TEXT_FEATURE = b"x,label\n1,a\nwide,b\n3,a\n4,b\n"
         (None, {"n_estimators": 5000}, 422, ["n_estimators"]),
         (None, {"test_size": 1.5}, 422, ["test_size"]),
         (("tiny.csv", b"x,label\n1,a\n2,b\n"), {}, 422, ["rows", "classes"]),
+        (("first.csv", _TARGET_FIRST), {}, 422, ["'species' holds text", "target_column=species", "last column"]),
+        (("q.csv", _UNCLOSED_QUOTE), {}, 400, ["'q.csv'", "unclosed double quote", "data row 3 (line 4)"]),
+        (
+            (KAGGLE_CSV.name, KAGGLE_CSV.read_bytes()),
+            {"keep_columns": "Id,colour"},
+            422,
+            ["keep_columns", "['colour']", "['Id', 'SepalLengthCm'", "'Species']"],
+        ),
     ],
     ids=[
         "empty",
@@ -297,6 +381,9 @@ _TEXT_FEATURE = b"x,label\n1,a\nwide,b\n3,a\n4,b\n"
         "too-many-trees",
         "test-size",
         "too-few-rows",
+        "target-first",
+        "unclosed-quote",
+        "keep-missing-column",
     ],
 )
 def test_bad_training_requests_are_refused_clearly(platform, file, form, status, fragments, request):

@@ -16,7 +16,7 @@ from iris_platform.champion import ChampionFollower, fetch_version
 from iris_platform.config import Settings
 from iris_platform.errors import InputError, NoModelError
 from iris_platform.ml.batch_stream import predict_csv
-from iris_platform.ml.compiled_model import convert
+from iris_platform.ml.compiled_model import CompiledModel, convert, to_tree_input
 from iris_platform.ml.data import TrainingData, load_iris_training_data, prepare_training_data, read_csv_upload
 from iris_platform.ml.features import parse_features
 from iris_platform.ml.inference import Prediction, Predictor, compiled_predictor, training_bounds
@@ -26,6 +26,7 @@ from iris_platform.ml.training import MODEL_TYPE, check_parameters, train_model,
 from iris_platform.redaction import describe, redact_uri
 from iris_platform.timestamps import run_stamp, utc_now
 from iris_platform.tracking import names
+from iris_platform.tracking.datasets import batch_input, file_digest, training_input
 from iris_platform.tracking.records import InferenceRecord, new_record, prediction_time_ms
 from iris_platform.tracking.registry import ModelRegistry, describe_version
 from iris_platform.tracking.run_reader import RUN_TYPES, RunReader
@@ -41,6 +42,13 @@ _HEX = frozenset("0123456789abcdef")
 
 def _upload_name(filename: str | None) -> str:
     return (filename or "upload.csv")[:MAX_NAME_LENGTH]
+
+
+def _training_input(data: TrainingData, source: str, input_file: str | None) -> Any:
+    """The training table as the run's MLflow dataset input: the bundled Iris data, or the upload by name."""
+    name = input_file or names.IRIS_DATASET_NAME
+    labels = [data.class_names[i] for i in data.y]
+    return training_input(data.X, labels, target=data.target_column, name=name, source=input_file or source)
 
 
 def _experiment(experiment_name: str | None, run_type: str | None) -> str | None:
@@ -132,8 +140,21 @@ class IrisService:
 
     @staticmethod
     def warm_up() -> None:
-        """Import what the first training needs, off the request path (see ml.training.warm_up)."""
+        """Pay the first training's one-time costs off the request path, once the server answers.
+
+        Imports alone left the first training several times slower than the next ones (the first
+        conversion, ONNX session, skops dump and MLflow model save each load more code), also after
+        a tracking outage, when the first successful training is often the process's first. So a tiny
+        forest goes through every step here; nothing is written to the store or the models folder.
+        """
         warm_up()
+        data = load_iris_training_data()
+        trained = train_model(data, n_estimators=2, test_size=0.3, random_state=0)
+        onnx_bytes = convert(trained.estimator, len(data.feature_names))
+        if onnx_bytes is not None:
+            CompiledModel(onnx_bytes).predict_proba(to_tree_input(data.X.to_numpy()[:5]))
+        _training_input(data, names.DATA_SOURCE_IRIS, None)
+        RunWriter.warm_up(trained.estimator, data.X, data.class_names)
 
     def reset_tracking_connections(self) -> None:
         """After a tracking error: a connection opened during the outage may stay broken."""
@@ -160,12 +181,13 @@ class IrisService:
         n_estimators: int,
         test_size: float,
         target_column: str | None,
+        keep_columns: str | None = None,
     ) -> dict[str, Any]:
         check_parameters(n_estimators, test_size)
         if content is None:
             data, source = load_iris_training_data(), names.DATA_SOURCE_IRIS
         else:
-            data = prepare_training_data(read_csv_upload(content, filename), target_column)
+            data = prepare_training_data(read_csv_upload(content, filename), target_column, keep_columns)
             source = names.DATA_SOURCE_CSV
         with self._train_lock:
             return self._train(data, source=source, filename=filename, n_estimators=n_estimators, test_size=test_size)
@@ -186,20 +208,24 @@ class IrisService:
         }
         if source == names.DATA_SOURCE_CSV:
             params[names.P_INPUT_FILE] = _upload_name(filename)
+        if data.dropped_columns:
+            params[names.P_DROPPED_COLUMNS] = ",".join(data.dropped_columns)
 
         with self.runs.run(names.TRAINING_EXPERIMENT, f"{names.TRAINING_RUN_PREFIX}_{stamp}") as run_id:
             self.runs.log(run_id, params)
+            self.runs.log_inputs(run_id, [_training_input(data, source, params.get(names.P_INPUT_FILE))])
             trained = train_model(
                 data, n_estimators=n_estimators, test_size=test_size, random_state=self.settings.random_state
             )
             self.runs.log(run_id, metrics=trained.metrics)
-            model_uri = self.runs.log_sklearn_model(run_id, trained.estimator, data.X)
+            model_uri = self.runs.log_mlflow_model(run_id, trained.estimator, data.X, data.class_names)
             metadata = ModelMetadata(
                 feature_names=data.feature_names,
                 class_names=data.class_names,
                 target_column=data.target_column,
                 data_source=source,
                 input_file=params.get(names.P_INPUT_FILE),
+                dropped_columns=data.dropped_columns,
                 model_type=MODEL_TYPE,
                 n_estimators=n_estimators,
                 test_size=test_size,
@@ -237,6 +263,7 @@ class IrisService:
             **trained.metrics,
             "classification_report": trained.classification_report,
             "confusion_matrix": trained.confusion_matrix,
+            "dropped_columns": data.dropped_columns,
             "model_metadata": metadata.to_dict(),
         }
 
@@ -286,6 +313,7 @@ class IrisService:
         inline = self.settings.batch_inline_rows
         with tempfile.TemporaryDirectory() as tmp:
             output = Path(tmp) / names.PREDICTIONS_ARTIFACT
+            sha256 = file_digest(source)
             streamed = predict_csv(source, filename, predictor, output, keep_rows=inline)
             run_id = self.runs.write_batch_run(
                 moment=utc_now(),
@@ -294,6 +322,7 @@ class IrisService:
                 input_file=_upload_name(filename),
                 statistics=streamed.statistics,
                 predictions_csv=output,
+                inputs=[batch_input(name=_upload_name(filename), sha256=sha256, rows=streamed.total)],
             )
         return {
             "status": "success",
@@ -301,7 +330,7 @@ class IrisService:
             "model_path": predictor.model_path,
             "model_version": predictor.version,
             "total_samples": streamed.total,
-            "truncated": streamed.total > inline,
+            "truncated": len(streamed.first_rows) < streamed.total,
             "predictions": streamed.first_rows,
             "predictions_url": f"/mlflow/run/{run_id}/artifacts/{names.PREDICTIONS_ARTIFACT}",
             "replaced_columns": streamed.replaced_columns,

@@ -467,13 +467,13 @@ def csv_cases() -> list[Case]:
         (
             "unclosed quote",
             (H + '"5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,virginica\n').encode(),
-            (400, ("could not be parsed",)),
+            (400, ("unclosed double quote", "data row 1 (line 2)", "'sepal_length'")),
             (400, ("could not be parsed",)),
         ),
         (
             "unclosed quote in the last column",
             (H + '5.1,3.5,1.4,0.2,"setosa\n4.9,3.0,1.4,0.2,virginica\n').encode(),
-            (400, ("could not be parsed", "EOF inside string")),
+            (400, ("unclosed double quote", "data row 1 (line 2)", "'species'")),
             (400, ("unclosed quote", "'species'", "data row 1")),
         ),
         (

@@ -46,7 +46,10 @@ def validation_detail(exc: RequestValidationError) -> str:
 
 
 def _warm_up() -> None:
-    IrisService.warm_up()
+    try:
+        IrisService.warm_up()
+    except Exception:  # only a head start: the first training then pays its own way
+        log.warning("warming up the training path failed", exc_info=True)
     gc.freeze()  # scikit-learn's objects too
 
 

@@ -35,16 +35,53 @@ class BatchStatisticsOut(BaseModel):
     prediction_percentages: dict[str, float]
 
 
+class BatchPredictionRow(BaseModel):
+    """One row of the file with its prediction, as the answer lists it inline."""
+
+    sample_index: int = Field(description="The row's position among the file's data rows, from 0.")
+    input: dict[str, int | float | str | None] = Field(
+        description=(
+            "The row's input columns that predictions.csv keeps (every column but one named like an added "
+            "column, see `replaced_columns`), by their names in the file's header, in the file's order. "
+            "A feature is the number predicted on. Another column is given as numbers when every non-blank "
+            "cell of the listed rows is one (integers as integers, a blank cell as null) and none looks like "
+            "an identifier (zero-padded like 007, or an integer of 16 digits or more); otherwise as the text "
+            "written. Nested so that a column named like a field of the row (`confidence`) clashes with none."
+        ),
+        examples=[{"sample_id": "s00000001", "sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4}],
+    )
+    prediction: int = Field(description="The predicted class's index in the model's class names.")
+    class_name: str = Field(description="The predicted class (predictions.csv's `predicted_class`).")
+    confidence: float = Field(description="The predicted class's probability, in full (the CSV has 6 decimals).")
+    probabilities: dict[str, float] = Field(description="Every class's probability, by class name.")
+
+
 class BatchResponse(BaseModel):
     status: str
     run_id: str
     model_path: str
     model_version: str | None
     total_samples: int
-    truncated: bool
-    predictions: list[dict[str, Any]]
-    predictions_url: str
-    replaced_columns: list[str]
+    truncated: bool = Field(description="Whether the file has more rows than `predictions` lists.")
+    predictions: list[BatchPredictionRow] = Field(
+        description=(
+            "The file's first rows, at most IRIS_BATCH_INLINE_ROWS of them (fewer for a file of very many "
+            "columns: the rows' `input` objects hold at most 200,000 values in all); every row is in "
+            "predictions.csv."
+        )
+    )
+    predictions_url: str = Field(
+        description=(
+            "Downloads predictions.csv, the run's artifact: every row, its kept input columns as written "
+            "(quoted only when a cell holds a comma, a quote or a line break), then `predicted_class`, "
+            "`confidence` and `prob_<class>` for every class, each probability with 6 decimals."
+        )
+    )
+    replaced_columns: list[str] = Field(
+        description=(
+            "Input columns named like an added column (a predictions file sent again): the new values replace them."
+        )
+    )
     batch_statistics: BatchStatisticsOut
 
 
@@ -58,6 +95,8 @@ TrainResponse = create_model(  # type: ignore[call-overload]
     **{metric: (float, ...) for metric in names.TRAINING_METRICS},
     classification_report=(dict[str, Any], ...),
     confusion_matrix=(list[list[int]], ...),
+    # The upload's columns left out of the features as row identifiers, as the file names them.
+    dropped_columns=(list[str], ...),
     model_metadata=(dict[str, Any], ...),
 )
 

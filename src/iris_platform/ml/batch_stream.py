@@ -3,6 +3,12 @@
 pyarrow's CSV reader yields record batches of a few megabytes; each batch's feature columns are
 predicted and its rows, with the predicted class, confidence and every class probability, are
 appended to the output CSV at once. Memory stays bounded by the batch size, not the file size.
+
+The output's lines are put together here rather than by pyarrow's CSV writer, which quotes every
+text cell (the input's numbers, read as text to keep them as written, came out as "4.6") and prints
+float32 and float64 probabilities at different lengths. Here an input cell is written as it was,
+quoted only when it holds a comma, a quote or a line break, and the confidence and every
+probability with PROBABILITY_DECIMALS decimals.
 """
 
 from __future__ import annotations
@@ -32,12 +38,28 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024
 _ARROW_COLUMN = re.compile(r"CSV column #(\d+)")
 # What to do about a value that runs across lines, whichever check finds it.
 _ONE_ROW_PER_LINE = "close the quote, or remove the line breaks inside values; a batch file holds one row per line."
+# The predictions file's confidence and class probabilities: one fixed format, "0.940000". Six
+# decimals hold what the model tells apart (the compiled model computes in float32, whose last
+# digits are noise) at one width for every value; the answer's inline rows keep the full floats.
+PROBABILITY_DECIMALS = 6
+# The inline rows' `input` objects hold at most this many values in all: a file of thousands of
+# columns lists fewer rows (at least one) instead of an answer of hundreds of megabytes.
+INLINE_INPUT_VALUES = 200_000
+# What makes a CSV field need quotes: a quote, a comma, a line break.
+_NEEDS_QUOTES = '[",\r\n]'
+_QUOTE_BYTES = tuple(map(ord, '",\r\n'))
+# An inline column is given as numbers only if no cell is zero-padded ("007") or an integer too long
+# for a float to hold exactly: both are identifiers, whose text is what matches them to the file.
+_KEEP_AS_TEXT = r"^[+-]?(0[0-9]|[0-9]{16,}$)"
+# The most text of probabilities made at once (a block of rows is written in steps of this much).
+_PROBABILITY_TEXT_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
 class StreamedBatch:
     total: int
     statistics: BatchStatistics
+    # The answer's inline rows: the prediction, and under `input` the row's kept input columns.
     first_rows: list[dict[str, Any]]
     # Input columns named like an added one (a predictions file sent again): the new values replace them.
     replaced_columns: list[str]
@@ -132,6 +154,10 @@ def predict_csv(
     header = check_csv_header(head, label, truncated=len(head) % _HEAD_BYTES == 0)
     features = feature_columns(header, predictor.feature_names)
     classes = predictor.class_names
+    added = output_columns(classes)
+    # Input columns named like an added one are dropped (the new values replace them); no duplicate names.
+    kept = [c for c in header if c not in added]
+    inline_limit = min(keep_rows, max(1, INLINE_INPUT_VALUES // max(1, len(kept))))
     # Every column as text: the output keeps the input's cells as they were written.
     column_types = {c: pa.string() for c in header}
     try:
@@ -147,12 +173,12 @@ def predict_csv(
         raise _arrow_error(exc, header, label) from exc
 
     totals = StatisticsAccumulator(classes)
-    first_rows: list[dict[str, Any]] = []
-    class_array = pa.array(classes, type=pa.string())
-    writer = None
+    inline = _InlineRows(kept, features, classes, inline_limit)
+    class_cells = pa.array([_csv_field(c) for c in classes], type=pa.string())
     seen = 0
     try:
         with open(output, "wb") as sink:
+            sink.write((",".join(_csv_field(c) for c in kept + added) + "\n").encode())
             while True:
                 try:
                     batch = reader.read_next_batch()
@@ -166,39 +192,146 @@ def predict_csv(
                 X = _features(batch, features, seen)
                 result = predictor.predict_batch(X)
                 totals.add(result)
-                if len(first_rows) < keep_rows:
-                    first_rows.extend(prediction_rows(result, classes, seen, limit=keep_rows - len(first_rows)))
-                out = _output_batch(batch, result, classes, class_array)
-                if writer is None:
-                    writer = pacsv.CSVWriter(sink, out.schema, write_options=pacsv.WriteOptions(quoting_header="none"))
-                writer.write_batch(out)
+                inline.add(batch, X, result, seen)
+                cells = [_csv_text(batch.column(c)) for c in kept]
+                cells.append(class_cells.take(pa.array(result.indexes)))
+                _write_rows(sink, cells, result)
                 seen += batch.num_rows
-            if writer is not None:
-                writer.close()
     except BaseException:
         output.unlink(missing_ok=True)
         raise
     if seen == 0:
         output.unlink(missing_ok=True)
         raise InputError(f"{label} has a header but no data rows: add at least one row.", 400)
-    added = set(output_columns(classes))
     return StreamedBatch(
         total=seen,
         statistics=totals.result(),
-        first_rows=first_rows,
+        first_rows=inline.rows(),
         replaced_columns=[c for c in header if c in added],
     )
 
 
-def _output_batch(
-    batch: pa.RecordBatch, result: BatchResult, classes: list[str], class_array: pa.Array
-) -> pa.RecordBatch:
-    added = [class_array.take(pa.array(result.indexes)), pa.array(result.confidences, type=pa.float64())]
-    added += [pa.array(result.probabilities[:, i]) for i in range(len(classes))]
-    added_names = output_columns(classes)
-    kept = [i for i, name in enumerate(batch.schema.names) if name not in added_names]  # no duplicate names
-    columns = [batch.column(i) for i in kept] + added
-    fields = [batch.schema.field(i) for i in kept] + [
-        pa.field(n, a.type) for n, a in zip(added_names, added, strict=False)
-    ]
-    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
+class _InlineRows:
+    """The answer's first rows: each row's prediction, and under `input` its kept input columns.
+
+    A feature is the number predicted on; another column is given as numbers (int where every cell
+    is an integer, else float, a blank cell as null) when every non-blank cell of the listed rows is
+    one, and as the text written otherwise. One type per column, decided once all rows are in.
+    """
+
+    def __init__(self, kept: list[str], features: list[str], classes: list[str], limit: int):
+        self.kept = kept
+        self.position = {c: i for i, c in enumerate(features)}
+        self.classes = classes
+        self.limit = limit
+        self.predictions: list[dict[str, Any]] = []
+        self.features: list[np.ndarray] = []
+        self.text: dict[str, list[str]] = {c: [] for c in kept if c not in self.position}
+
+    def add(self, batch: pa.RecordBatch, X: np.ndarray, result: BatchResult, first_row: int) -> None:
+        take = self.limit - len(self.predictions)
+        if take <= 0:
+            return
+        self.predictions += prediction_rows(result, self.classes, first_row, limit=take)
+        self.features.append(X[:take].copy())
+        for name, cells in self.text.items():
+            cells += batch.column(name).slice(0, take).to_pylist()
+
+    def rows(self) -> list[dict[str, Any]]:
+        if not self.predictions:
+            return []
+        X = np.concatenate(self.features)
+        columns = [
+            X[:, self.position[c]].tolist() if c in self.position else _json_values(self.text[c]) for c in self.kept
+        ]
+        inputs = [dict(zip(self.kept, values, strict=True)) for values in zip(*columns, strict=True)]
+        # `input` second, after `sample_index`: the row's own fields can never clash with a column's name.
+        return [
+            {"sample_index": row["sample_index"], "input": values, **row}
+            for row, values in zip(self.predictions, inputs, strict=True)
+        ]
+
+
+def _json_values(cells: list[str]) -> list[Any]:
+    """One non-feature column of the inline rows: numbers if every non-blank cell is one, else the text."""
+    text = pa.array(cells, type=pa.string())
+    blank = pc.equal(text, "")
+    written = text.filter(pc.invert(blank))
+    if len(written) == 0 or pc.any(pc.match_substring_regex(written, _KEEP_AS_TEXT)).as_py():
+        return cells
+    numbers = pc.if_else(blank, pa.scalar(None, pa.string()), text)  # a blank cell of a number column: null
+    try:
+        return pc.cast(numbers, pa.int64()).to_pylist()
+    except pa.ArrowInvalid:
+        pass
+    try:
+        floats = pc.cast(numbers, pa.float64())
+    except pa.ArrowInvalid:
+        return cells
+    # "nan" and "inf" parse, but JSON has no such numbers.
+    return floats.to_pylist() if pc.all(pc.is_finite(floats)).as_py() else cells
+
+
+def _csv_field(text: str) -> str:
+    """One CSV field: as it is, or quoted (its quotes doubled) when it holds a comma, a quote or a line break."""
+    return '"' + text.replace('"', '""') + '"' if re.search(_NEEDS_QUOTES, text) else text
+
+
+def _csv_text(column: pa.Array) -> pa.Array:
+    """`_csv_field` of every cell of a text column; a scan of its bytes spares the usual column the search."""
+    data = np.frombuffer(column.buffers()[2] or b"", dtype=np.uint8)
+    if not any((data == byte).any() for byte in _QUOTE_BYTES):
+        return column
+    quoted = pc.binary_join_element_wise('"', pc.replace_substring(column, '"', '""'), '"', "")
+    return pc.if_else(pc.match_substring_regex(column, _NEEDS_QUOTES), quoted, column)
+
+
+def _probability_fields(result: BatchResult) -> pa.Array:
+    """Each row's end of line, ",<confidence>,<prob_1>,...,<prob_n>\\n", every value (0 to 1) with
+    PROBABILITY_DECIMALS decimals ("0.940000"): fixed-width text made digit by digit in numpy, several
+    times faster than formatting floats one by one."""
+    values = np.column_stack([result.confidences, result.probabilities]).astype(np.float64)
+    rest = np.rint(np.clip(values, 0.0, 1.0) * 10**PROBABILITY_DECIMALS).astype(np.int64)
+    rows, count = rest.shape
+    field = PROBABILITY_DECIMALS + 3  # ",0.940000"
+    fields = np.empty((rows, count, field), dtype=np.uint8)
+    fields[:, :, 0] = ord(",")
+    fields[:, :, 2] = ord(".")
+    for position in range(field - 1, 2, -1):
+        rest, digit = np.divmod(rest, 10)
+        fields[:, :, position] = digit + ord("0")
+    fields[:, :, 1] = rest + ord("0")  # 0 or 1
+    text = np.empty((rows, count * field + 1), dtype=np.uint8)
+    text[:, :-1] = fields.reshape(rows, count * field)
+    text[:, -1] = ord("\n")
+    width = text.shape[1]
+    offsets = np.arange(0, (rows + 1) * width, width, dtype=np.int32)
+    return pa.StringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(text))
+
+
+def _write_rows(sink: BinaryIO, cells: list[pa.Array], result: BatchResult) -> None:
+    """Append the rows of `cells` (each cell already a CSV field) and `result` to `sink`, as many at a
+    time as keep the probabilities' text within _PROBABILITY_TEXT_BYTES (one step for a few classes;
+    a model of very many classes takes several, and no text array passes the 2 GB of 32-bit offsets)."""
+    width = result.probabilities.shape[1] + 1
+    step = max(1, _PROBABILITY_TEXT_BYTES // (width * (PROBABILITY_DECIMALS + 3) + 1))
+    rows = len(result.indexes)
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        part = result
+        if (start, stop) != (0, rows):
+            part = BatchResult(
+                result.indexes[start:stop], result.confidences[start:stop], result.probabilities[start:stop]
+            )
+        _write_lines(sink, [c.slice(start, stop - start) for c in cells], _probability_fields(part))
+
+
+def _write_lines(sink: BinaryIO, cells: list[pa.Array], ends: pa.Array) -> None:
+    """Append one CSV line per row to `sink`: the columns `cells` (each cell already a CSV field), then `ends`."""
+    parts: list[Any] = []
+    for column in cells:
+        parts += [column, ","]
+    parts[-1] = ends  # which begins with its own comma
+    lines = pc.binary_join_element_wise(*parts, "")  # the last argument is the separator
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset : lines.offset + len(lines) + 1]
+    sink.write(memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]])

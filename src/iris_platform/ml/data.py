@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,14 @@ _SHOW = 5  # how many offending rows or values a message lists
 # Training reads the whole file into a table, fits, converts and parity-checks a model of every
 # column: at 20,000 columns that takes about a minute. Nothing this platform trains needs that many.
 MAX_TRAINING_COLUMNS = 1000
+# Columns that only identify rows are left out of the features: a file sorted by class gives its row
+# numbers away as the answer, and no flower sent to /predict has one. Named so (normalised) ...
+_IDENTIFIER_NAMES = frozenset({"id", "index", "row_id", "row_index", "row_number"})
+_PANDAS_INDEX_NAME = re.compile(r"unnamed_\d+(_\d+)?")  # "Unnamed: 0", pandas' name for a saved index
+# ... (or "<something>_id") and holding unique integers or unique text; or, under any name, the row
+# numbers themselves: unique integers from 0 or 1 up, with no gap (in any order), in a file of at
+# least this many rows (in a small file, 1, 2, 3 may well be a measurement).
+_MIN_ROWS_FOR_ROW_NUMBERS = 10
 
 
 @dataclass
@@ -35,6 +45,8 @@ class TrainingData:
     feature_names: list[str]
     class_names: list[str]
     target_column: str
+    # The file's columns left out of the features as row identifiers, as the file names them.
+    dropped_columns: list[str] = field(default_factory=list)
 
 
 def load_iris_training_data() -> TrainingData:
@@ -104,9 +116,7 @@ def read_csv_upload(content: bytes, filename: str | None = None) -> pd.DataFrame
             f"{label} is empty: upload a CSV file with a header row and at least one data row.", 400
         ) from None
     except pd.errors.ParserError as exc:
-        raise InputError(
-            f"{label} could not be parsed as CSV ({exc}): check that every row has as many fields as the header.", 400
-        ) from exc
+        raise _parser_error(content, header, label, exc) from exc
     if not isinstance(frame.index, pd.RangeIndex):
         # pandas takes a first data row with one field more than the header as a row index: refuse it.
         raise InputError(
@@ -120,6 +130,63 @@ def read_csv_upload(content: bytes, filename: str | None = None) -> pd.DataFrame
     return frame
 
 
+def _parser_error(content: bytes, header: list[str], label: str, exc: Exception) -> InputError:
+    """pandas' parser failed: name the row of a stray double quote if one is to blame, else pass its reason on.
+
+    Only on this failure path is the file scanned again, by Python's csv module (which counts lines and
+    reads quotes as pandas does): a quote that opens a value and is never closed makes the rest of the
+    file one value (pandas: "EOF inside string"); one closed only on a later line joins the rows between
+    into a row of the wrong width.
+    """
+    found = _quote_run_on(content.decode("utf-8-sig"), header, to_the_end="EOF inside string" in str(exc))
+    if found is None:
+        return InputError(
+            f"{label} could not be parsed as CSV ({exc}): check that every row has as many fields as the header.", 400
+        )
+    row, line, column, last_line = found
+    where = f"data row {row} (line {line})" + (f", column '{column}'" if column else "")
+    if last_line is None:
+        return InputError(f"{label} has an unclosed double quote in {where}: close the quote or remove it.", 400)
+    return InputError(
+        f"{label} has a double quote in {where} that is not closed on its line, so lines {line} to {last_line} "
+        "were read as one row: close the quote on its line or remove it.",
+        400,
+    )
+
+
+def _quote_run_on(text: str, header: list[str], to_the_end: bool) -> tuple[int, int, str | None, int | None] | None:
+    """(data row, line, column, last line) of the row whose quoted value runs on past its line.
+
+    With `to_the_end`, the value runs to the end of the file, so it is the last row's last field (and the
+    last line is None). Otherwise, the first row that spans lines and has not the header's width.
+    Data rows are counted as pandas counts them: blank lines skipped.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    data_row, previous_line, header_seen = 0, 0, False
+    last: tuple[int, int, list[str]] | None = None
+    try:
+        for record in reader:
+            first_line, previous_line = previous_line + 1, reader.line_num
+            if not record or not header_seen:
+                header_seen = header_seen or bool(record)
+                continue
+            data_row += 1
+            last = (data_row, first_line, record)
+            if not to_the_end and reader.line_num > first_line and len(record) != len(header):
+                broken = next((i for i, v in enumerate(record) if "\n" in v or "\r" in v), len(record) - 1)
+                return data_row, first_line, _column_at(header, broken), reader.line_num
+    except csv.Error:  # a NUL byte, say: pandas' own reason is then the better one
+        return None
+    if to_the_end and last is not None:
+        row, line, record = last
+        return row, line, _column_at(header, len(record) - 1), None
+    return None
+
+
+def _column_at(header: list[str], index: int) -> str | None:
+    return header[index] if 0 <= index < len(header) else None
+
+
 def numeric_column(series: pd.Series, name: str) -> np.ndarray:
     if not pd.api.types.is_numeric_dtype(series):  # text cells: a blank one is missing, not a bad number
         series = series.where(series.astype(str).str.strip() != "", None)
@@ -128,6 +195,12 @@ def numeric_column(series: pd.Series, name: str) -> np.ndarray:
     if bad_text.any():
         rows = list(series.index[bad_text][:_SHOW])
         samples = [str(v) for v in series[bad_text].head(_SHOW)]
+        if any("\n" in v or "\r" in v for v in samples):
+            # A stray double quote closed only by a later one: the lines between were read as one value.
+            raise InputError(
+                f"Column '{name}' must be numeric, but data row(s) {[r + 1 for r in rows]} hold {samples}, "
+                "a value that runs across lines: is a double quote left unclosed there? Close it or remove it."
+            )
         raise InputError(
             f"Column '{name}' must be numeric, but data row(s) {[r + 1 for r in rows]} hold {samples}: "
             "fix or remove those cells."
@@ -143,21 +216,85 @@ def numeric_column(series: pd.Series, name: str) -> np.ndarray:
     return array
 
 
+def _find_column(frame: pd.DataFrame, columns: dict[str, str], wanted: str) -> str | None:
+    """The file's column named `wanted`, exactly or once normalised."""
+    if wanted in frame.columns:
+        return wanted
+    return columns.get(normalise_column_name(wanted))
+
+
 def _resolve_target(frame: pd.DataFrame, columns: dict[str, str], target_column: str | None) -> str:
     if target_column is None or not target_column.strip():
         return frame.columns[-1]
     wanted = target_column.strip()
-    if wanted in frame.columns:
-        return wanted
-    key = normalise_column_name(wanted)
-    if key in columns:
-        return columns[key]
+    found = _find_column(frame, columns, wanted)
+    if found is not None:
+        return found
     raise InputError(
         f"target_column '{wanted[:200]}' is not a column of the file; its columns are {column_list(frame.columns)}."
     )
 
 
-def _encode_target(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
+def _resolve_kept(frame: pd.DataFrame, columns: dict[str, str], keep_columns: str | Sequence[str] | None) -> set[str]:
+    """The columns `keep_columns` (comma-separated, or a list) names, as the file names them."""
+    wanted = keep_columns.split(",") if isinstance(keep_columns, str) else list(keep_columns or [])
+    wanted = [w.strip() for w in wanted if w.strip()]
+    found = {w: _find_column(frame, columns, w) for w in wanted}
+    missing = [w[:200] for w, column in found.items() if column is None]
+    if missing:
+        raise InputError(
+            f"keep_columns names {column_list(missing)}, not column(s) of the file; "
+            f"its columns are {column_list(frame.columns)}."
+        )
+    return {column for column in found.values() if column is not None}
+
+
+def _is_identifier(series: pd.Series, key: str) -> bool:
+    """Whether a column only identifies rows (see _IDENTIFIER_NAMES): never a feature to learn from."""
+    integers = pd.api.types.is_integer_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    if key in _IDENTIFIER_NAMES or key.endswith("_id") or _PANDAS_INDEX_NAME.fullmatch(key):
+        if integers:
+            return bool(series.is_unique)
+        # Unique text ("A-001"): an identifier, and no feature a forest can take anyway.
+        return _is_text(series) and series.notna().all() and bool(series.is_unique)
+    if not integers or len(series) < _MIN_ROWS_FOR_ROW_NUMBERS or not series.is_unique:
+        return False
+    low, high = int(series.min()), int(series.max())
+    return low in (0, 1) and high - low == len(series) - 1  # unique, so every integer between: row numbers
+
+
+def _is_text(series: pd.Series) -> bool:
+    """Whether a column holds text: most of its filled cells are not numbers (not a typo in a numeric column)."""
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return False
+    cells = series.dropna().astype(str).str.strip()
+    cells = cells[cells != ""]
+    if cells.empty:
+        return False
+    return int(pd.to_numeric(cells, errors="coerce").isna().sum()) * 2 > len(cells)
+
+
+def _check_text_features(frame: pd.DataFrame, features: list[str], target: str, target_given: bool) -> None:
+    """The target taken by default (the last column) is numeric and a text column is left among the features:
+    that text column is most likely the class column, placed elsewhere."""
+    if target_given or _is_text(frame[target]):
+        return
+    texts = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c]) and _is_text(frame[c])]
+    if not texts:
+        return
+    taken = f"the last column ('{target}') was taken as the target because target_column was not given"
+    if len(texts) == 1:
+        raise InputError(
+            f"Column '{texts[0]}' holds text, so it cannot be a feature; {taken}: "
+            f"send target_column={texts[0]} if it holds the classes, or else remove the column."
+        )
+    raise InputError(
+        f"Columns {column_list(texts)} hold text, so they cannot be features; {taken}: send target_column "
+        "naming the one that holds the classes, and remove the others."
+    )
+
+
+def _encode_target(series: pd.Series, name: str, hint: str = "") -> tuple[np.ndarray, list[str]]:
     if series.isna().any():
         rows = [int(r) + 1 for r in series.index[series.isna()][:_SHOW]]
         raise InputError(f"Target column '{name}' is blank in data row(s) {rows}: give every row a class.")
@@ -168,7 +305,7 @@ def _encode_target(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]
         if not np.all(np.isfinite(numbers)) or not np.all(numbers == np.round(numbers)):
             raise InputError(
                 f"Target column '{name}' holds non-integer numbers: this platform trains classifiers, "
-                "so the target must be class labels (integers or text)."
+                f"so the target must be class labels (integers or text){hint}."
             )
         labels = numbers.astype(np.int64)
         classes = np.unique(labels)
@@ -181,10 +318,25 @@ def _encode_target(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]
     return indexes, names
 
 
-def prepare_training_data(frame: pd.DataFrame, target_column: str | None = None) -> TrainingData:
+def prepare_training_data(
+    frame: pd.DataFrame, target_column: str | None = None, keep_columns: str | Sequence[str] | None = None
+) -> TrainingData:
+    """The features and classes of an uploaded table. Row identifiers (see _IDENTIFIER_NAMES) are left out of
+    the features, but for those `keep_columns` names (comma-separated, or a list; names as in the file or
+    normalised)."""
     columns = normalised_columns(frame.columns)
     target = _resolve_target(frame, columns, target_column)
-    feature_columns = [c for c in frame.columns if c != target]
+    target_given = bool(target_column and target_column.strip())
+    kept = _resolve_kept(frame, columns, keep_columns)
+    candidates = [c for c in frame.columns if c != target]
+    dropped = [c for c in candidates if c not in kept and _is_identifier(frame[c], normalise_column_name(c))]
+    feature_columns = [c for c in candidates if c not in dropped]
+    if not feature_columns and dropped:
+        raise InputError(
+            f"The file has no feature column but {column_list(dropped)}, left out as row identifiers (unique "
+            f"row numbers or ids): add the measurements to learn from, or send keep_columns={','.join(dropped)} "
+            "to train on them."
+        )
     if not feature_columns:
         raise InputError("The file has only the target column: add at least one numeric feature column.")
     clashing = [c for c in feature_columns if normalise_column_name(c) in RESERVED_FEATURE_NAMES]
@@ -193,6 +345,7 @@ def prepare_training_data(frame: pd.DataFrame, target_column: str | None = None)
             f"Column(s) {clashing} would clash with the names every inference run records "
             f"{sorted(RESERVED_FEATURE_NAMES)}: rename them."
         )
+    _check_text_features(frame, feature_columns, target, target_given)
     features = {normalise_column_name(c): numeric_column(frame[c], c) for c in feature_columns}
     for column, values in zip(feature_columns, features.values(), strict=False):
         huge = np.abs(values) > FLOAT32_MAX
@@ -202,7 +355,13 @@ def prepare_training_data(frame: pd.DataFrame, target_column: str | None = None)
                 f"Column '{column}' has values too large to train on (beyond +/-{FLOAT32_MAX:.4g}, the largest a "
                 f"decision tree compares) in data row(s) {rows}: fix or remove those cells."
             )
-    y, class_names = _encode_target(frame[target], target)
+    hint = (
+        ""
+        if target_given
+        else f"; the last column ('{target}') was taken as the target because target_column was not given: "
+        "send target_column naming the column that holds the classes"
+    )
+    y, class_names = _encode_target(frame[target], target, hint)
     if len(class_names) < 2:
         raise InputError(
             f"Target column '{target}' has only one class ({class_names[0]!r}): a classifier needs at least two."
@@ -213,4 +372,5 @@ def prepare_training_data(frame: pd.DataFrame, target_column: str | None = None)
         feature_names=list(features),
         class_names=class_names,
         target_column=target,
+        dropped_columns=dropped,
     )

@@ -20,6 +20,8 @@ class ModelMetadata:
     target_column: str | None = None
     data_source: str | None = None
     input_file: str | None = None
+    # The file's columns left out of the features as row identifiers (absent from older metadata: none).
+    dropped_columns: list[str] = field(default_factory=list)
     model_type: str | None = None
     n_estimators: int | None = None
     test_size: float | None = None
@@ -72,4 +74,6 @@ class ModelMetadata:
         values["class_names"] = [str(c) for c in data["class_names"]]
         values["metrics"] = dict(data.get("metrics") or {})
         values["feature_ranges"] = dict(data.get("feature_ranges") or {})
+        dropped = data.get("dropped_columns")
+        values["dropped_columns"] = [str(c) for c in dropped] if isinstance(dropped, list) else []
         return cls(**values, source=dict(data))

@@ -10,6 +10,16 @@ import re
 TRAINING_EXPERIMENT = "iris_classification"
 INFERENCE_EXPERIMENT = "iris_inference"
 EXPERIMENTS = (TRAINING_EXPERIMENT, INFERENCE_EXPERIMENT)
+# Both are tagged as machine-learning experiments, as MLflow's own training integrations tag theirs
+# (MLflow's API and assistant read it; the 3.17 UI opens every experiment on its GenAI overview
+# until the sidebar's "Model training" switch or `?workflowType=machine_learning` is used).
+T_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+# Run inputs (MLflow datasets): the training table and each batch file, by the context they served.
+DATASET_CONTEXT_TRAINING = "training"
+DATASET_CONTEXT_INFERENCE = "inference"
+IRIS_DATASET_NAME = "iris"
 
 # Run names are "<prefix>_<timestamp>".
 TRAINING_RUN_PREFIX = "training"
@@ -26,6 +36,9 @@ P_N_SAMPLES = "n_samples"
 P_N_CLASSES = "n_classes"
 P_DATA_SOURCE = "data_source"
 P_INPUT_FILE = "input_file"
+# An upload's columns left out of the features as row identifiers, comma-separated as the file names
+# them; logged only when there are some (absent, not empty, means none: other runs' params are unchanged).
+P_DROPPED_COLUMNS = "dropped_columns"
 DATA_SOURCE_IRIS = "sklearn_iris"
 DATA_SOURCE_CSV = "uploaded_csv"
 
@@ -39,8 +52,14 @@ TRAINING_METRICS = (M_ACCURACY, M_PRECISION, M_RECALL, M_F1)
 # The platform's files of a model (pkl, metadata, ONNX form) go under this folder of the logged
 # MLflow model, beside MLflow's own files, so the registered version holds both.
 MODEL_FILES_ARTIFACT_DIR = "model_files"
-# The MLflow model (mlflow.sklearn flavour), servable with `mlflow models serve`.
+# The MLflow model, servable with `mlflow models serve`: a pyfunc from code (tracking/mlflow_pyfunc.py)
+# answering the columns of the batch predictions CSV (COL_PREDICTED_CLASS, COL_CONFIDENCE, prob_<class>).
 MLFLOW_MODEL_NAME = "model"
+# Its artifacts: the scikit-learn model (an mlflow.sklearn model in the skops format) and a JSON object
+# of its feature, class and output column names. mlflow_pyfunc.py repeats these keys (it imports nothing
+# of the platform); a test checks they agree.
+MLFLOW_ESTIMATOR_ARTIFACT = "estimator"
+MLFLOW_COLUMNS_ARTIFACT = "columns"
 
 # The Model Registry: every training registers a version of the registered model (setting
 # IRIS_REGISTERED_MODEL, default "iris_classifier"); the alias names the version every replica serves.

@@ -5,26 +5,31 @@ Every run ends FINISHED, or FAILED with the reason as a tag; none is left RUNNIN
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param
+from mlflow.entities import DatasetInput, Metric, Param
 
 from iris_platform.batch_statistics import BatchStatistics
 from iris_platform.timestamps import run_stamp
 from iris_platform.tracking import names
 from iris_platform.tracking.store import TrackingStore
 
-# mlflow.sklearn.log_model reads the process-global tracking URI; this lock keeps two stores in one
-# process (two apps, as in the tests) from pointing it elsewhere between setting it and logging.
+# Logging a model reads the process-global tracking URI; this lock keeps two stores in one process
+# (two apps, as in the tests) from pointing it elsewhere between setting it and logging. It also
+# serialises loading models from code, which passes the model through a global of MLflow's.
 _FLUENT_LOCK = threading.Lock()
+# The logged MLflow model's code (models from code): read by MLflow as a file, never imported here.
+PYFUNC_MODEL_CODE = Path(__file__).with_name("mlflow_pyfunc.py")
 MAX_PARAM_LENGTH = 6000
 
 
@@ -56,10 +61,27 @@ def skops_trusted_types(estimator: Any) -> list[str]:
     return untrusted
 
 
+def mlflow_signature(feature_names: list[str], class_names: list[str]) -> Any:
+    """The MLflow model's signature: the features in, the class name, confidence and probabilities out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("double", str(f)) for f in feature_names]),
+        outputs=Schema(
+            [
+                ColSpec("string", names.COL_PREDICTED_CLASS),
+                ColSpec("double", names.COL_CONFIDENCE),
+                *[ColSpec("double", names.probability_column(c)) for c in class_names],
+            ]
+        ),
+    )
+
+
 class RunWriter:
     def __init__(self, store: TrackingStore):
         self.store = store
-        # mlflow.sklearn.log_model only speaks through the fluent API, which reads this global.
+        # Logging a model only speaks through the fluent API, which reads this global.
         mlflow.set_tracking_uri(store.tracking_uri)
 
     @contextmanager
@@ -97,6 +119,11 @@ class RunWriter:
             params=[Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in (params or {}).items()],
         )
 
+    def log_inputs(self, run_id: str, inputs: Sequence[DatasetInput]) -> None:
+        """The data the run used, shown in MLflow's Dataset column (see datasets.py)."""
+        if inputs:
+            self.store.client.log_inputs(run_id, datasets=list(inputs))
+
     def log_files(self, run_id: str, files: dict[str, bytes], artifact_path: str | None = None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for filename, data in files.items():
@@ -112,19 +139,64 @@ class RunWriter:
                 (Path(tmp) / filename).write_bytes(data)
             self.store.client.log_model_artifacts(model_id, tmp, names.MODEL_FILES_ARTIFACT_DIR)
 
-    def log_sklearn_model(self, run_id: str, estimator: Any, example: Any) -> str:
+    @staticmethod
+    def warm_up(estimator: Any, example: Any, class_names: list[str]) -> None:
+        """Save a model as log_mlflow_model logs one, into a temporary folder, off the request path: the
+        skops dump and MLflow's model-from-code machinery load much code the first time they run."""
+        import mlflow.pyfunc
+        import mlflow.sklearn
+
+        with tempfile.TemporaryDirectory() as tmp:
+            estimator_dir = Path(tmp) / names.MLFLOW_ESTIMATOR_ARTIFACT
+            mlflow.sklearn.save_model(
+                estimator,
+                str(estimator_dir),
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+                skops_trusted_types=skops_trusted_types(estimator),
+                pip_requirements=[],
+            )
+            columns_file = Path(tmp) / f"{names.MLFLOW_COLUMNS_ARTIFACT}.json"
+            columns_file.write_text(json.dumps({"class_names": class_names}), encoding="utf-8")
+            mlflow.pyfunc.save_model(
+                str(Path(tmp) / names.MLFLOW_MODEL_NAME),
+                python_model=str(PYFUNC_MODEL_CODE),
+                artifacts={
+                    names.MLFLOW_ESTIMATOR_ARTIFACT: str(estimator_dir),
+                    names.MLFLOW_COLUMNS_ARTIFACT: str(columns_file),
+                },
+                signature=mlflow_signature(list(example.columns), class_names),
+                pip_requirements=[],
+            )
+
+    def log_mlflow_model(self, run_id: str, estimator: Any, example: Any, class_names: list[str]) -> str:
         """Log the MLflow model so `mlflow models serve -m models:/<model_id>` serves it; returns its URI.
 
-        The pip requirements are stated (inferring them runs a slow subprocess), and skops is told which
-        types to trust, computed from the model itself.
+        The model is a pyfunc from code (`mlflow_pyfunc.py`, standalone) answering, for each row of
+        `example`'s feature columns, the class name, its confidence and every class's probability. The
+        forest is saved beside it as an `mlflow.sklearn` model in the skops format, with the types skops
+        must trust computed from the forest itself; the pip requirements are stated (inferring them runs
+        a slow subprocess).
         """
+        import mlflow.pyfunc
         import mlflow.sklearn
-        from mlflow.models import infer_signature
+        from mlflow.models import Model
 
-        pip_requirements = mlflow.sklearn.get_default_pip_requirements(include_skops=True)
+        feature_names = [str(c) for c in example.columns]
+        probability_columns = [names.probability_column(c) for c in class_names]
+        pip_requirements = [
+            *mlflow.sklearn.get_default_pip_requirements(include_skops=True),
+            f"numpy=={importlib.metadata.version('numpy')}",
+            f"pandas=={importlib.metadata.version('pandas')}",
+        ]
         trusted_types = skops_trusted_types(estimator)
-
-        signature = infer_signature(example, estimator.predict(example))
+        signature = mlflow_signature(feature_names, class_names)
+        columns = {
+            "feature_names": feature_names,
+            "class_names": [str(c) for c in class_names],
+            "predicted_class": names.COL_PREDICTED_CLASS,
+            "confidence": names.COL_CONFIDENCE,
+            "probabilities": probability_columns,
+        }
         client = self.store.client
         # Create the logged model in the run's own experiment: left to itself, log_model files it
         # under the process's "current" experiment (Default), not the run's.
@@ -135,18 +207,36 @@ class RunWriter:
             source_run_id=run_id,
             params=dict(run.data.params),
         )
-        with _FLUENT_LOCK:
-            mlflow.set_tracking_uri(self.store.tracking_uri)
-            info = mlflow.sklearn.log_model(
+        with tempfile.TemporaryDirectory() as tmp:
+            estimator_dir = Path(tmp) / names.MLFLOW_ESTIMATOR_ARTIFACT
+            mlflow.sklearn.save_model(
                 estimator,
-                name=names.MLFLOW_MODEL_NAME,
-                run_id=run_id,
-                model_id=logged.model_id,
-                signature=signature,
-                input_example=example.head(5),
-                pip_requirements=pip_requirements,
+                str(estimator_dir),
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
                 skops_trusted_types=trusted_types,
+                pip_requirements=pip_requirements,
             )
+            columns_file = Path(tmp) / f"{names.MLFLOW_COLUMNS_ARTIFACT}.json"
+            columns_file.write_text(json.dumps(columns, indent=1), encoding="utf-8")
+            with _FLUENT_LOCK:
+                mlflow.set_tracking_uri(self.store.tracking_uri)
+                # mlflow.pyfunc.log_model with the run: Model.log is what it calls, given the run's id
+                # (log_model itself only takes the fluent API's active run).
+                info = Model.log(
+                    artifact_path=None,
+                    name=names.MLFLOW_MODEL_NAME,
+                    flavor=mlflow.pyfunc,
+                    run_id=run_id,
+                    model_id=logged.model_id,
+                    python_model=str(PYFUNC_MODEL_CODE),
+                    artifacts={
+                        names.MLFLOW_ESTIMATOR_ARTIFACT: str(estimator_dir),
+                        names.MLFLOW_COLUMNS_ARTIFACT: str(columns_file),
+                    },
+                    signature=signature,
+                    input_example=example.head(5),
+                    pip_requirements=pip_requirements,
+                )
         return info.model_uri
 
     def write_batch_run(
@@ -158,6 +248,7 @@ class RunWriter:
         input_file: str,
         statistics: BatchStatistics,
         predictions_csv: Path,
+        inputs: Sequence[DatasetInput] = (),
     ) -> str:
         """One `batch_prediction_<timestamp>` run with its statistics and predictions CSV; returns its id."""
         params = {
@@ -169,5 +260,6 @@ class RunWriter:
         }
         with self.run(names.INFERENCE_EXPERIMENT, run_name(names.BATCH_RUN_PREFIX, moment)) as run_id:
             self.log(run_id, params, statistics_metrics(statistics))
+            self.log_inputs(run_id, inputs)
             self.store.client.log_artifact(run_id, str(predictions_csv))
         return run_id

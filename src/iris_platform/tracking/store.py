@@ -186,9 +186,10 @@ class TrackingStore:
         with self._lock:
             if name not in self._ids:
                 experiment = self.client.get_experiment_by_name(name)
+                kind = {names.T_EXPERIMENT_KIND: names.EXPERIMENT_KIND}
                 if experiment is None:
                     try:
-                        experiment_id = self.client.create_experiment(name)
+                        experiment_id = self.client.create_experiment(name, tags=kind)
                     except MlflowException as exc:  # another process created it first
                         if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
                             raise
@@ -198,6 +199,8 @@ class TrackingStore:
                         experiment_id = created.experiment_id
                 else:
                     experiment_id = experiment.experiment_id
+                    if experiment.tags.get(names.T_EXPERIMENT_KIND) is None:  # made by an earlier version
+                        self.client.set_experiment_tag(experiment_id, names.T_EXPERIMENT_KIND, names.EXPERIMENT_KIND)
                 self._ids[name] = experiment_id
                 self._names[experiment_id] = name
             return self._ids[name]

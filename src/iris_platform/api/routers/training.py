@@ -26,6 +26,14 @@ def train(
     n_estimators: Annotated[int, Form(description="Trees in the random forest (1 to 1000)")] = 100,
     test_size: Annotated[float, Form(description="Fraction of rows held out for the metrics")] = 0.2,
     target_column: Annotated[str | None, Form(description="Class column of the CSV; default: the last")] = None,
+    keep_columns: Annotated[
+        str | None,
+        Form(
+            description="Comma-separated columns of the CSV to keep as features although they look like row "
+            "identifiers (named id, index, row_id, <name>_id or Unnamed: 0 and unique; or unique row numbers "
+            "1..n or 0..n-1), which are otherwise left out and listed in the answer's dropped_columns"
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     content, filename = upload_content(file)
     return service.train(
@@ -34,4 +42,5 @@ def train(
         n_estimators=n_estimators,
         test_size=test_size,
         target_column=target_column,
+        keep_columns=keep_columns,
     )

@@ -6,6 +6,13 @@
 export const TRAINING_EXPERIMENT = "iris_classification";
 export const INFERENCE_EXPERIMENT = "iris_inference";
 export const EXPERIMENTS = Object.freeze([TRAINING_EXPERIMENT, INFERENCE_EXPERIMENT]);
+export const T_EXPERIMENT_KIND = "mlflow.experimentKind";
+export const EXPERIMENT_KIND = "custom_model_development";
+
+// Run inputs (MLflow datasets).
+export const DATASET_CONTEXT_TRAINING = "training";
+export const DATASET_CONTEXT_INFERENCE = "inference";
+export const IRIS_DATASET_NAME = "iris";
 
 // Run names are "<prefix>_<timestamp>".
 export const TRAINING_RUN_PREFIX = "training";
@@ -22,6 +29,7 @@ export const P_N_SAMPLES = "n_samples";
 export const P_N_CLASSES = "n_classes";
 export const P_DATA_SOURCE = "data_source";
 export const P_INPUT_FILE = "input_file";
+export const P_DROPPED_COLUMNS = "dropped_columns";
 export const DATA_SOURCE_IRIS = "sklearn_iris";
 export const DATA_SOURCE_CSV = "uploaded_csv";
 
@@ -35,6 +43,8 @@ export const TRAINING_METRICS = Object.freeze([M_ACCURACY, M_PRECISION, M_RECALL
 // Training artifacts.
 export const MODEL_FILES_ARTIFACT_DIR = "model_files";
 export const MLFLOW_MODEL_NAME = "model";
+export const MLFLOW_ESTIMATOR_ARTIFACT = "estimator";
+export const MLFLOW_COLUMNS_ARTIFACT = "columns";
 export const CHAMPION_ALIAS = "champion";
 export const T_VERSION_MODEL_FILE = "iris.model_file";
 export const T_VERSION_SHA256 = "iris.sha256";

@@ -1,0 +1,100 @@
+"""The MLflow model of a training, as code: a pyfunc answering class names and probabilities, as /predict does.
+
+MLflow logs this file itself as the model's code ("models from code", `mlflow.models.set_model`) and
+runs it wherever the model is loaded: `mlflow models serve`, `mlflow.pyfunc.load_model`,
+`mlflow.pyfunc.spark_udf`, on machines where the platform is not installed. So it is standalone: it
+imports only mlflow, numpy and pandas (and scikit-learn and skops through `mlflow.sklearn`), never
+`iris_platform`, and nothing of it is pickled. Its two artifact keys repeat names in
+`tracking/names.py` (a test checks they agree); every other name, the output columns included, comes
+from the model's `columns` artifact, written at training from `names.py`.
+
+Artifacts of the model:
+- `estimator`: the fitted scikit-learn forest as an `mlflow.sklearn` model in the skops format, with
+  the types skops may trust recorded beside it, so loading it runs no pickle;
+- `columns`: a JSON object: `feature_names` (the input columns, in the estimator's order),
+  `class_names` (by class index), and the output columns `predicted_class`, `confidence` and
+  `probabilities` (one per class, in class order).
+
+`predict` takes a table of the feature columns (by the platform's normalised names; floats) and
+answers a pandas DataFrame, one row per input row: the class name, its probability, and the
+probability of every class, the columns of the platform's batch predictions CSV.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import set_model
+from mlflow.pyfunc import PythonModel, PythonModelContext
+
+# The artifact keys (tracking/names.py: MLFLOW_ESTIMATOR_ARTIFACT, MLFLOW_COLUMNS_ARTIFACT).
+ESTIMATOR_ARTIFACT = "estimator"
+COLUMNS_ARTIFACT = "columns"
+
+# scikit-learn's trees compare features as float32 and refuse a finite float64 beyond its range; the
+# platform answers such a value as the largest float32 of its sign, and so does this model.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class IrisClassifier(PythonModel):
+    """The forest with its feature and class names; `predict` answers class names, not indexes."""
+
+    def load_context(self, context: PythonModelContext) -> None:
+        import mlflow.sklearn
+
+        self.estimator = mlflow.sklearn.load_model(context.artifacts[ESTIMATOR_ARTIFACT])
+        columns = json.loads(Path(context.artifacts[COLUMNS_ARTIFACT]).read_text(encoding="utf-8"))
+        self.feature_names: list[str] = list(columns["feature_names"])
+        self.class_names: list[str] = list(columns["class_names"])
+        self.class_column: str = columns["predicted_class"]
+        self.confidence_column: str = columns["confidence"]
+        self.probability_columns: list[str] = list(columns["probabilities"])
+        # The estimator saw class indexes; a class absent from its training split has no column.
+        self._present = np.asarray(self.estimator.classes_, dtype=np.int64)
+        self._names = np.asarray(self.class_names, dtype=object)
+
+    def predict_proba(self, model_input: Any) -> np.ndarray:
+        """Every class's probability for each row (rows by class index), as the platform computes them."""
+        frame = None
+        if isinstance(model_input, pd.DataFrame):
+            # The signature has already put the columns in feature order: then the table goes as it is.
+            same = list(model_input.columns) == self.feature_names
+            frame = model_input if same else model_input[self.feature_names]
+            values = frame.to_numpy(dtype=float)
+            if not all(pd.api.types.is_float_dtype(t) for t in frame.dtypes):
+                frame = None
+        else:  # an array or a list of rows, columns in feature order
+            values = np.asarray(model_input, dtype=float).reshape(-1, len(self.feature_names))
+        finite = np.isfinite(values)
+        if not finite.all():  # the platform refuses them too
+            rows, columns = np.nonzero(~finite)
+            bad = sorted({self.feature_names[c] for c in columns})
+            raise MlflowException.invalid_parameter_value(
+                f"Features {bad} must be finite numbers: row(s) {rows[:5].tolist()} hold NaN or infinity."
+            )
+        if frame is None or np.abs(values).max(initial=0.0) > _FLOAT32_MAX:
+            values = np.clip(values, -_FLOAT32_MAX, _FLOAT32_MAX)
+            frame = pd.DataFrame(values, columns=self.feature_names)
+        raw = self.estimator.predict_proba(frame)
+        if len(self._present) == len(self.class_names):
+            return np.asarray(raw, dtype=float)
+        proba = np.zeros((raw.shape[0], len(self.class_names)))
+        proba[:, self._present] = raw
+        return proba
+
+    def predict(
+        self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        proba = self.predict_proba(model_input)
+        best = np.argmax(proba, axis=1)
+        columns = {self.class_column: self._names[best], self.confidence_column: proba[np.arange(len(best)), best]}
+        columns.update(zip(self.probability_columns, proba.T, strict=True))
+        return pd.DataFrame(columns)
+
+
+set_model(IrisClassifier())
