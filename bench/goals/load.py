@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bench.config import ANCHOR_BODY, OUR_BODY
+import json
+
+from bench.config import ANCHOR_BODY, CLASSES, OUR_BODY
 from bench.console import log
 from bench.context import Context
 from bench.report import Row, faster, fmt_ms, fmt_rps, median, throughput, verdict
@@ -23,6 +25,22 @@ def start_anchor(ctx: Context) -> None:
     log(f"  anchor /invocations: HTTP {status} {body[:100]!r}")
     if status != 200:
         raise RuntimeError(f"the anchor answered HTTP {status}: {body[:200]!r}")
+    check_anchor_answer(body)
+
+
+# The logged MLflow model answers as /predict: per row, the class name, its confidence, every class's probability.
+ANCHOR_COLUMNS = {"predicted_class", "confidence", *(f"prob_{c}" for c in CLASSES)}
+
+
+def check_anchor_answer(body: bytes) -> None:
+    """The anchor's answer to ANCHOR_BODY: one row of ANCHOR_COLUMNS naming an Iris class."""
+    try:
+        rows = json.loads(body)["predictions"]
+        ok = len(rows) == 1 and set(rows[0]) == ANCHOR_COLUMNS and rows[0]["predicted_class"] in CLASSES
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise RuntimeError(f"the anchor's answer is not one row of {sorted(ANCHOR_COLUMNS)}: {body[:300]!r}")
 
 
 def run(ctx: Context) -> None:
