@@ -78,6 +78,26 @@ def mlflow_signature(feature_names: list[str], class_names: list[str]) -> Any:
     )
 
 
+def _model_artifacts(
+    folder: Path, estimator: Any, columns: dict[str, Any], pip_requirements: list[str]
+) -> tuple[Path, Path]:
+    """The pyfunc's two artifacts in `folder`: the forest as a skops `mlflow.sklearn` model (trusting only
+    the types computed from it) and the columns JSON."""
+    import mlflow.sklearn
+
+    estimator_dir = folder / names.MLFLOW_ESTIMATOR_ARTIFACT
+    mlflow.sklearn.save_model(
+        estimator,
+        str(estimator_dir),
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+        skops_trusted_types=skops_trusted_types(estimator),
+        pip_requirements=pip_requirements,
+    )
+    columns_file = folder / f"{names.MLFLOW_COLUMNS_ARTIFACT}.json"
+    columns_file.write_text(json.dumps(columns, indent=1), encoding="utf-8")
+    return estimator_dir, columns_file
+
+
 class RunWriter:
     def __init__(self, store: TrackingStore):
         self.store = store
@@ -147,16 +167,7 @@ class RunWriter:
         import mlflow.sklearn
 
         with tempfile.TemporaryDirectory() as tmp:
-            estimator_dir = Path(tmp) / names.MLFLOW_ESTIMATOR_ARTIFACT
-            mlflow.sklearn.save_model(
-                estimator,
-                str(estimator_dir),
-                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-                skops_trusted_types=skops_trusted_types(estimator),
-                pip_requirements=[],
-            )
-            columns_file = Path(tmp) / f"{names.MLFLOW_COLUMNS_ARTIFACT}.json"
-            columns_file.write_text(json.dumps({"class_names": class_names}), encoding="utf-8")
+            estimator_dir, columns_file = _model_artifacts(Path(tmp), estimator, {"class_names": class_names}, [])
             mlflow.pyfunc.save_model(
                 str(Path(tmp) / names.MLFLOW_MODEL_NAME),
                 python_model=str(PYFUNC_MODEL_CODE),
@@ -188,7 +199,6 @@ class RunWriter:
             f"numpy=={importlib.metadata.version('numpy')}",
             f"pandas=={importlib.metadata.version('pandas')}",
         ]
-        trusted_types = skops_trusted_types(estimator)
         signature = mlflow_signature(feature_names, class_names)
         columns = {
             "feature_names": feature_names,
@@ -208,16 +218,7 @@ class RunWriter:
             params=dict(run.data.params),
         )
         with tempfile.TemporaryDirectory() as tmp:
-            estimator_dir = Path(tmp) / names.MLFLOW_ESTIMATOR_ARTIFACT
-            mlflow.sklearn.save_model(
-                estimator,
-                str(estimator_dir),
-                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-                skops_trusted_types=trusted_types,
-                pip_requirements=pip_requirements,
-            )
-            columns_file = Path(tmp) / f"{names.MLFLOW_COLUMNS_ARTIFACT}.json"
-            columns_file.write_text(json.dumps(columns, indent=1), encoding="utf-8")
+            estimator_dir, columns_file = _model_artifacts(Path(tmp), estimator, columns, pip_requirements)
             with _FLUENT_LOCK:
                 mlflow.set_tracking_uri(self.store.tracking_uri)
                 # mlflow.pyfunc.log_model with the run: Model.log is what it calls, given the run's id
