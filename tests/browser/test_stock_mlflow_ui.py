@@ -26,7 +26,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
@@ -35,7 +35,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.helpers.mlflow_server import MlflowServer
 
-from .conftest import BATCH_CSV, Server, screenshot, wait_tracking_drained
+from .conftest import BATCH_CSV, PageWatch, Server, screenshot, wait_tracking_drained
 
 TRAINING_EXPERIMENT = "iris_classification"
 INFERENCE_EXPERIMENT = "iris_inference"
@@ -159,28 +159,14 @@ def stock_ui(server: Server, tmp_path_factory) -> Iterator[StockUi]:
 # -- the browser -----------------------------------------------------------------------------------
 
 
-@dataclass
-class UiWatch:
-    """What the page did besides rendering: recorded for failure messages; only uncaught errors fail."""
-
-    outside_requests: list[str] = field(default_factory=list)
-    console_errors: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return (
-            f"outside requests (aborted): {self.outside_requests}\n"
-            f"console errors: {self.console_errors}\nuncaught errors: {self.page_errors}"
-        )
+@pytest.fixture
+def ui_watch() -> PageWatch:
+    # conftest's record of what a page did; here only uncaught errors fail (MLflow's UI logs its own 404s)
+    return PageWatch()
 
 
 @pytest.fixture
-def ui_watch() -> UiWatch:
-    return UiWatch()
-
-
-@pytest.fixture
-def ui(browser: Browser, stock_ui: StockUi, ui_watch: UiWatch) -> Iterator[Page]:
+def ui(browser: Browser, stock_ui: StockUi, ui_watch: PageWatch) -> Iterator[Page]:
     """A fresh browser (no workflow type chosen yet) on the stock MLflow UI."""
     context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=False)
     context.set_default_timeout(UI_TIMEOUT_MS)
@@ -202,7 +188,7 @@ def ui(browser: Browser, stock_ui: StockUi, ui_watch: UiWatch) -> Iterator[Page]
     page.add_locator_handler(page.get_by_role("button", name="Got it"), lambda tip: tip.click())
     try:
         yield page
-        assert not ui_watch.page_errors, f"the MLflow UI threw:\n{ui_watch}"
+        assert not ui_watch.page_errors, "the MLflow UI threw:\n" + "\n".join(ui_watch.problems())
     finally:
         context.close()
 
