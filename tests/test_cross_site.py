@@ -25,6 +25,7 @@ from tests.helpers.api import FAST_TREES, assert_error, wait_for_writer
 from tests.helpers.contract import EXPERIMENTS
 from tests.helpers.data import SETOSA, samples_csv
 from tests.helpers.platform import LOCAL_URL, Platform, local_client, open_platform, settings_for
+from tests.helpers.raw_http import read_answer, status_and_detail
 from tests.helpers.server_process import MAIN, ServerProcess, server_environment
 
 EVIL = "http://evil.example"
@@ -357,26 +358,6 @@ def test_the_token_does_not_open_cross_site_writes_and_same_origin_ones_still_ne
 # -- the real server, several workers ------------------------------------------------------------------------
 
 
-def _raw_answer(port: int, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
-        sock.sendall(request)
-        answer = b""
-        while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _length(answer):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-        return answer
-
-
-def _length(answer: bytes) -> int:
-    for line in answer.partition(b"\r\n\r\n")[0].split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
-
-
 @pytest.mark.slow
 def test_the_rules_hold_with_several_workers(tmp_path):
     server = ServerProcess(tmp_path, argv=[sys.executable, str(MAIN), "--workers", "2"])
@@ -395,12 +376,12 @@ def test_the_rules_hold_with_several_workers(tmp_path):
             assert http.post("/predict", json=SETOSA, headers=own).json()["class_name"] == "setosa"
 
         # A 50 MB upload is refused from its headers: the answer comes although no byte of the body was sent.
-        answer = _raw_answer(
-            server.port,
-            b"POST /predict_batch HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n"
-            b"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 52428800\r\n\r\n",
-        )
-        assert answer.startswith(b"HTTP/1.1 403"), answer[:300]
-        assert b"IRIS_CORS_ALLOWED_ORIGINS" in answer
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+            sock.sendall(
+                b"POST /predict_batch HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n"
+                b"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 52428800\r\n\r\n"
+            )
+            status, detail = status_and_detail(read_answer(sock))
+        assert status == 403 and "IRIS_CORS_ALLOWED_ORIGINS" in detail, (status, detail)
     finally:
         server.stop(grace_s=30)

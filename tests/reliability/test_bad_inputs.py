@@ -39,6 +39,7 @@ from iris_platform.ml.model_store import ModelStore
 from tests.helpers.api import FAST_TREES, predict, train
 from tests.helpers.data import IRIS_FEATURES, SETOSA, csv_bytes, iris_frame
 from tests.helpers.mlflow_reads import read_artifact_csv
+from tests.helpers.raw_http import read_answer, status_and_detail
 from tests.reliability.helpers import assert_only_complete_models, models_snapshot, open_app, run_index, running_runs
 
 LIMIT_MB = 1  # both body limits of the app under test: over-limit files stay small and fast
@@ -1435,30 +1436,6 @@ def _summary(body: Any) -> str:
 # -- the body limit on the real server: refused while the body arrives, not after buffering it ---------
 
 
-def _read_answer(sock: socket.socket, timeout: float = 20.0) -> bytes:
-    sock.settimeout(timeout)
-    data = b""
-    while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + _content_length(data):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def _content_length(data: bytes) -> int:
-    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
-    for line in head.split("\r\n"):
-        if line.startswith("content-length:"):
-            return int(line.split(":", 1)[1])
-    return 0
-
-
-def _status_and_detail(answer: bytes) -> tuple[int, str]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split()[1]), json.loads(body)["detail"]
-
-
 @pytest.mark.parametrize("path", ["/train", "/predict_batch"])
 def test_an_endless_chunked_upload_is_refused_while_it_arrives(live_server, results, path):
     """A chunked body that never ends: the 413 must come while it is still arriving."""
@@ -1483,7 +1460,7 @@ def test_an_endless_chunked_upload_is_refused_while_it_arrives(live_server, resu
                     break  # the server answered
         except (BrokenPipeError, ConnectionResetError):
             pass  # it answered and closed: the answer is in the socket's buffer
-        status, detail = _status_and_detail(_read_answer(sock))
+        status, detail = status_and_detail(read_answer(sock))
     results.bad_input(
         group="upload limit, real server",
         case="endless chunked upload",
@@ -1508,7 +1485,7 @@ def test_a_declared_length_over_the_limit_is_refused_before_the_body(live_server
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {10 * 2**30}\r\n"
             "Content-Type: application/json\r\n\r\n".encode()
         )
-        status, detail = _status_and_detail(_read_answer(sock, timeout=10))
+        status, detail = status_and_detail(read_answer(sock, timeout=10))
     elapsed = time.monotonic() - started
     results.bad_input(
         group="upload limit, real server",
