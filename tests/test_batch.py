@@ -279,6 +279,17 @@ def test_bad_batch_files_are_refused_clearly(trained_platform, content, status, 
 
 
 def test_batch_without_a_file_is_refused(trained_platform):
+    # A URL-encoded form cannot carry a file: the media type is refused and says what to send.
     response = trained_platform.client.post("/predict_batch", data={"note": "no file"})
-    assert response.status_code == 422
-    assert "file" in response.text
+    assert_error(response, 415, "multipart form data", "'file'")
+    # Multipart without the file part: the field sent instead is named, not ignored.
+    response = trained_platform.client.post("/predict_batch", files={"note": (None, "no file")})
+    assert_error(response, 422, "Unknown form field 'note'")
+    # A browser's file input with nothing chosen sends an empty part with filename="".
+    nothing_chosen = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename=""\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n\r\n--b--\r\n"
+    )
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    response = trained_platform.client.post("/predict_batch", content=nothing_chosen, headers=headers)
+    assert_error(response, 422, "No file was sent")

@@ -22,6 +22,7 @@ from iris_platform.ml.features import parse_features
 from iris_platform.ml.inference import Prediction, Predictor, compiled_predictor, training_bounds
 from iris_platform.ml.metadata import ModelMetadata
 from iris_platform.ml.model_store import ModelStore, StoredModel, sha256_hex
+from iris_platform.ml.training import MAX_ESTIMATORS as MAX_ESTIMATORS  # the bound the API documents
 from iris_platform.ml.training import MODEL_TYPE, check_parameters, train_model, warm_up
 from iris_platform.redaction import describe, redact_uri
 from iris_platform.timestamps import run_stamp, utc_now
@@ -185,6 +186,12 @@ class IrisService:
     ) -> dict[str, Any]:
         check_parameters(n_estimators, test_size)
         if content is None:
+            for name, value in (("target_column", target_column), ("keep_columns", keep_columns)):
+                if value is not None:
+                    raise InputError(
+                        f"{name} applies to an uploaded CSV and no file was sent: send the file with it as "
+                        f"multipart form data, or leave {name} out to train on the bundled Iris data."
+                    )
             data, source = load_iris_training_data(), names.DATA_SOURCE_IRIS
         else:
             data = prepare_training_data(read_csv_upload(content, filename), target_column, keep_columns)

@@ -625,7 +625,7 @@ def other_cases() -> list[Case]:
             "form",
             post_form("/train", file="a,b\n1,2\n"),
             422,
-            ("'file'", "UploadFile"),
+            ("'file'", "must be a file"),
         ),
         Case(
             "CSV upload to /predict_batch",
@@ -633,8 +633,8 @@ def other_cases() -> list[Case]:
             "POST /predict_batch",
             "form",
             post_form("/predict_batch", other="x"),
-            422,
-            ("'file'", "required"),
+            415,
+            ("multipart form data", "'file'"),
         ),
         # -- single prediction
         Case(
@@ -781,7 +781,7 @@ def other_cases() -> list[Case]:
             lambda b: b.client.post(
                 "/predict", data=without("petal_width"), files={"petal_width": ("p.txt", b"0.2", "text/plain")}
             ),
-            400,
+            422,
             ("file",),
         ),
         Case(P, "JSON array", "POST /predict", "JSON", post_json([5.1, 3.5, 1.4, 0.2]), 400, ("object",)),
@@ -1336,7 +1336,154 @@ def cross_site_cases() -> list[Case]:
     ]
 
 
-CASES = csv_cases() + other_cases() + borderline_cases() + cross_site_cases()
+def request_body_cases() -> list[Case]:
+    """Bodies that ask for something the route cannot do as sent: each is refused, none half-read or ignored."""
+    R = "request bodies and media types"
+
+    def post_raw_to(route: str, content: bytes, content_type: str) -> Send:
+        return lambda b: b.client.post(route, content=content, headers={"content-type": content_type})
+
+    def cut_off(route: str, **fields: str) -> Send:
+        """A multipart body that stops mid-file, without its closing boundary (an upload dropped halfway)."""
+        body, content_type = multipart_body(iris_csv(), **fields)
+        return post_raw_to(route, body[: len(body) // 2], content_type)
+
+    def check_same_prediction(b: Bench, response) -> None:
+        assert response.json()["probabilities"] == b.reference["probabilities"]
+
+    cut = ("cut off", "closing boundary", "send the whole request again")
+    return [
+        Case(
+            R,
+            "multipart cut off mid-file",
+            "POST /train",
+            "multipart, no closing boundary",
+            cut_off("/train"),
+            400,
+            cut,
+        ),
+        Case(
+            R,
+            "multipart cut off after fields",
+            "POST /train",
+            "multipart, no closing boundary",
+            cut_off("/train", n_estimators="3", target_column="species"),
+            400,
+            cut,
+        ),
+        Case(
+            R,
+            "multipart cut off mid-file",
+            "POST /predict_batch",
+            "multipart, no closing boundary",
+            cut_off("/predict_batch"),
+            400,
+            cut,
+        ),
+        Case(
+            R,
+            "trees out of range as JSON",
+            "POST /train",
+            "JSON",
+            lambda b: b.client.post("/train", json={"n_estimators": 0}),
+            422,
+            ("n_estimators", "between 1 and 1000"),
+        ),
+        Case(
+            R,
+            "trees as a JSON string",
+            "POST /train",
+            "JSON",
+            lambda b: b.client.post("/train", json={"n_estimators": "5"}),
+            422,
+            ("n_estimators", "valid integer"),
+        ),
+        Case(
+            R,
+            "unknown JSON field",
+            "POST /train",
+            "JSON",
+            lambda b: b.client.post("/train", json={"n_estimators": FAST_TREES, "trees": 5}),
+            422,
+            ("trees", "extra inputs are not permitted"),
+        ),
+        Case(R, "JSON array", "POST /train", "JSON", lambda b: b.client.post("/train", json=[5]), 400, ("object",)),
+        Case(
+            R,
+            "target column without a file",
+            "POST /train",
+            "form",
+            post_form("/train", n_estimators=str(FAST_TREES), target_column="species"),
+            422,
+            ("target_column", "no file was sent"),
+        ),
+        Case(
+            R,
+            "keep columns without a file (JSON)",
+            "POST /train",
+            "JSON",
+            lambda b: b.client.post("/train", json={"keep_columns": "id"}),
+            422,
+            ("keep_columns", "no file was sent"),
+        ),
+        Case(
+            R,
+            "unknown form field",
+            "POST /train",
+            "form",
+            post_form("/train", n_estimators=str(FAST_TREES), max_depth="3"),
+            422,
+            ("Unknown form field 'max_depth'",),
+        ),
+        Case(
+            R,
+            "text/plain body",
+            "POST /train",
+            "text/plain",
+            post_raw_to("/train", b"n_estimators=5", "text/plain"),
+            415,
+            ("JSON object or as form fields", "'text/plain'"),
+        ),
+        Case(
+            R,
+            "a media type that only starts like JSON",
+            "POST /predict",
+            "application/jsonx",
+            post_raw_to("/predict", json.dumps(SETOSA).encode(), "application/jsonx"),
+            415,
+            ("'application/jsonx'",),
+        ),
+        Case(
+            R,
+            "JSON with a parameter that names another type",
+            "POST /load_model",
+            "application/json-patch+json",
+            post_raw_to("/load_model", b'{"version": 1}', "application/json-patch+json"),
+            415,
+            ("'application/json-patch+json'",),
+        ),
+        Case(
+            R,
+            "media type in capitals",
+            "POST /predict",
+            "APPLICATION/JSON; Charset=UTF-8",
+            post_raw_to("/predict", json.dumps(BORDER).encode(), "APPLICATION/JSON; Charset=UTF-8"),
+            200,
+            check=check_same_prediction,
+        ),
+        Case(
+            R,
+            "another route's field on load_model",
+            "POST /load_model",
+            "form",
+            post_form("/load_model", version="1", n_estimators="5"),
+            422,
+            ("n_estimators",),
+        ),
+    ]
+
+
+CASES = csv_cases() + other_cases() + borderline_cases() + cross_site_cases() + request_body_cases()
 # The refusals found only inside a training's run (the split needs more rows than classes): that run ends
 # FAILED with the reason. Every other refusal comes before any run starts.
 STARTS_A_FAILED_RUN = {"train-no-more-rows-than-classes"}

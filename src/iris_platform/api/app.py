@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import ClientDisconnect
 
 from iris_platform import __version__
+from iris_platform.api.middleware.complete_uploads import CompleteUploads
 from iris_platform.api.middleware.cross_site import CrossSiteGuard
 from iris_platform.api.middleware.predict_lane import PredictLane
 from iris_platform.api.middleware.security import BodyLimitMiddleware, SecurityHeadersMiddleware, TokenMiddleware
@@ -155,10 +156,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def dashboard() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
 
-    # Added innermost first: /predict skips FastAPI's routing, the token is checked before the body
+    # Added innermost first: /predict skips FastAPI's routing, a multipart body cut off before its
+    # closing boundary is refused before any route acts on its parts, the token is checked before the body
     # is counted, a foreign Host or a cross-site write is refused before anything else, and every
     # answer, a 400, 401, 403 or 413 included, gets the security headers.
     app.add_middleware(PredictLane, handlers=app.exception_handlers)
+    app.add_middleware(CompleteUploads)
     app.add_middleware(
         BodyLimitMiddleware,
         default_limit=megabytes(settings.max_upload_mb),

@@ -8,9 +8,49 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from iris_platform.service import MAX_ESTIMATORS
 from iris_platform.tracking import names
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx answer: one sentence that says what was wrong and what to do."""
+
+    detail: str = Field(description="What was wrong and how to fix it.", examples=["No model is loaded yet: ..."])
+
+
+class TrainParameters(BaseModel):
+    """POST /train's parameters: JSON (training on the bundled Iris data) or form fields (with a CSV file
+    as multipart form data). Either way the same checks apply and an unknown field is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The bounds are documented here and checked by the service, whose refusal names both ends.
+    n_estimators: int = Field(
+        default=100,
+        description="Trees in the random forest",
+        json_schema_extra={"minimum": 1, "maximum": MAX_ESTIMATORS},
+    )
+    test_size: float = Field(
+        default=0.2,
+        description="Fraction of rows held out for the metrics",
+        json_schema_extra={"exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    )
+    target_column: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="Class column of the uploaded CSV (default: its last column); only with a file",
+    )
+    keep_columns: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10_000,
+        description="Comma-separated columns of the uploaded CSV to keep as features although they look like "
+        "row identifiers (named id, index, row_id, <name>_id or Unnamed: 0 and unique; or unique row numbers "
+        "1..n or 0..n-1), which are otherwise left out and listed in the answer's dropped_columns; only with a file",
+    )
 
 
 class PredictResponse(BaseModel):

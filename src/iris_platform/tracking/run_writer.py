@@ -176,6 +176,7 @@ class RunWriter:
                     names.MLFLOW_COLUMNS_ARTIFACT: str(columns_file),
                 },
                 signature=mlflow_signature(list(example.columns), class_names),
+                input_example=example.head(5),  # as a training logs it (without one MLflow warns)
                 pip_requirements=[],
             )
 

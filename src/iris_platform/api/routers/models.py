@@ -5,11 +5,13 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from iris_platform.api.dependencies import ServiceDep
+from iris_platform.api.request_body import FORMS, JSON, form_fields, json_object, media_type, unsupported
 from iris_platform.api.schemas import LoadModelRequest, LoadModelResponse, ModelsResponse
 from iris_platform.errors import InputError
 
 router = APIRouter(tags=["models"])
 
+_SEND = 'send an object with one of "version" (a number GET /models lists) or "model_path"'
 _LOAD_SCHEMA = {
     "type": "object",
     "properties": {
@@ -22,25 +24,18 @@ _LOAD_SCHEMA = {
 
 async def _load_request(request: Request) -> LoadModelRequest:
     """The version or model path, from a JSON object or a form (the dashboard posts a form)."""
-    content_type = request.headers.get("content-type", "")
+    kind = media_type(request)
     if not (await request.body()).strip():
-        body: Any = {}  # nothing sent: answered below with what to send
-    elif content_type.startswith("application/json"):
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise InputError('The request body is not valid JSON: send {"version": N}.', 400) from None
-    elif content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        body: dict[str, Any] = {}  # nothing sent: answered below with what to send
+    elif kind == JSON:
+        body = await json_object(request, _SEND)
+    elif kind in FORMS:
         async with request.form() as form:
-            body = {k: v for k, v in form.items() if isinstance(v, str) and v.strip()}
+            body = form_fields(form, fields=("version", "model_path"))
     else:
-        raise InputError(
-            'Send {"version": N} or {"model_path": "..."} as JSON or as form fields '
-            f"(got content type '{content_type or 'none'}').",
-            415,
-        )
-    if not isinstance(body, dict) or set(body) - {"version", "model_path"}:
-        raise InputError('Send an object with one of "version" (a number GET /models lists) or "model_path".')
+        raise unsupported(request, 'Send {"version": N} or {"model_path": "..."} as JSON or as form fields')
+    if set(body) - {"version", "model_path"}:
+        raise InputError(f"Unknown field(s) {sorted(set(body) - {'version', 'model_path'})}: {_SEND}.")
     try:
         return LoadModelRequest.model_validate(body)
     except ValidationError:

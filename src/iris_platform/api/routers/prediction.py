@@ -1,12 +1,14 @@
 """Prediction routes: one sample (also served by predict_lane.py), a batch file, and finding a logged prediction."""
 
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, File, Request, UploadFile
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from iris_platform.api.dependencies import ServiceDep
+from iris_platform.api.request_body import FORMS, JSON, MULTIPART, form_fields, json_object, media_type, unsupported
 from iris_platform.api.schemas import BatchResponse, PredictionLookup, PredictResponse
 from iris_platform.errors import InputError
 from iris_platform.service import IrisService
@@ -19,30 +21,13 @@ _FEATURES_SCHEMA = {
 
 
 async def _feature_values(request: Request) -> dict[str, Any]:
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("application/json"):
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
-            raise InputError("The request body is not valid JSON: send an object of feature values.", 400) from None
-        if not isinstance(body, dict):
-            raise InputError("The JSON body must be an object mapping each feature name to a number.", 400)
-        return body
-    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        values: dict[str, Any] = {}
+    kind = media_type(request)
+    if kind == JSON:
+        return await json_object(request, "send an object mapping each feature name to a number")
+    if kind in FORMS:
         async with request.form() as form:  # closes an uploaded file part, refused below, on the way out
-            for key, value in form.multi_items():
-                if not isinstance(value, str):
-                    raise InputError(f"Field '{key}' is a file; send feature values as plain form fields.", 400)
-                if key in values:
-                    raise InputError(f"Feature '{key}' is given twice: send each feature once.")
-                values[key] = value
-        return values
-    raise InputError(
-        "Send the features as a JSON object, a URL-encoded form or multipart form data "
-        f"(got content type '{content_type or 'none'}').",
-        415,
-    )
+            return form_fields(form)
+    raise unsupported(request, "Send the features as a JSON object, a URL-encoded form or multipart form data")
 
 
 async def predict(request: Request) -> Response:
@@ -54,12 +39,15 @@ async def predict(request: Request) -> Response:
     return Response(orjson.dumps(service.predict_one(values)), media_type="application/json")
 
 
-def predict_batch(
-    file: Annotated[UploadFile, File(description="CSV whose columns include the model's features")],
-    service: ServiceDep,
-) -> dict[str, Any]:
-    # Read straight from the spooled upload: a file of millions of rows is never held in memory.
-    return service.predict_batch(file.file, file.filename)
+async def predict_batch(request: Request, service: ServiceDep) -> dict[str, Any]:
+    if media_type(request) != MULTIPART:
+        raise unsupported(request, "Send the CSV as multipart form data, in a file field named 'file'")
+    async with request.form() as form:
+        upload = form_fields(form, files=["file"], fields=()).get("file")
+        if upload is None or not (upload.filename or upload.size):
+            raise InputError("No file was sent: send the CSV in a multipart file field named 'file'.")
+        # Read straight from the spooled upload: a file of millions of rows is never held in memory.
+        return await run_in_threadpool(service.predict_batch, upload.file, upload.filename)
 
 
 def find_prediction(prediction_id: str, service: ServiceDep) -> dict[str, Any]:

@@ -1,46 +1,78 @@
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from iris_platform.api.dependencies import ServiceDep
-from iris_platform.api.schemas import TrainResponse
+from iris_platform.api.request_body import FORMS, JSON, MULTIPART, form_fields, json_object, media_type, unsupported
+from iris_platform.api.schemas import TrainParameters, TrainResponse
 
 router = APIRouter(tags=["training"])
 
-
-def upload_content(file: UploadFile | None) -> tuple[bytes | None, str | None]:
-    """An empty file input (a browser form with nothing chosen) counts as no file."""
-    if file is None:
-        return None, None
-    content = file.file.read()
-    if not file.filename and not content:
-        return None, None
-    return content, file.filename
+_SEND = (
+    "Send the training parameters as a JSON object or as form fields, with a CSV file as multipart form data "
+    f"(fields: {', '.join(TrainParameters.model_fields)}, file)"
+)
 
 
-# A plain `def`: training is CPU-bound, so FastAPI runs it in its thread pool, off the event loop.
-@router.post("/train", response_model=TrainResponse, summary="Train a classifier on the Iris data or an uploaded CSV")
-def train(
-    service: ServiceDep,
-    file: Annotated[UploadFile | None, File(description="CSV with a header row; default: scikit-learn's Iris")] = None,
-    n_estimators: Annotated[int, Form(description="Trees in the random forest (1 to 1000)")] = 100,
-    test_size: Annotated[float, Form(description="Fraction of rows held out for the metrics")] = 0.2,
-    target_column: Annotated[str | None, Form(description="Class column of the CSV; default: the last")] = None,
-    keep_columns: Annotated[
-        str | None,
-        Form(
-            description="Comma-separated columns of the CSV to keep as features although they look like row "
-            "identifiers (named id, index, row_id, <name>_id or Unnamed: 0 and unique; or unique row numbers "
-            "1..n or 0..n-1), which are otherwise left out and listed in the answer's dropped_columns"
-        ),
-    ] = None,
-) -> dict[str, Any]:
-    content, filename = upload_content(file)
-    return service.train(
-        content=content,
-        filename=filename,
-        n_estimators=n_estimators,
-        test_size=test_size,
-        target_column=target_column,
-        keep_columns=keep_columns,
+def _parameters(given: dict[str, Any], *, strict: bool) -> TrainParameters:
+    """The same checks for JSON (strict types: 5, not "5") and for form fields (text by nature)."""
+    try:
+        return TrainParameters.model_validate(given, strict=strict)
+    except ValidationError as exc:  # answered as every other invalid request (app.validation_detail)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+def _body_schema() -> dict[str, Any]:
+    fields = TrainParameters.model_json_schema()
+    form = {k: v for k, v in fields.items() if k in ("type", "properties", "additionalProperties", "description")}
+    form["additionalProperties"] = False
+    upload = {
+        "type": "string",
+        "format": "binary",
+        "contentMediaType": "text/csv",
+        "description": "CSV with a header row; default: scikit-learn's Iris data",
+    }
+    multipart = {**form, "properties": {"file": upload, **form["properties"]}}
+    return {
+        "required": False,
+        "description": "No body trains 100 trees on the bundled Iris data.",
+        "content": {
+            JSON: {"schema": form, "example": {"n_estimators": 50, "test_size": 0.2}},
+            MULTIPART: {"schema": multipart},
+            "application/x-www-form-urlencoded": {"schema": form},
+        },
+    }
+
+
+@router.post(
+    "/train",
+    response_model=TrainResponse,
+    summary="Train a classifier on the Iris data or an uploaded CSV",
+    openapi_extra={"requestBody": _body_schema()},
+)
+async def train(request: Request, service: ServiceDep) -> dict[str, Any]:
+    kind = media_type(request)
+    content: bytes | None = None
+    filename: str | None = None
+    if kind == JSON:
+        parameters = _parameters(await json_object(request, _SEND), strict=True)
+    elif kind in FORMS:
+        async with request.form() as form:
+            given = form_fields(form, files=["file"], fields=TrainParameters.model_fields)
+            upload = given.pop("file", None)
+            if upload is not None:
+                content, filename = await upload.read(), upload.filename
+                if not filename and not content:  # a browser form's empty file input: no file
+                    content, filename = None, None
+        parameters = _parameters(given, strict=False)
+    elif not kind and not await request.body():
+        parameters = TrainParameters()  # `curl -X POST /train`: the defaults
+    else:
+        raise unsupported(request, _SEND)
+    # Training is CPU-bound: off the event loop, in the thread pool.
+    return await run_in_threadpool(
+        service.train, content=content, filename=filename, **parameters.model_dump(exclude_unset=False)
     )
