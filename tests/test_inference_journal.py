@@ -10,6 +10,7 @@ from iris_platform.tracking.journal import (
     JournalReader,
     Position,
     encode,
+    find_record,
     segment_name,
     segment_numbers,
 )
@@ -237,3 +238,20 @@ def test_rotate_opens_the_next_segment_and_resets_appended(tmp_path):
     reader = JournalReader(tmp_path)
     assert numbers_of(reader.peek(10)) == [0, 1, 2, 3]
     assert reader.count_before(first + 1) == 3
+
+
+def test_a_journaled_record_is_found_by_its_prediction_id_in_any_journal(tmp_path):
+    first, second = tmp_path / "journal", tmp_path / "journal" / "p1"
+    appended(first, 7).close()  # records 0-6 over three segments
+    appended(second, 3, start=100).close()
+    journals = [first, second, tmp_path / "missing"]  # a journal folder not made yet is skipped
+    assert find_record(journals, f"{5:032x}") == record(5)
+    assert find_record(journals, f"{101:032x}") == record(101)
+    assert find_record(journals, f"{9:032x}") is None
+    # An id that only appears inside another record's value is not a match.
+    appended(second, 0).append({"prediction_id": f"{200:032x}", "n": 200, "pad": f"{300:032x}"})
+    assert find_record(journals, f"{300:032x}") is None
+    # A torn last line (never acknowledged) is not found; the segment's complete lines still are.
+    write_segment(first, 90, encode(record(40)) + encode(record(41))[:30])
+    assert find_record(journals, f"{41:032x}") is None
+    assert find_record(journals, f"{40:032x}") == record(40)

@@ -280,7 +280,7 @@ def test_find_an_unknown_prediction_id_is_404(platform, burst):
     # A plausible id: a time inside the burst's windows, randomness no prediction had.
     unknown = burst[len(burst) // 2][:12] + "f" * 20
     detail = assert_error(platform.client.get(f"/predictions/{unknown}"), 404, unknown, "no mlflow run")
-    assert "0 record(s) are still waiting" in detail
+    assert "no journal" in detail
     assert_error(platform.client.get(f"/predictions/{'0' * 32}"), 404, "0" * 32)
 
 

@@ -348,11 +348,20 @@ class IrisService:
         """The run (single or window) that holds a prediction; 404 while its record still waits."""
         if len(prediction_id) != 32 or not set(prediction_id) <= _HEX:
             raise InputError("A prediction id is the 32 hexadecimal characters that POST /predict returned.")
-        found = self.reader.find_prediction(prediction_id, prediction_time_ms(prediction_id))
+        time_ms = prediction_time_ms(prediction_id)
+        found = self.reader.find_prediction(prediction_id, time_ms)
+        if found is not None:
+            return {"status": "success", "prediction_id": prediction_id, **found}
+        # Acknowledged but not yet in MLflow: its journal holds it (looked up before MLflow is asked
+        # again, since the worker deletes the journal's copy only after MLflow has the run).
+        record = self.writer.find_unwritten(prediction_id)
+        if record is not None:
+            return {"status": "pending", "prediction_id": prediction_id, "run": None, "record": dict(record)}
+        found = self.reader.find_prediction(prediction_id, time_ms)
         if found is None:
             raise InputError(
-                f"No MLflow run holds prediction '{prediction_id}' yet; {self.writer.pending} record(s) are still "
-                "waiting to be written, so a prediction made moments ago may appear shortly.",
+                f"No MLflow run and no journal holds prediction '{prediction_id}': it was not made by this "
+                "platform, or its run was deleted.",
                 404,
             )
         return {"status": "success", "prediction_id": prediction_id, **found}

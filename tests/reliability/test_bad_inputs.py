@@ -1122,7 +1122,7 @@ def other_cases() -> list[Case]:
             "path",
             get("/predictions/" + "0" * 32),
             404,
-            ("no mlflow run holds",),
+            ("no mlflow run and no journal holds",),
         ),
     ]
 

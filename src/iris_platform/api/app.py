@@ -21,10 +21,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import ClientDisconnect
 
 from iris_platform import __version__
+from iris_platform.api import openapi
 from iris_platform.api.middleware.complete_uploads import CompleteUploads
 from iris_platform.api.middleware.cross_site import CrossSiteGuard
 from iris_platform.api.middleware.predict_lane import PredictLane
 from iris_platform.api.middleware.security import BodyLimitMiddleware, SecurityHeadersMiddleware, TokenMiddleware
+from iris_platform.api.responses import EVERY_ROUTE, errors
 from iris_platform.api.routers import health, models, prediction, runs, training
 from iris_platform.config import Settings, megabytes
 from iris_platform.errors import InputError, StartupRefused
@@ -85,8 +87,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Train scikit-learn classifiers, serve predictions, and record every action in MLflow.",
         lifespan=lifespan,
+        responses=errors(*EVERY_ROUTE),
+        generate_unique_id_function=lambda route: route.name,  # operation ids: `train`, `get_run`, ...
     )
     app.state.service = service
+    openapi.install(app, service)
 
     @app.exception_handler(InputError)
     async def input_error(request: Request, exc: InputError) -> JSONResponse:

@@ -45,7 +45,7 @@ async def json_object(request: Request, send: str) -> dict[str, Any]:
 
 def form_fields(form: FormData, *, files: Iterable[str] = (), fields: Iterable[str] | None = None) -> dict[str, Any]:
     """A form's fields (text) and file parts by name. Only `files` may be files; with `fields` given,
-    no other name is taken. Blank text fields count as not sent (a browser sends every input)."""
+    no other name is taken. A blank field is kept, and refused by the route's checks like any bad value."""
     file_names, allowed = set(files), None if fields is None else set(fields) | set(files)
     found: dict[str, Any] = {}
     for key, value in form.multi_items():
@@ -56,7 +56,5 @@ def form_fields(form: FormData, *, files: Iterable[str] = (), fields: Iterable[s
         if isinstance(value, UploadFile) != (key in file_names):
             kind = "a file" if key in file_names else "plain text, not a file"
             raise InputError(f"Field '{key[:100]}' must be {kind}.")
-        if isinstance(value, str) and not value.strip():
-            continue
         found[key] = value
     return found

@@ -270,7 +270,9 @@ class Summary(BaseModel):
 
 
 class PredictionLookup(BaseModel):
-    status: str
+    status: str = Field(description='"success" once an MLflow run holds it; "pending" while its journal still does')
     prediction_id: str
-    run: RunSummary
-    record: dict[str, Any] | None
+    run: RunSummary | None = Field(description="The single or window run that holds it; null while pending")
+    record: dict[str, Any] | None = Field(
+        description="The prediction's row, from its window run's CSV or from the journal; null for a single run"
+    )

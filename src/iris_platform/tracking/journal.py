@@ -40,6 +40,35 @@ def encode(record: InferenceRecord) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
+def find_record(directories: list[Path], prediction_id: str) -> InferenceRecord | None:
+    """The journaled record of a prediction, if a segment of these journals still holds it.
+
+    A lookup, not the worker's read: it scans whole segments (a backlog is at most a few of them)
+    and tolerates a segment deleted under it by the worker.
+    """
+    needle = prediction_id.encode()
+    for directory in directories:
+        if not directory.is_dir():
+            continue
+        for number in segment_numbers(directory):
+            try:
+                data = (directory / segment_name(number)).read_bytes()
+            except FileNotFoundError:
+                continue  # written to MLflow and removed meanwhile
+            at = data.find(needle)
+            while at >= 0:
+                start, end = data.rfind(b"\n", 0, at) + 1, data.find(b"\n", at)
+                if end >= 0:  # a torn last line was never acknowledged
+                    try:
+                        record = orjson.loads(data[start:end])
+                    except orjson.JSONDecodeError:
+                        record = None
+                    if isinstance(record, dict) and record.get("prediction_id") == prediction_id:
+                        return record  # type: ignore[return-value]
+                at = data.find(needle, at + 1)
+    return None
+
+
 class JournalAppender:
     """The serving side: appends records, rotating to a new segment past SEGMENT_BYTES."""
 

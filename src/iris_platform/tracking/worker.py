@@ -25,7 +25,7 @@ from typing import Any
 
 from iris_platform.errors import StartupRefused
 from iris_platform.redaction import describe, redact_logs
-from iris_platform.tracking.journal import JournalAppender, JournalReader, segment_numbers
+from iris_platform.tracking.journal import JournalAppender, JournalReader, find_record, segment_numbers
 from iris_platform.tracking.records import InferenceRecord
 
 log = logging.getLogger(__name__)
@@ -300,6 +300,10 @@ class TrackingWriter:
         self.journal.append(record)
         if self.journal.segment != self._segment:  # rotated past SEGMENT_BYTES: the worker may read on
             self._shared.segment.value = self._segment = self.journal.segment
+
+    def find_unwritten(self, prediction_id: str) -> InferenceRecord | None:
+        """A prediction's record while it waits in a journal of the folder (any process's) for MLflow."""
+        return find_record(slot_dirs(self.folder), prediction_id)
 
     @property
     def pending(self) -> int:

@@ -6,18 +6,42 @@ from starlette.concurrency import run_in_threadpool
 
 from iris_platform.api.dependencies import ServiceDep
 from iris_platform.api.request_body import FORMS, JSON, form_fields, json_object, media_type, unsupported
+from iris_platform.api.responses import WRITES, errors
 from iris_platform.api.schemas import LoadModelRequest, LoadModelResponse, ModelsResponse
 from iris_platform.errors import InputError
 
 router = APIRouter(tags=["models"])
 
 _SEND = 'send an object with one of "version" (a number GET /models lists) or "model_path"'
+_VERSION = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": 2**31 - 1,
+    "description": "A registered `version` GET /models lists",
+}
+_MODEL_PATH = {
+    "type": "string",
+    "pattern": "\\S",
+    "description": "A `path` (or `filename`) GET /models lists",
+}
+# One of the two, not both: a model named by its version or by its file.
 _LOAD_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "version": {"type": "integer", "minimum": 1, "description": "A registered `version` GET /models lists"},
-        "model_path": {"type": "string", "description": "A `path` (or `filename`) GET /models lists"},
-    },
+    "oneOf": [
+        {
+            "title": "LoadByVersion",
+            "type": "object",
+            "properties": {"version": _VERSION},
+            "required": ["version"],
+            "additionalProperties": False,
+        },
+        {
+            "title": "LoadByPath",
+            "type": "object",
+            "properties": {"model_path": _MODEL_PATH},
+            "required": ["model_path"],
+            "additionalProperties": False,
+        },
+    ],
     "example": {"version": 1},
 }
 
@@ -34,6 +58,8 @@ async def _load_request(request: Request) -> LoadModelRequest:
             body = form_fields(form, fields=("version", "model_path"))
     else:
         raise unsupported(request, 'Send {"version": N} or {"model_path": "..."} as JSON or as form fields')
+    if any(value is None for value in body.values()):
+        raise InputError(f"A field is null: leave it out instead; {_SEND}.")
     if set(body) - {"version", "model_path"}:
         raise InputError(f"Unknown field(s) {sorted(set(body) - {'version', 'model_path'})}: {_SEND}.")
     try:
@@ -44,7 +70,12 @@ async def _load_request(request: Request) -> LoadModelRequest:
         ) from None
 
 
-@router.get("/models", response_model=ModelsResponse, summary="The registered model versions and which one serves")
+@router.get(
+    "/models",
+    response_model=ModelsResponse,
+    summary="The registered model versions and which one serves",
+    responses=errors(503),
+)
 def list_models(service: ServiceDep) -> dict[str, Any]:
     return service.list_models()
 
@@ -53,6 +84,15 @@ def list_models(service: ServiceDep) -> dict[str, Any]:
     "/load_model",
     response_model=LoadModelResponse,
     summary="Make a registered version the champion, served by every replica",
+    responses=errors(
+        404,
+        409,
+        422,
+        503,
+        *WRITES,
+        s404="No registered version or model file of this number or path",
+        s409="The version cannot serve (its files fail their checks), or the file has no MLflow model to register",
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -72,6 +112,7 @@ async def load_model(request: Request, service: ServiceDep) -> dict[str, Any]:
     "/models/rollback",
     response_model=LoadModelResponse,
     summary="Move the champion back to the version it named before",
+    responses=errors(409, 503, *WRITES, s409="The champion has no earlier version to go back to"),
 )
 def rollback(service: ServiceDep) -> dict[str, Any]:
     return service.rollback()

@@ -1,22 +1,57 @@
 """Prediction routes: one sample (also served by predict_lane.py), a batch file, and finding a logged prediction."""
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from iris_platform.api.dependencies import ServiceDep
-from iris_platform.api.request_body import FORMS, JSON, MULTIPART, form_fields, json_object, media_type, unsupported
+from iris_platform.api.request_body import (
+    FORMS,
+    JSON,
+    MULTIPART,
+    URLENCODED,
+    form_fields,
+    json_object,
+    media_type,
+    unsupported,
+)
+from iris_platform.api.responses import WRITES, errors
 from iris_platform.api.schemas import BatchResponse, PredictionLookup, PredictResponse
 from iris_platform.errors import InputError
 from iris_platform.service import IrisService
+from iris_platform.tracking import names
 
+PREDICTION_ID_PATTERN = "^[0-9a-f]{32}$"
+# Without a model the features are unknown; api/openapi.py puts the serving model's in the document.
 _FEATURES_SCHEMA = {
     "type": "object",
     "additionalProperties": {"type": "number"},
     "example": {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
+}
+
+
+_BATCH_BODY = {
+    "required": True,
+    "content": {
+        MULTIPART: {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "contentMediaType": "text/csv",
+                        "description": "CSV whose columns include the model's features, with a header row",
+                    }
+                },
+                "required": ["file"],
+                "additionalProperties": False,
+            }
+        }
+    },
 }
 
 
@@ -50,17 +85,24 @@ async def predict_batch(request: Request, service: ServiceDep) -> dict[str, Any]
         return await run_in_threadpool(service.predict_batch, upload.file, upload.filename)
 
 
-def find_prediction(prediction_id: str, service: ServiceDep) -> dict[str, Any]:
+def find_prediction(
+    prediction_id: Annotated[
+        str,
+        Path(
+            description="The `prediction_id` POST /predict answered",
+            json_schema_extra={"pattern": PREDICTION_ID_PATTERN},  # checked by the service, which says what an id is
+        ),
+    ],
+    service: ServiceDep,
+) -> dict[str, Any]:
     return service.find_prediction(prediction_id)
 
 
 router = APIRouter(tags=["prediction"])
 _BODY = {
     "required": True,
-    "content": {
-        t: {"schema": _FEATURES_SCHEMA}
-        for t in ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
-    },
+    "description": "The serving model's features, each a number (GET /openapi.json lists the serving model's).",
+    "content": {t: {"schema": _FEATURES_SCHEMA} for t in (JSON, URLENCODED, MULTIPART)},
 }
 router.add_api_route(
     "/predict",
@@ -68,6 +110,18 @@ router.add_api_route(
     methods=["POST"],
     summary="Predict one sample from its features",
     response_model=PredictResponse,
+    responses={
+        200: {
+            "links": {
+                "FindThePrediction": {
+                    "operationId": "find_prediction",
+                    "parameters": {"prediction_id": "$response.body#/prediction_id"},
+                    "description": "The prediction's record and MLflow run (or its journal record, before the run)",
+                }
+            }
+        },
+        **errors(409, 422, 503, *WRITES, s409="No model is loaded yet: train one or load one"),
+    },
     openapi_extra={"requestBody": _BODY},
 )
 router.add_api_route(
@@ -76,6 +130,24 @@ router.add_api_route(
     methods=["POST"],
     response_model=BatchResponse,
     summary="Predict every row of an uploaded CSV and log one batch run",
+    responses={
+        200: {
+            "links": {
+                "GetTheBatchRun": {
+                    "operationId": "get_run",
+                    "parameters": {"run_id": "$response.body#/run_id"},
+                    "description": "The batch's MLflow run",
+                },
+                "DownloadThePredictions": {
+                    "operationId": "download_artifact",
+                    "parameters": {"run_id": "$response.body#/run_id", "path": names.PREDICTIONS_ARTIFACT},
+                    "description": "Every row's prediction, as predictions.csv",
+                },
+            }
+        },
+        **errors(409, 422, 503, *WRITES, s409="No model is loaded yet: train one or load one"),
+    },
+    openapi_extra={"requestBody": _BATCH_BODY},
 )
 router.add_api_route(
     "/predictions/{prediction_id}",
@@ -83,4 +155,5 @@ router.add_api_route(
     methods=["GET"],
     response_model=PredictionLookup,
     summary="Find the MLflow run that holds a single prediction",
+    responses=errors(404, 422, 503, s404="No run and no journal holds a prediction of this id"),
 )

@@ -6,17 +6,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
 from fastapi.responses import FileResponse, StreamingResponse
 
 from iris_platform.api.dependencies import ServiceDep
+from iris_platform.api.responses import errors
 from iris_platform.api.schemas import ExperimentsResponse, RunDetail, RunsPage, Summary
 
 router = APIRouter(prefix="/mlflow", tags=["mlflow"])
+RUN_ID_PATTERN = "^[0-9a-f]{32}$"
+ORDER_BY_PATTERN = r"^(start_time|run_name|samples|metrics\.[0-9A-Za-z_\-. /:]{1,250})$"
 
 
-@router.get("/experiments", response_model=ExperimentsResponse, summary="The MLflow experiments in the tracking store")
-def experiments(service: ServiceDep) -> dict[str, Any]:
+@router.get(
+    "/experiments",
+    response_model=ExperimentsResponse,
+    summary="The MLflow experiments in the tracking store",
+    responses=errors(503),
+)
+def list_experiments(service: ServiceDep) -> dict[str, Any]:
     return {"status": "success", "experiments": service.experiments()}
 
 
@@ -27,17 +35,36 @@ class RunFilter:
     experiment_name: Annotated[str | None, Query(max_length=256, description="Default: both experiments")] = None
     run_type: Annotated[Literal["training", "inference"] | None, Query(description="Instead of experiment_name")] = None
     search: Annotated[str | None, Query(max_length=200, description="Text in the run name or any param")] = None
-    order_by: Annotated[str, Query(max_length=260, description="start_time, run_name, samples or metrics.<name>")] = (
-        "start_time"
-    )
+    order_by: Annotated[
+        str,
+        Query(
+            max_length=260,
+            description="start_time, run_name, samples or metrics.<name>",
+            json_schema_extra={"pattern": ORDER_BY_PATTERN},  # checked by the run index, which says what to use
+        ),
+    ] = "start_time"
     order: Annotated[Literal["asc", "desc"], Query()] = "desc"
 
 
 RunFilterDep = Annotated[RunFilter, Depends()]
+LISTING_ERRORS = errors(404, 422, 503, s404="No experiment of this name")
+RUN_ID = Path(
+    description="An MLflow run id, as the listings and the training and batch answers give it",
+    json_schema_extra={"pattern": RUN_ID_PATTERN},  # checked by the run reader, which says what a run id is
+)
 
 
-@router.get("/runs", response_model=RunsPage, summary="Runs of one experiment or both: filtered, sorted and paged")
-def runs(
+class CSVResponse(StreamingResponse):
+    media_type = "text/csv"
+
+
+@router.get(
+    "/runs",
+    response_model=RunsPage,
+    summary="Runs of one experiment or both: filtered, sorted and paged",
+    responses=LISTING_ERRORS,
+)
+def list_runs(
     where: RunFilterDep,
     service: ServiceDep,
     max_results: Annotated[int, Query(ge=1, le=1000, description="Runs per page")] = 100,
@@ -55,7 +82,12 @@ def runs(
     return {"status": "success", **result}
 
 
-@router.get("/runs/export.csv", summary="The filtered runs as CSV: one row per run, a column per param and metric")
+@router.get(
+    "/runs/export.csv",
+    response_class=CSVResponse,
+    summary="The filtered runs as CSV: one row per run, a column per param and metric",
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}, **LISTING_ERRORS},
+)
 def export_runs(
     where: RunFilterDep,
     service: ServiceDep,
@@ -91,23 +123,47 @@ def export_runs(
                 buffer.truncate()
         yield buffer.getvalue()
 
-    return StreamingResponse(
-        rows(), media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="runs.csv"'}
-    )
+    return CSVResponse(rows(), headers={"Content-Disposition": 'attachment; filename="runs.csv"'})
 
 
-@router.get("/summary", response_model=Summary, summary="Run counts and the average accuracy over every run")
+@router.get(
+    "/summary",
+    response_model=Summary,
+    summary="Run counts and the average accuracy over every run",
+    responses=errors(503),
+)
 def summary(service: ServiceDep) -> dict[str, Any]:
     return {"status": "success", **service.summary()}
 
 
-@router.get("/run/{run_id}", response_model=RunDetail, summary="One run with its params, metrics, tags and artifacts")
-def run(run_id: str, service: ServiceDep) -> dict[str, Any]:
+@router.get(
+    "/run/{run_id}",
+    response_model=RunDetail,
+    summary="One run with its params, metrics, tags and artifacts",
+    responses=errors(404, 422, 503, s404="No run of this id"),
+)
+def get_run(run_id: Annotated[str, RUN_ID], service: ServiceDep) -> dict[str, Any]:
     return service.get_run(run_id)
 
 
-@router.get("/run/{run_id}/artifacts/{path:path}", summary="Download one of a run's artifacts")
-def artifact(run_id: str, path: str, background: BackgroundTasks, service: ServiceDep) -> FileResponse:
+@router.get(
+    "/run/{run_id}/artifacts/{path:path}",
+    response_class=FileResponse,
+    summary="Download one of a run's artifacts",
+    responses={
+        200: {
+            "description": "The file, as a download (whatever its kind)",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **errors(404, 422, 503, s404="No run of this id, or the run has no artifact at this path"),
+    },
+)
+def download_artifact(
+    run_id: Annotated[str, RUN_ID],
+    path: Annotated[str, Path(description="An artifact's `path`, as GET /mlflow/run/{run_id} lists it")],
+    background: BackgroundTasks,
+    service: ServiceDep,
+) -> FileResponse:
     tmp = tempfile.mkdtemp(prefix="iris-artifact-")
     background.add_task(shutil.rmtree, tmp, ignore_errors=True)
     try:
@@ -115,4 +171,4 @@ def artifact(run_id: str, path: str, background: BackgroundTasks, service: Servi
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return FileResponse(local, filename=path.rsplit("/", 1)[-1])
+    return FileResponse(local, media_type="application/octet-stream", filename=path.rsplit("/", 1)[-1])

@@ -6,10 +6,21 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from iris_platform.api.dependencies import ServiceDep
-from iris_platform.api.request_body import FORMS, JSON, MULTIPART, form_fields, json_object, media_type, unsupported
+from iris_platform.api.request_body import (
+    FORMS,
+    JSON,
+    MULTIPART,
+    URLENCODED,
+    form_fields,
+    json_object,
+    media_type,
+    unsupported,
+)
+from iris_platform.api.responses import WRITES, errors
 from iris_platform.api.schemas import TrainParameters, TrainResponse
 
 router = APIRouter(tags=["training"])
+CSV_OPTIONS = ("target_column", "keep_columns")  # only with an uploaded CSV
 
 _SEND = (
     "Send the training parameters as a JSON object or as form fields, with a CSV file as multipart form data "
@@ -26,23 +37,30 @@ def _parameters(given: dict[str, Any], *, strict: bool) -> TrainParameters:
 
 
 def _body_schema() -> dict[str, Any]:
-    fields = TrainParameters.model_json_schema()
-    form = {k: v for k, v in fields.items() if k in ("type", "properties", "additionalProperties", "description")}
-    form["additionalProperties"] = False
+    fields = TrainParameters.model_json_schema()["properties"]
+    # Without a file (JSON, URL-encoded) the CSV's options cannot apply and are refused.
+    plain = {k: v for k, v in fields.items() if k not in CSV_OPTIONS}
     upload = {
         "type": "string",
         "format": "binary",
         "contentMediaType": "text/csv",
         "description": "CSV with a header row; default: scikit-learn's Iris data",
     }
-    multipart = {**form, "properties": {"file": upload, **form["properties"]}}
+    multipart = {
+        "type": "object",
+        "properties": {"file": upload, **fields},
+        "dependentRequired": {option: ["file"] for option in CSV_OPTIONS},
+        "additionalProperties": False,
+    }
+    form = {"type": "object", "properties": plain, "additionalProperties": False}
     return {
         "required": False,
-        "description": "No body trains 100 trees on the bundled Iris data.",
+        "description": "No body trains 100 trees on the bundled Iris data; JSON or a URL-encoded form sets its "
+        "parameters; multipart form data can also carry a CSV to train on.",
         "content": {
             JSON: {"schema": form, "example": {"n_estimators": 50, "test_size": 0.2}},
             MULTIPART: {"schema": multipart},
-            "application/x-www-form-urlencoded": {"schema": form},
+            URLENCODED: {"schema": form},
         },
     }
 
@@ -51,6 +69,23 @@ def _body_schema() -> dict[str, Any]:
     "/train",
     response_model=TrainResponse,
     summary="Train a classifier on the Iris data or an uploaded CSV",
+    responses={
+        200: {
+            "links": {
+                "GetTheTrainingRun": {
+                    "operationId": "get_run",
+                    "parameters": {"run_id": "$response.body#/run_id"},
+                    "description": "The training's MLflow run: params, metrics and artifacts",
+                },
+                "PredictWithTheNewModel": {
+                    "operationId": "predict",
+                    "description": "The new version is the champion: /predict answers with it at once",
+                },
+                "ListTheVersions": {"operationId": "list_models", "description": "The new version among the others"},
+            }
+        },
+        **errors(422, 503, *WRITES),
+    },
     openapi_extra={"requestBody": _body_schema()},
 )
 async def train(request: Request, service: ServiceDep) -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""The OpenAPI document: FastAPI's, with the serving model's features as /predict's request body.
+
+Which features /predict takes depends on the model that serves (a CSV's columns, not only Iris), so
+the document names them, each a finite number, all required and no other: a client generated from it,
+or a fuzzer, sends what the server accepts. Without a model the body is any object of numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+from iris_platform.service import IrisService
+
+_NUMBER = {"type": "number", "minimum": -sys.float_info.max, "maximum": sys.float_info.max}
+
+
+def features_schema(feature_names: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {name: {**_NUMBER, "description": f"The feature '{name}'"} for name in feature_names},
+        "required": list(feature_names),
+        "additionalProperties": False,
+        "example": {name: 1.0 for name in feature_names},
+    }
+
+
+def with_features(document: dict[str, Any], feature_names: list[str]) -> dict[str, Any]:
+    document = copy.deepcopy(document)
+    body = document["paths"]["/predict"]["post"]["requestBody"]
+    for media in body["content"].values():
+        media["schema"] = features_schema(feature_names)
+    body["description"] = f"The serving model's features: {', '.join(feature_names)}."
+    return document
+
+
+def errors_as_json(document: dict[str, Any]) -> dict[str, Any]:
+    """A route answering CSV or a file answers its errors as JSON all the same (FastAPI documents them
+    under the route's own media type)."""
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                content = response.get("content", {})
+                if int(status) >= 400 and "application/json" not in content:
+                    response["content"] = {"application/json": next(iter(content.values()))}
+    return document
+
+
+def install(app: FastAPI, service: IrisService) -> None:
+    """Serve the document for the model that serves now (rebuilt only when its features change)."""
+    fastapi_document: Callable[[], dict[str, Any]] = app.openapi  # builds once and caches
+
+    def generate() -> dict[str, Any]:
+        return errors_as_json(fastapi_document())
+
+    built: dict[tuple[str, ...], dict[str, Any]] = {}
+
+    def document() -> dict[str, Any]:
+        predictor = service.predictor
+        features = tuple(predictor.feature_names) if predictor is not None else ()
+        if features not in built:
+            built.clear()
+            built[features] = with_features(generate(), list(features)) if features else generate()
+        return built[features]
+
+    app.openapi = document  # type: ignore[method-assign]
