@@ -140,8 +140,8 @@ def without(name):
             lambda c: c.post(
                 "/predict", data=as_form(without("petal_width")), files={"petal_width": ("p.txt", b"0.2", "text/plain")}
             ),
-            400,
-            ["file"],
+            422,
+            ["petal_width", "not a file"],
         ),
         (
             lambda c: c.post("/predict", content=b"{not json", headers={"content-type": "application/json"}),

@@ -60,6 +60,8 @@ async def _load_request(request: Request) -> LoadModelRequest:
         raise unsupported(request, 'Send {"version": N} or {"model_path": "..."} as JSON or as form fields')
     if any(value is None for value in body.values()):
         raise InputError(f"A field is null: leave it out instead; {_SEND}.")
+    if isinstance(body.get("model_path"), str) and not body["model_path"].strip():
+        raise InputError('"model_path" is blank: give a path GET /models lists, or send {"version": N}.')
     if set(body) - {"version", "model_path"}:
         raise InputError(f"Unknown field(s) {sorted(set(body) - {'version', 'model_path'})}: {_SEND}.")
     try:
