@@ -50,6 +50,8 @@ class Config:
     summary_samples: int
     query_budget: float  # seconds per dashboard endpoint, warm-ups included
     anchor_count_reps: int
+    memory_trees: int  # the memory goal's large training (issue 13): 1,000 trees, as the issue asks
+    memory_timeout: float
 
     @classmethod
     def make(cls, quick: bool, big: bool) -> Config:
@@ -75,6 +77,8 @@ class Config:
                 summary_samples=3,
                 query_budget=25,
                 anchor_count_reps=1,
+                memory_trees=100,
+                memory_timeout=600,
             )
         return cls(
             quick,
@@ -97,4 +101,6 @@ class Config:
             summary_samples=10,
             query_budget=60,
             anchor_count_reps=2,
+            memory_trees=1000,
+            memory_timeout=1800,
         )

@@ -103,7 +103,10 @@ def machine(cfg: Config) -> list[str]:
         versions = json.loads(done.stdout)
     except (OSError, subprocess.SubprocessError, ValueError):
         versions = {}
-    wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.strip().splitlines()
+    try:  # absent when only a goal without load ran (--only memory)
+        wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.strip().splitlines()
+    except OSError:
+        wrk_v = []
     mode = "--quick (short smoke run: fewer repetitions, shorter loads)" if cfg.quick else "full"
     return [
         f"- date: {date}",

@@ -16,7 +16,19 @@ import bench
 from bench.config import PYTHON, RESULTS, Config
 from bench.console import log
 from bench.context import Context
-from bench.goals import batch, dashboard, dashboard_server, drain, edge_guard, load, parity, startup, train, workers
+from bench.goals import (
+    batch,
+    dashboard,
+    dashboard_server,
+    drain,
+    edge_guard,
+    load,
+    memory,
+    parity,
+    startup,
+    train,
+    workers,
+)
 from bench.report import publish, render
 
 Step = tuple[str, Callable[[Context], None], bool]  # name, step, whether the later steps need it
@@ -36,11 +48,15 @@ def steps(cfg: Config) -> list[Step]:
     ]
     if cfg.big:
         found.append(("10M batch", batch.run_big, False))
+    found.append(("memory", memory.run, False))  # a server of its own; minutes of one-core training
     return found
 
 
-def run(ctx: Context, only_dashboard: bool = False) -> None:
-    if not only_dashboard:
+def run(ctx: Context, only: str | None = None) -> None:
+    if only == "memory":
+        run_memory_goal(ctx)
+        return
+    if only != "dashboard":
         run_server_goals(ctx)
     # The dashboard goal has its own store and servers: it runs even when the others failed.
     store: Path | None = None
@@ -56,6 +72,15 @@ def run(ctx: Context, only_dashboard: bool = False) -> None:
         log(traceback.format_exc())
     for w in sorted(ctx.health_warnings):
         ctx.note(w)
+
+
+def run_memory_goal(ctx: Context) -> None:
+    """Issue 13's memory goal alone (it starts and stops its own server)."""
+    try:
+        memory.run(ctx)
+    except Exception as exc:
+        ctx.note(f"memory failed: {type(exc).__name__}: {exc}")
+        log(traceback.format_exc())
 
 
 def run_server_goals(ctx: Context) -> None:
@@ -92,14 +117,15 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories (logs, databases)")
     parser.add_argument(
         "--only",
-        choices=["dashboard"],
-        help="run one goal only (dashboard: goal 5, on sqlite and through an mlflow server, ~3 min); "
+        choices=["dashboard", "memory"],
+        help="run one goal only (dashboard: goal 5, on sqlite and through an mlflow server, ~3 min; memory: "
+        "issue 13's memory after a 1,000-tree training, ~5 min); "
         "the table is then printed, and written only where --output says",
     )
     parser.add_argument("--output", type=Path, default=None, help=f"where to write the table (default {RESULTS})")
     args = parser.parse_args()
     output: Path | None = args.output or (None if args.only else RESULTS)
-    if shutil.which("wrk") is None:
+    if args.only != "memory" and shutil.which("wrk") is None:  # the memory goal sends no load
         print("wrk is not installed: `apt-get install wrk` (make bench does it)", file=sys.stderr)
         return 2
     if not PYTHON.exists():
@@ -108,7 +134,7 @@ def main() -> int:
     ctx = Context(Config.make(args.quick, args.big), keep=args.keep)
     signal.signal(signal.SIGTERM, _on_signal)
     try:
-        run(ctx, only_dashboard=args.only == "dashboard")
+        run(ctx, only=args.only)
     except KeyboardInterrupt:
         ctx.note("interrupted")
     finally:

@@ -34,6 +34,7 @@ def test_each_setting_reads_its_variable():
         "IRIS_MAX_UPLOAD_MB": "1.5",
         "IRIS_MAX_BATCH_UPLOAD_MB": "2",
         "IRIS_ACCESS_LOG": "1",
+        "IRIS_HEADER_TIMEOUT_S": "2.5",
         "IRIS_REGISTERED_MODEL": "fraud_model",
         "IRIS_MODEL_POLL_S": "0.5",
         "IRIS_WORKERS": "3",
@@ -56,6 +57,7 @@ def test_each_setting_reads_its_variable():
         max_upload_mb=1.5,
         max_batch_upload_mb=2.0,
         access_log=True,
+        header_timeout_s=2.5,
         registered_model="fraud_model",
         model_poll_s=0.5,
         workers=3,
@@ -75,6 +77,14 @@ def test_empty_variables_keep_defaults_and_overrides_win():
 def test_a_bad_value_names_its_variable():
     with pytest.raises(ValueError, match="IRIS_PORT='eighty'"):
         Settings.from_env({"IRIS_PORT": "eighty"})
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf"])
+def test_the_header_timeout_must_be_a_bound(text):
+    # server.py turns this ValueError into one line and exit status 2 (tests/test_slow_clients.py starts it so).
+    with pytest.raises(ValueError, match=r"IRIS_HEADER_TIMEOUT_S: .* write a number of seconds above 0"):
+        Settings.from_env({"IRIS_HEADER_TIMEOUT_S": text})
+    assert Settings.from_env({"IRIS_HEADER_TIMEOUT_S": "0.5"}).header_timeout_s == 0.5
 
 
 @pytest.mark.parametrize("text, expected", [("false", False), ("0", False), ("no", False), ("YES", True), ("on", True)])

@@ -242,7 +242,7 @@ REFUSALS: dict[str, tuple[dict[str, Any], int, tuple[str, ...]]] = {
     "both": ({"json": {"version": 1, "model_path": "iris_model_x.pkl"}}, 422, ("version", "model_path")),
     "extra-field": ({"json": {"version": 1, "force": True}}, 422, ('"version"',)),
     "neither": ({"json": {}}, 422, ("version", "model_path")),
-    "not-an-object": ({"json": [1]}, 400, ('object', '"version"')),
+    "not-an-object": ({"json": [1]}, 400, ("object", '"version"')),
     "bad-json": ({"content": b'{"version": ', "headers": {"content-type": "application/json"}}, 400, ("JSON",)),
     "text-plain": ({"content": b'{"version": 1}', "headers": {"content-type": "text/plain"}}, 415, ("JSON", "form")),
     "no-body": ({}, 422, ("version",)),

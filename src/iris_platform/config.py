@@ -6,6 +6,7 @@ Each setting names its environment variable once, in its field's metadata; `from
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,12 +65,20 @@ class Settings:
     # uvicorn's line per request costs about a fifth of /predict's throughput, and MLflow already
     # records every prediction; IRIS_ACCESS_LOG=1 turns it on.
     access_log: bool = _env("IRIS_ACCESS_LOG", False)
+    # A connection whose request headers are not complete this many seconds after it opened (or after the first
+    # byte of its next request) is answered 408 and closed: half-sent headers would hold it open for ever.
+    header_timeout_s: float = _env("IRIS_HEADER_TIMEOUT_S", 10.0)
     random_state: int = 42
 
     def __post_init__(self) -> None:
         # Malformed patterns stop the start with a message naming the variable, not the first request.
         AllowedHosts(self.allowed_hosts)
         AllowedOrigins(self.cors_allowed_origins)
+        if not (math.isfinite(self.header_timeout_s) and self.header_timeout_s > 0):
+            raise ValueError(
+                f"IRIS_HEADER_TIMEOUT_S: {self.header_timeout_s!r} is no bound; write a number of seconds above 0,"
+                " such as 10 (the default)"
+            )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from iris_platform.config import Settings
+from iris_platform.header_timeout import header_timeout_protocol
 from iris_platform.redaction import redact_logs
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         "port": settings.port,
         "access_log": settings.access_log,
         "log_config": redacted_log_config(),
+        # uvicorn's own protocol with a bound on request headers; with --workers it reaches every worker.
+        "http": header_timeout_protocol(settings.header_timeout_s),
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **options)

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 from iris_platform.champion import ChampionFollower, fetch_version
 from iris_platform.config import Settings
 from iris_platform.errors import InputError, NoModelError
+from iris_platform.memory import releasing_memory
 from iris_platform.ml.batch_stream import predict_csv
 from iris_platform.ml.compiled_model import CompiledModel, convert, to_tree_input
 from iris_platform.ml.data import TrainingData, load_iris_training_data, prepare_training_data, read_csv_upload
@@ -196,7 +197,7 @@ class IrisService:
         else:
             data = prepare_training_data(read_csv_upload(content, filename), target_column, keep_columns)
             source = names.DATA_SOURCE_CSV
-        with self._train_lock:
+        with self._train_lock, releasing_memory():  # what the training freed goes back to the OS
             return self._train(data, source=source, filename=filename, n_estimators=n_estimators, test_size=test_size)
 
     def _train(
