@@ -152,11 +152,17 @@ def client_package(served, tmp_path_factory) -> Any:
 def test_a_generated_client_parses_a_success_and_an_error_of_every_route(served, client_package):
     api = importlib.import_module("iris_client.api")
     models = importlib.import_module("iris_client.models")
-    client = client_package.Client(base_url=served.url, raise_on_unexpected_status=True, timeout=120)
-    foreign = client_package.Client(
-        base_url=served.url, raise_on_unexpected_status=True, headers={"Host": "evil.example"}
-    )
+    # Closed at the end: an httpx client left open is a ResourceWarning, an error here.
+    with (
+        client_package.Client(base_url=served.url, raise_on_unexpected_status=True, timeout=120) as client,
+        client_package.Client(
+            base_url=served.url, raise_on_unexpected_status=True, headers={"Host": "evil.example"}
+        ) as foreign,
+    ):
+        exercise_every_route(client, foreign, client_package, models, api)
 
+
+def exercise_every_route(client: Any, foreign: Any, client_package: Any, models: Any, api: Any) -> None:
     def call(module: str, *args: Any, via: Any = client, **kwargs: Any) -> Any:
         group, name = module.split(".")
         operation = importlib.import_module(f"iris_client.api.{group}.{name}")
