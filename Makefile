@@ -37,8 +37,9 @@ serve-mlflow: $(VENV)/.installed
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI="$(MLFLOW_TRACKING_URI)" \
 		$(VENV)/bin/mlflow models serve -m "$(MODEL)" --env-manager local -h "$(HOST)" -p "$(PORT)"
 
+# --durations: the slowest tests in CI's log, where the suite's time goes.
 test: $(VENV)/.installed-test
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 # Unit and API tests only: no browser, reliability or slow test (markers in pyproject.toml), under 2 minutes.
 test-fast: $(VENV)/.installed-test
@@ -58,7 +59,7 @@ check: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# The performance benchmark of issue 3 (about 4 minutes; `make bench BENCH_ARGS=--quick` for a 2-minute smoke run).
+# The performance benchmark (bench/README.md: every goal, about a quarter of an hour; `make bench BENCH_ARGS=--quick` for a smoke run).
 bench: $(VENV)/.installed
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m bench $(BENCH_ARGS)

@@ -24,6 +24,7 @@ from bench.goals import (
     edge_guard,
     load,
     memory,
+    metrics,
     parity,
     startup,
     train,
@@ -48,13 +49,18 @@ def steps(cfg: Config) -> list[Step]:
     ]
     if cfg.big:
         found.append(("10M batch", batch.run_big, False))
+    found.append(("metrics", metrics.run, False))  # two servers of their own
     found.append(("memory", memory.run, False))  # a server of its own; minutes of one-core training
     return found
 
 
+# The goals that start and stop their own servers, which `--only` runs alone.
+ALONE: dict[str, Callable[[Context], None]] = {"memory": memory.run, "metrics": metrics.run}
+
+
 def run(ctx: Context, only: str | None = None) -> None:
-    if only == "memory":
-        run_memory_goal(ctx)
+    if only in ALONE:
+        run_alone(ctx, only)
         return
     if only != "dashboard":
         run_server_goals(ctx)
@@ -74,12 +80,12 @@ def run(ctx: Context, only: str | None = None) -> None:
         ctx.note(w)
 
 
-def run_memory_goal(ctx: Context) -> None:
-    """Issue 13's memory goal alone (it starts and stops its own server)."""
+def run_alone(ctx: Context, name: str) -> None:
+    """One goal of ALONE: issue 13's memory, issue 14's metrics cost."""
     try:
-        memory.run(ctx)
+        ALONE[name](ctx)
     except Exception as exc:
-        ctx.note(f"memory failed: {type(exc).__name__}: {exc}")
+        ctx.note(f"{name} failed: {type(exc).__name__}: {exc}")
         log(traceback.format_exc())
 
 
@@ -117,9 +123,10 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories (logs, databases)")
     parser.add_argument(
         "--only",
-        choices=["dashboard", "memory"],
+        choices=["dashboard", "memory", "metrics"],
         help="run one goal only (dashboard: goal 5, on sqlite and through an mlflow server, ~3 min; memory: "
-        "issue 13's memory after a 1,000-tree training, ~5 min); "
+        "issue 13's memory after a 1,000-tree training, ~5 min; metrics: issue 14's cost of the Prometheus "
+        "metrics on /predict, ~3 min); "
         "the table is then printed, and written only where --output says",
     )
     parser.add_argument("--output", type=Path, default=None, help=f"where to write the table (default {RESULTS})")

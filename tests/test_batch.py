@@ -90,7 +90,16 @@ def test_batch_run_params_and_metrics(trained_platform, batch):
         "percentage_versicolor": 0.0,
         "percentage_virginica": 40.0,
     }
-    assert run.data.metrics == pytest.approx(expected)
+    drift = {k: v for k, v in run.data.metrics.items() if k not in expected}
+    assert {k: v for k, v in run.data.metrics.items() if k in expected} == pytest.approx(expected)
+    # Besides the statistics, the batch's drift against the training data (tests/test_monitoring.py checks values).
+    features = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    assert set(drift) == {
+        "drift_detected",
+        "class_drift_pvalue",
+        *(f"psi_{f}" for f in features),
+        *(f"ks_pvalue_{f}" for f in features),
+    }
     assert math.fsum(run.data.metrics[f"percentage_{c}"] for c in IRIS_CLASSES) == pytest.approx(100.0)
 
 

@@ -41,6 +41,15 @@ def test_each_setting_reads_its_variable():
         "IRIS_QUERY_DATABASE_URI": "postgresql://reader:p@db/mlflow",
         "IRIS_ALLOWED_HOSTS": "iris.example.com, *.corp.example,,10.0.0.0/8",
         "IRIS_CORS_ALLOWED_ORIGINS": "https://app.example.com",
+        "IRIS_DRIFT_WINDOW": "250",
+        "IRIS_DRIFT_PSI_WARN": "0.15",
+        "IRIS_DRIFT_PSI_ALERT": "0.3",
+        "IRIS_DRIFT_P_VALUE": "0.01",
+        "IRIS_FEEDBACK_WINDOW": "50",
+        "IRIS_FEEDBACK_MIN_LABELS": "10",
+        "IRIS_FEEDBACK_ALERT_DROP": "0.05",
+        "IRIS_ALERT_WEBHOOK": "https://hooks.example.com/iris",
+        "IRIS_METRICS": "0",
     }
     settings = Settings.from_env(environ)
     assert settings == Settings(
@@ -64,6 +73,15 @@ def test_each_setting_reads_its_variable():
         query_database_uri="postgresql://reader:p@db/mlflow",
         allowed_hosts=("iris.example.com", "*.corp.example", "10.0.0.0/8"),
         cors_allowed_origins=("https://app.example.com",),
+        drift_window=250,
+        drift_psi_warn=0.15,
+        drift_psi_alert=0.3,
+        drift_p_value=0.01,
+        feedback_window=50,
+        feedback_min_labels=10,
+        feedback_alert_drop=0.05,
+        alert_webhook="https://hooks.example.com/iris",
+        metrics=False,
     )
     # Every variable above is one setting's, and every setting with a variable is above.
     assert set(VARIABLES) == set(environ)
@@ -101,3 +119,16 @@ def test_the_readme_documents_every_variable():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     missing = [v for v in VARIABLES if f"`{v}`" not in readme]
     assert not missing, f"README's configuration table lacks {missing}"
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"IRIS_DRIFT_PSI_WARN": "0.3", "IRIS_DRIFT_PSI_ALERT": "0.2"}, "IRIS_DRIFT_PSI_WARN"),
+        ({"IRIS_DRIFT_P_VALUE": "1.5"}, "IRIS_DRIFT_P_VALUE"),
+        ({"IRIS_DRIFT_WINDOW": "0"}, "IRIS_DRIFT_WINDOW"),
+    ],
+)
+def test_monitoring_thresholds_out_of_range_name_their_variable(environ, variable):
+    with pytest.raises(ValueError, match=variable):
+        Settings.from_env(environ)

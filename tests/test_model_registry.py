@@ -95,9 +95,10 @@ def iris_rows(indexes: list[int]) -> list[dict[str, float]]:
 
 
 def cached_files(platform: Platform, model_file: str) -> list[Path]:
-    """A model's files in a replica's models folder: pkl, ONNX form, metadata."""
+    """A model's files in a replica's models folder: pkl, ONNX form, metadata, reference profile."""
     stem = model_file.removesuffix(".pkl")
-    return [platform.models_dir / n for n in (model_file, f"{stem}.onnx", f"{stem}_metadata.json")]
+    names = (model_file, f"{stem}.onnx", f"{stem}_metadata.json", f"{stem}_reference_profile.json")
+    return [platform.models_dir / n for n in names]
 
 
 def model_file_of(platform: Platform, version: str) -> str:
@@ -196,9 +197,9 @@ def test_each_training_registers_a_version_and_makes_it_champion(replicas, tmp_p
 
         # The version's artifacts hold the platform's files, byte for byte those of the models folder...
         files = version_files(platform.mlflow, body["model_version"], tmp_path / body["model_version"])
-        pkl, onnx, meta = (p.name for p in cached_files(platform, metadata["model_file"]))
-        assert sorted(p.name for p in files.iterdir()) == sorted([pkl, onnx, meta])
-        for name in (pkl, onnx):
+        pkl, onnx, meta, profile = (p.name for p in cached_files(platform, metadata["model_file"]))
+        assert sorted(p.name for p in files.iterdir()) == sorted([pkl, onnx, meta, profile])
+        for name in (pkl, onnx, profile):
             assert (files / name).read_bytes() == (platform.models_dir / name).read_bytes()
         assert read_json(files / meta) == metadata
         # ... beside the MLflow model itself.
@@ -395,8 +396,9 @@ def test_a_replica_refuses_a_version_changed_in_the_registry(replicas):
         assert (status["model_version"], "SHA-256" in (status["model_registry_error"] or "")) == (serving, True)
     finally:
         registry_copy.write_bytes(original)
-    assert not list(b.models_dir.glob(".download-*"))  # the refused download left nothing behind
     status = wait_until_serving(b, target)
+    # Checked once B serves (the follower retries every poll, so a download may be in flight before).
+    assert not list(b.models_dir.glob(".download-*"))  # the refused downloads left nothing behind
     assert status["model_registry_error"] is None
     assert (b.models_dir / model_file).read_bytes() == (a.models_dir / model_file).read_bytes() == original
     assert predict(b.client, SETOSA)["model_version"] == target

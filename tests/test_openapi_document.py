@@ -105,14 +105,75 @@ def test_path_and_query_constraints_match_the_servers_checks(document):
     assert parameter("/mlflow/runs", "order_by")["pattern"].startswith("^(start_time|run_name|samples|metrics")
 
 
+HYPERPARAMETERS = {
+    "n_estimators",
+    "max_depth",
+    "min_samples_leaf",
+    "learning_rate",
+    "max_iter",
+    "max_leaf_nodes",
+    "C",
+    "kernel",
+    "gamma",
+    "n_neighbors",
+    "weights",
+}
+MODEL_TYPES = [
+    "random_forest",
+    "extra_trees",
+    "hist_gradient_boosting",
+    "gradient_boosting",
+    "logistic_regression",
+    "svc",
+    "knn",
+]
+
+
 def test_bodies_refuse_fields_they_do_not_take(document):
     train = document["paths"]["/train"]["post"]["requestBody"]["content"]
     for media in ("application/json", "application/x-www-form-urlencoded"):
-        assert set(train[media]["schema"]["properties"]) == {"n_estimators", "test_size"}  # no file: no CSV options
+        # No file: no CSV options.
+        assert set(train[media]["schema"]["properties"]) == {"model_type", *HYPERPARAMETERS, "test_size", "cv_folds"}
         assert train[media]["schema"]["additionalProperties"] is False
     multipart = train["multipart/form-data"]["schema"]
     assert multipart["dependentRequired"] == {"target_column": ["file"], "keep_columns": ["file"]}
-    assert multipart["properties"]["n_estimators"]["maximum"] == 1000
+    assert set(multipart["properties"]) == {"file", "model_type", *HYPERPARAMETERS, "test_size", "cv_folds"} | {
+        "target_column",
+        "keep_columns",
+    }
+
+
+def test_train_documents_the_model_types_and_the_bounds_the_server_checks(document):
+    fields = document["paths"]["/train"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert fields["model_type"]["enum"] == MODEL_TYPES and fields["model_type"]["default"] == "random_forest"
+    assert (fields["n_estimators"]["minimum"], fields["n_estimators"]["maximum"]) == (1, 1000)
+    assert {k: fields["cv_folds"][k] for k in ("type", "minimum", "maximum", "default")} == {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 20,
+        "default": 0,
+    }
+    assert fields["learning_rate"]["exclusiveMinimum"] == 0 and "minimum" not in fields["learning_rate"]
+    assert fields["C"]["exclusiveMinimum"] == 0
+    assert fields["kernel"]["enum"] == ["rbf", "linear", "poly", "sigmoid"]
+    assert fields["weights"]["enum"] == ["uniform", "distance"]
+    # A name two model types share documents the bounds that admit both (each type's own are checked):
+    # max_iter is up to 1000 boosting iterations, or up to 100000 solver iterations.
+    assert (fields["max_iter"]["minimum"], fields["max_iter"]["maximum"]) == (1, 100_000)
+    assert "hist_gradient_boosting: an integer between 1 and 1000" in fields["max_iter"]["description"]
+    assert "logistic_regression: an integer between 1 and 100000" in fields["max_iter"]["description"]
+    # Only what a training measured is answered: the cross-validated and two-class metrics are optional.
+    answer = document["components"]["schemas"]["TrainResponse"]
+    assert {"model_type", "hyperparameters", "cv_folds", "runtime"} <= set(answer["required"])
+    assert {"cv_accuracy_mean", "cv_f1_score_std", "roc_auc", "average_precision"} <= set(answer["properties"])
+    assert not {"cv_accuracy_mean", "roc_auc", "average_precision"} & set(answer["required"])
+
+
+def test_model_types_is_documented(document):
+    operation = document["paths"]["/model_types"]["get"]
+    assert operation["operationId"] == "model_types"
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/ModelTypesResponse"}
     load = document["paths"]["/load_model"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert [s["required"] for s in load["oneOf"]] == [["version"], ["model_path"]]
     assert all(s["additionalProperties"] is False for s in load["oneOf"])

@@ -186,9 +186,13 @@ def test_one_training_run_in_full(activity):
     assert body["tags"] == {k: v for k, v in mlflow_run.data.tags.items() if not k.startswith("mlflow.")}
     model_file = training["model_metadata"]["model_file"]
     assert [a["path"] for a in body["artifacts"]] == [
+        "evaluation/confusion_matrix.json",  # three classes: no ROC or precision-recall curve
+        "evaluation/per_class_metrics.json",
         f"model_files/{model_file.replace('.pkl', '.onnx')}",
         f"model_files/{model_file}",
         f"model_files/{model_file.replace('.pkl', '_metadata.json')}",
+        f"model_files/{model_file.replace('.pkl', '_reference_profile.json')}",
+        "reference_profile.json",
     ]
     assert all(a["size_bytes"] > 0 for a in body["artifacts"])
 

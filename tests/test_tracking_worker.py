@@ -188,7 +188,13 @@ def test_below_the_bound_each_prediction_is_one_single_run(platform, acknowledge
         features, body = acknowledged.by_id[prediction_id]
         check_single_run(run, record_from(features, body, run.data.params["timestamp"]))
     health = platform.client.get("/health").json()
-    assert health["tracking_worker"] == {"single_runs": len(singles), "window_runs": 0, "worker_alive": True}
+    assert health["tracking_worker"] == {
+        "single_runs": len(singles),
+        "window_runs": 0,
+        "feedback_runs": 0,
+        "drift_runs": 0,
+        "worker_alive": True,
+    }
 
 
 def test_a_burst_past_the_bound_is_written_as_window_runs(platform, acknowledged, burst, tmp_path):
@@ -218,6 +224,8 @@ def test_a_burst_past_the_bound_is_written_as_window_runs(platform, acknowledged
     assert health["tracking_worker"] == {
         "single_runs": len(runs["single"]),
         "window_runs": len(windows),
+        "feedback_runs": 0,
+        "drift_runs": 0,
         "worker_alive": True,
     }
     summary = platform.client.get("/mlflow/summary").json()
@@ -361,7 +369,13 @@ def test_replay_does_not_write_a_window_mlflow_already_has(stopped, tmp_path):
         wait_for_writer(restarted.client)
         health = restarted.client.get("/health").json()
         # The window was already there; the 4 records after it (below the bound) are single runs.
-        assert health["tracking_worker"] == {"single_runs": 4, "window_runs": 0, "worker_alive": True}
+        assert health["tracking_worker"] == {
+            "single_runs": 4,
+            "window_runs": 0,
+            "feedback_runs": 0,
+            "drift_runs": 0,
+            "worker_alive": True,
+        }
 
     new_runs = [r for r in all_runs(stopped.mlflow, INFERENCE_EXPERIMENT) if r.info.run_id not in runs_before]
     assert len(new_runs) == 4
@@ -413,6 +427,12 @@ def test_records_an_orphaned_worker_wrote_are_not_counted_as_pending(stopped, tm
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)  # the orphan exits
             health = wait_for_writer(restarted.client)
-            assert health["tracking_worker"] == {"single_runs": 1, "window_runs": 0, "worker_alive": True}
+            assert health["tracking_worker"] == {
+                "single_runs": 1,
+                "window_runs": 0,
+                "feedback_runs": 0,
+                "drift_runs": 0,
+                "worker_alive": True,
+            }
     assert the_run_for_prediction(stopped.mlflow, new_id).data.params["prediction_type"] == "single"
     assert_each_logged_once(stopped.mlflow, [r["prediction_id"] for r in records] + [new_id], tmp_path)

@@ -70,6 +70,9 @@ def check_training_run(platform, body, expected_params):
     for metric in TRAINING_METRICS:
         assert run.data.metrics[metric] == pytest.approx(body[metric])
         assert 0.0 <= body[metric] <= 1.0
+    # The held-out split's evidence; three classes: no ROC or precision-recall curve.
+    evaluation = [a.path for a in platform.mlflow.list_artifacts(run.info.run_id, "evaluation")]
+    assert evaluation == ["evaluation/confusion_matrix.json", "evaluation/per_class_metrics.json"]
     return run
 
 
@@ -90,6 +93,11 @@ def check_model_files(platform, body, tmp_path):
     assert hashlib.sha256(onnx_path.read_bytes()).hexdigest() == metadata["onnx_sha256"]
     assert metadata["compiled"]["parity_ok"] is True and metadata["compiled"]["max_abs_diff"] <= 1e-6
 
+    # The training data's reference profile, pinned by the metadata like the ONNX file.
+    profile_path = model_path.with_name(model_path.stem + "_reference_profile.json")
+    assert metadata["profile_file"] == profile_path.name
+    assert hashlib.sha256(profile_path.read_bytes()).hexdigest() == metadata["profile_sha256"]
+
     # The registered version holds the same files beside the MLflow model, and names its run and hash.
     version = platform.mlflow.get_model_version("iris_classifier", body["model_version"])
     assert version.run_id == body["run_id"]
@@ -97,9 +105,9 @@ def check_model_files(platform, body, tmp_path):
     assert version.tags["iris.model_file"] == model_path.name
     registered = version_files(platform.mlflow, body["model_version"], tmp_path / "registered")
     assert sorted(p.name for p in registered.iterdir()) == sorted(
-        p.name for p in (model_path, metadata_path, onnx_path)
+        p.name for p in (model_path, metadata_path, onnx_path, profile_path)
     )
-    for path in (model_path, metadata_path, onnx_path):
+    for path in (model_path, metadata_path, onnx_path, profile_path):
         assert (registered / path.name).read_bytes() == path.read_bytes()
     return metadata
 
@@ -116,12 +124,20 @@ def test_iris_training_response(iris_training):
         "model_path",
         "model_version",
         *TRAINING_METRICS,
+        "model_type",
+        "hyperparameters",
+        "cv_folds",
+        "runtime",
         "classification_report",
         "confusion_matrix",
         "dropped_columns",
         "model_metadata",
     ]
     assert body["dropped_columns"] == [] and body["model_metadata"]["dropped_columns"] == []
+    # The default model type, every hyperparameter it takes (the given and the defaults), no cross-validation.
+    assert body["model_type"] == "random_forest"
+    assert body["hyperparameters"] == {"n_estimators": 100, "max_depth": None, "min_samples_leaf": 1}
+    assert body["cv_folds"] == 0 and body["runtime"] == "onnxruntime"
     assert body["accuracy"] > 0.85
     report = body["classification_report"]
     assert set(IRIS_CLASSES) <= set(report)
@@ -141,6 +157,8 @@ def test_iris_training_run_params_and_metrics(platform, iris_training):
         {
             "model_type": "RandomForestClassifier",
             "n_estimators": 100,
+            "max_depth": None,
+            "min_samples_leaf": 1,
             "test_size": 0.2,
             "n_features": 4,
             "n_samples": 150,
@@ -156,6 +174,9 @@ def test_iris_model_files_and_metadata(platform, iris_training, tmp_path):
     assert metadata["class_names"] == IRIS_CLASSES
     assert metadata["data_source"] == "sklearn_iris"
     assert metadata["model_type"] == "RandomForestClassifier"
+    assert metadata["n_estimators"] == 100
+    assert metadata["hyperparameters"] == iris_training["hyperparameters"]
+    assert metadata["cv_folds"] == 0
     assert metadata["run_id"] == iris_training["run_id"]
     assert metadata["metrics"] == {m: iris_training[m] for m in TRAINING_METRICS}
     moment = datetime.fromisoformat(metadata["training_timestamp"])
@@ -204,6 +225,8 @@ def test_upload_with_sklearn_headers_and_string_labels(platform, upload_training
         {
             "model_type": "RandomForestClassifier",
             "n_estimators": FAST_TREES,
+            "max_depth": None,
+            "min_samples_leaf": 1,
             "test_size": 0.3,
             "n_features": 4,
             "n_samples": 150,
@@ -288,6 +311,8 @@ def test_kaggle_iris_csv_trains_on_the_four_measurements_and_reports_the_dropped
         {
             "model_type": "RandomForestClassifier",
             "n_estimators": FAST_TREES,
+            "max_depth": None,
+            "min_samples_leaf": 1,
             "test_size": 0.2,
             "n_features": 4,
             "n_samples": 150,

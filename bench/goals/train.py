@@ -9,7 +9,7 @@ from pathlib import Path
 from bench.config import CLASSES, FEATURES
 from bench.console import log
 from bench.context import Context, TrainedModel
-from bench.report import Row, fmt_s, median, verdict
+from bench.report import Row, faster, fmt_s, median, verdict
 from bench.servers import http_json
 
 
@@ -53,7 +53,20 @@ def run(ctx: Context) -> None:
     )
     ctx.details.append(f"training times: {', '.join(f'{t:.2f}' for t in times)} s")
     if times:
-        ctx.add(Row("4", "the first POST /train after start-up (cold: imports, first conversion)", fmt_s(times[0])))
+        # Issue 15: the first request after start-up (the startup goal has just seen /health answer),
+        # against the warm trainings that follow it in the same run.
+        warm = median(times[1:])
+        ctx.add(
+            Row(
+                "15",
+                "the first POST /train right after start-up (GET /health just answered; anchor: the warm median)",
+                fmt_s(times[0]),
+                fmt_s(warm),
+                faster(times[0], warm),
+                target="≤ 2 s",
+                result=verdict(times[0] <= 2.0),
+            )
+        )
     if response is None:
         raise RuntimeError("no model could be trained; the remaining goals need one")
     ctx.model = _trained_model(response, ctx.work())

@@ -68,6 +68,24 @@ class Settings:
     # A connection whose request headers are not complete this many seconds after it opened (or after the first
     # byte of its next request) is answered 408 and closed: half-sent headers would hold it open for ever.
     header_timeout_s: float = _env("IRIS_HEADER_TIMEOUT_S", 10.0)
+    # Monitoring. Drift of the inputs against the training data is measured on every batch, every
+    # `single_window` run, and every this many single predictions of one model version.
+    drift_window: int = _env("IRIS_DRIFT_WINDOW", 500)
+    # PSI at or above `drift_psi_warn` is a warning; a feature drifts when its PSI reaches
+    # `drift_psi_alert` and its Kolmogorov-Smirnov p-value is below `drift_p_value` (which also bounds
+    # the chi-square test of the predicted classes against the training priors).
+    drift_psi_warn: float = _env("IRIS_DRIFT_PSI_WARN", 0.1)
+    drift_psi_alert: float = _env("IRIS_DRIFT_PSI_ALERT", 0.2)
+    drift_p_value: float = _env("IRIS_DRIFT_P_VALUE", 0.05)
+    # Feedback accuracy is measured over each version's last this many labels; an alert needs at least
+    # `feedback_min_labels` of them and an accuracy `feedback_alert_drop` (a fraction) below the test accuracy.
+    feedback_window: int = _env("IRIS_FEEDBACK_WINDOW", 100)
+    feedback_min_labels: int = _env("IRIS_FEEDBACK_MIN_LABELS", 20)
+    feedback_alert_drop: float = _env("IRIS_FEEDBACK_ALERT_DROP", 0.10)
+    # Every alert (drift detected, accuracy drop) is also POSTed as JSON to this URL, with bounded retries.
+    alert_webhook: str | None = _env("IRIS_ALERT_WEBHOOK", None)
+    # GET /metrics in Prometheus's text format (IRIS_METRICS=0 turns the counting off).
+    metrics: bool = _env("IRIS_METRICS", True)
     random_state: int = 42
 
     def __post_init__(self) -> None:
@@ -79,6 +97,20 @@ class Settings:
                 f"IRIS_HEADER_TIMEOUT_S: {self.header_timeout_s!r} is no bound; write a number of seconds above 0,"
                 " such as 10 (the default)"
             )
+        if not 0 < self.drift_psi_warn <= self.drift_psi_alert:
+            raise ValueError(
+                f"IRIS_DRIFT_PSI_WARN ({self.drift_psi_warn}) must be above 0 and at most IRIS_DRIFT_PSI_ALERT "
+                f"({self.drift_psi_alert}); the defaults are 0.1 and 0.2"
+            )
+        if not 0 < self.drift_p_value < 1:
+            raise ValueError(f"IRIS_DRIFT_P_VALUE must be between 0 and 1, such as 0.05; got {self.drift_p_value}")
+        for variable, value in (
+            ("IRIS_DRIFT_WINDOW", self.drift_window),
+            ("IRIS_FEEDBACK_WINDOW", self.feedback_window),
+            ("IRIS_FEEDBACK_MIN_LABELS", self.feedback_min_labels),
+        ):
+            if value < 1:
+                raise ValueError(f"{variable} must be a count of at least 1, got {value}")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

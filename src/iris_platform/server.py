@@ -6,9 +6,17 @@ Flags: [--host HOST] [--port PORT] [--workers N].
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
 import logging
 import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import MutableMapping
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -18,6 +26,8 @@ from iris_platform.header_timeout import header_timeout_protocol
 from iris_platform.redaction import redact_logs
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's multiprocess mode
+log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,7 +51,12 @@ def main(argv: list[str] | None = None) -> None:
     if settings.workers < 1:
         parser.error(f"--workers (IRIS_WORKERS) must be at least 1, not {settings.workers}")
 
-    from iris_platform.api.app import create_app, prepare_tracking  # after logging is configured
+    if settings.metrics:
+        folder, made_here = prepare_metrics_folder()
+        if made_here:
+            remove_at_exit(folder)
+    # After logging is configured and the metrics folder is set: importing the app imports prometheus_client.
+    from iris_platform.api.app import create_app, prepare_tracking
 
     options: dict[str, Any] = {
         "host": settings.host,
@@ -58,6 +73,46 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.update({"IRIS_HOST": settings.host, "IRIS_PORT": str(settings.port)})
     prepare_tracking(settings)  # the store's schema is created once, before the workers race to it
     uvicorn.run("iris_platform.api.app:create_app", factory=True, workers=settings.workers, **options)
+
+
+def prepare_metrics_folder(environ: MutableMapping[str, str] = os.environ) -> tuple[Path, bool]:
+    """The folder where every process writes its metrics, so that GET /metrics answers for all of them.
+
+    The serving processes (--workers) and their tracking workers are separate processes, so even one
+    serving process needs prometheus-client's multiprocess mode. It reads PROMETHEUS_MULTIPROC_DIR when it
+    is first imported, hence this runs before the app is imported; the child processes inherit the
+    variable. A folder the user set is emptied of the last run's files (prometheus-client's docs: wipe it
+    between runs); otherwise a private temporary folder (`made_here`: the caller removes it at exit).
+    """
+    if "prometheus_client" in sys.modules:  # too late for its multiprocess mode in this process
+        log.warning("prometheus_client was imported before %s was set", METRICS_FOLDER_VARIABLE)
+    given = environ.get(METRICS_FOLDER_VARIABLE, "").strip()
+    if given:
+        folder = Path(given).resolve()  # the same folder for a child that changes its directory
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink(missing_ok=True)
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="iris-metrics-"))
+    environ[METRICS_FOLDER_VARIABLE] = str(folder)
+    log.info("metrics of every process are gathered in %s", folder)
+    return folder, not given
+
+
+def remove_at_exit(folder: Path) -> None:
+    """Remove `folder` when this process ends: on a normal exit, and on SIGTERM, which uvicorn raises
+    again once it has shut down gracefully, so that the process dies of it without running atexit."""
+
+    def remove() -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        remove()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)  # and die of it, as the process would have
+
+    atexit.register(remove)
+    signal.signal(signal.SIGTERM, on_sigterm)  # uvicorn restores it when it stops serving
 
 
 def redacted_log_config() -> dict[str, Any]:

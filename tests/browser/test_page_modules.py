@@ -7,6 +7,7 @@ both directions, so a metric renamed on either side alone fails.
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
@@ -58,8 +59,12 @@ def test_contract_js_names_equal_names_py(page: Page, server: Server):
     js_functions = set(exported_functions(page, CONTRACT)) - API_FUNCTIONS
     assert js_functions == {camel_case(name) for name in functions}
     for name, function in functions.items():
-        shown = [call(page, CONTRACT, camel_case(name), c) for c in CLASS_NAMES]
-        assert shown == [function(c) for c in CLASS_NAMES], name
+        # One argument (a class or feature name) or more (cv_metric's metric and statistic): each takes the
+        # CLASS_NAMES, the next argument the same list rotated by one.
+        arity = len(inspect.signature(function).parameters)
+        cases = list(zip(*(CLASS_NAMES[i:] + CLASS_NAMES[:i] for i in range(arity)), strict=True))
+        shown = [call(page, CONTRACT, camel_case(name), *args) for args in cases]
+        assert shown == [function(*args) for args in cases], name
     assert call(page, CONTRACT, "probabilityMetric", "Iris setosa?") == "probability_Iris setosa_"
 
 

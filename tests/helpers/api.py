@@ -82,3 +82,16 @@ def wait_for_health(client: Any, condition: Callable[[dict[str, Any]], bool], ti
         return dict(last) if condition(last) else None
 
     return wait_until(reached, timeout, f"/health did not reach the expected state (last: {last})", 0.05)
+
+
+TUNING_TIMEOUT_S = 120
+
+
+def wait_for_tuning(client: Any, tuning_id: str, timeout: float = TUNING_TIMEOUT_S) -> dict[str, Any]:
+    """Poll GET /tune/{id} until the tuning has ended (finished, cancelled or failed); its progress."""
+    return wait_until(
+        lambda: (p := client.get(f"/tune/{tuning_id}").json())["status"] in ("finished", "cancelled", "failed") and p,
+        timeout,
+        f"tuning {tuning_id} did not end",
+        interval=0.2,
+    )

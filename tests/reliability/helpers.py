@@ -45,7 +45,9 @@ class LazyMlflowClient:
 
 # -- what must hold after any refused request --------------------------------------------------------
 
-_MODEL_FILE = re.compile(r"^iris_model_(?P<stamp>[0-9A-Za-z_]+?)(?P<kind>\.pkl|_metadata\.json|\.onnx)$")
+_MODEL_FILE = re.compile(
+    r"^iris_model_(?P<stamp>[0-9A-Za-z_]+?)(?P<kind>\.pkl|_metadata\.json|\.onnx|_reference_profile\.json)$"
+)
 
 
 def models_snapshot(models_dir: Path) -> dict[str, tuple[int, int]]:
@@ -54,7 +56,8 @@ def models_snapshot(models_dir: Path) -> dict[str, tuple[int, int]]:
 
 
 def assert_only_complete_models(models_dir: Path, ignore: set[str] = frozenset()) -> None:
-    """The folder holds complete models (pkl + metadata, + the ONNX file its metadata names) and the pointer."""
+    """The folder holds complete models (pkl + metadata, + the ONNX and profile files its metadata names) and
+    the pointer."""
     stamps: dict[str, set[str]] = {}
     for path in Path(models_dir).iterdir():
         if path.name in ignore or path.name == "current_model.json":
@@ -66,6 +69,8 @@ def assert_only_complete_models(models_dir: Path, ignore: set[str] = frozenset()
         assert {".pkl", "_metadata.json"} <= kinds, f"incomplete model {stamp}: {sorted(kinds)}"
         metadata = json.loads((Path(models_dir) / f"iris_model_{stamp}_metadata.json").read_text())
         assert (".onnx" in kinds) == bool(metadata.get("onnx_file")), f"model {stamp}: ONNX file vs metadata"
+        profile = "_reference_profile.json" in kinds
+        assert profile == bool(metadata.get("profile_file")), f"model {stamp}: profile file vs metadata"
 
 
 def _experiments(mlflow_client: MlflowClient) -> list[str]:

@@ -311,6 +311,7 @@ def plant_marker_pickle(name: str, metadata: str | None = None, marker: str = ""
             real = json.loads((b.models_dir / ModelStore.metadata_name(b.model_file)).read_text())
             real["model_file"] = name
             real.pop("onnx_file", None)
+            real.pop("profile_file", None)
             if metadata == "no-sha":
                 real.pop("sha256")
             elif metadata == "forged":
@@ -337,6 +338,7 @@ def plant_model_with_bad_onnx(b: Bench) -> set[str]:
     shutil.copy(b.models_dir / b.model_file, b.models_dir / name)
     metadata = json.loads((b.models_dir / ModelStore.metadata_name(b.model_file)).read_text())
     metadata.update(model_file=name, onnx_file=ModelStore.onnx_name(name))
+    metadata.pop("profile_file", None)
     (b.models_dir / ModelStore.onnx_name(name)).write_bytes(b"not the ONNX file that was trained")
     (b.models_dir / ModelStore.metadata_name(name)).write_text(json.dumps(metadata))
     return {name, ModelStore.onnx_name(name), ModelStore.metadata_name(name)}
@@ -582,6 +584,117 @@ def csv_cases() -> list[Case]:
     return cases
 
 
+def model_choice_cases() -> list[Case]:
+    """/train's model type, its hyperparameters and the cross-validation folds: each refusal names the field,
+    the model type and the values allowed."""
+    M = "model choice of /train"
+    types = "'random_forest', 'extra_trees', 'hist_gradient_boosting', 'gradient_boosting', 'logistic_regression'"
+    # Five rows of class 'c': at most 5 folds.
+    rare = iris_frame().iloc[[*range(0, 50), *range(50, 100), *range(100, 105)]]
+    return [
+        Case(
+            M,
+            "unknown model_type",
+            "POST /train",
+            "JSON",
+            lambda b: b.client.post("/train", json={"model_type": "xgboost"}),
+            422,
+            ("model_type must be one of", types, "'svc', 'knn'", "got 'xgboost'"),
+        ),
+        Case(
+            M,
+            "model_type of the wrong type",
+            "POST /train",
+            "JSON",
+            lambda b: b.client.post("/train", json={"model_type": 3}),
+            422,
+            ("model_type", "valid string", types),
+        ),
+        Case(
+            M,
+            "another model type's hyperparameter",
+            "POST /train",
+            "form",
+            post_form("/train", model_type="knn", n_estimators="5"),
+            422,
+            ("n_estimators does not apply to model_type 'knn'", "takes n_neighbors, weights"),
+        ),
+        Case(
+            M,
+            "learning_rate 0",
+            "POST /train",
+            "JSON",
+            lambda b: b.client.post("/train", json={"model_type": "gradient_boosting", "learning_rate": 0}),
+            422,
+            ("learning_rate for model_type 'gradient_boosting'", "above 0 and at most 1", "got 0"),
+        ),
+        Case(
+            M,
+            "C -1",
+            "POST /train",
+            "form",
+            post_form("/train", model_type="svc", C="-1"),
+            422,
+            ("C for model_type 'svc'", "above 0 and at most 1000000", "got -1"),
+        ),
+        Case(
+            M,
+            "C not a number",
+            "POST /train",
+            "form",
+            post_form("/train", model_type="logistic_regression", C="much"),
+            422,
+            ("'C'", "valid number", "model_type 'logistic_regression'", "above 0 and at most 1000000"),
+        ),
+        Case(
+            M,
+            "kernel cubic",
+            "POST /train",
+            "JSON",
+            lambda b: b.client.post("/train", json={"model_type": "svc", "kernel": "cubic"}),
+            422,
+            ("kernel for model_type 'svc'", "one of 'rbf', 'linear', 'poly', 'sigmoid'", "got 'cubic'"),
+        ),
+        Case(
+            M,
+            "max_depth null for gradient boosting",
+            "POST /train",
+            "JSON",
+            lambda b: b.client.post("/train", json={"model_type": "gradient_boosting", "max_depth": None}),
+            422,
+            ("max_depth for model_type 'gradient_boosting'", "between 1 and 100", "got null"),
+        ),
+        Case(
+            M,
+            "n_neighbors over the training rows",
+            "POST /train",
+            "JSON",
+            lambda b: b.client.post("/train", json={"model_type": "knn", "n_neighbors": 500}),
+            422,
+            ("n_neighbors for model_type 'knn'", "at most", "120 in the training split", "got 500"),
+        ),
+        Case(M, "cv_folds 1", "POST /train", "form", post_form("/train", cv_folds="1"), 422, ("cv_folds", "2 to 20")),
+        Case(
+            M,
+            "cv_folds 21",
+            "POST /train",
+            "JSON",
+            lambda b: b.client.post("/train", json={"cv_folds": 21}),
+            422,
+            ("cv_folds", "2 to 20", "got 21"),
+        ),
+        Case(
+            M,
+            "cv_folds over the smallest class",
+            "POST /train",
+            "multipart",
+            post_file("/train", csv_bytes(rare), "rare.csv", cv_folds="6"),
+            422,
+            ("cv_folds=6", "smallest class ('virginica', 5 rows)", "from 2 to 5"),
+        ),
+    ]
+
+
 def other_cases() -> list[Case]:
     T, P, L, R = "form fields of /train", "single prediction", "model loading", "run and prediction lookups"
     nan_json = json.dumps(SETOSA).replace("5.1", "NaN").encode()
@@ -594,7 +707,7 @@ def other_cases() -> list[Case]:
             "form",
             post_form("/train", n_estimators="many"),
             422,
-            ("n_estimators", "valid integer"),
+            ("n_estimators", "valid integer", "model_type 'random_forest'", "between 1 and 1000"),
         ),
         Case(
             T,
@@ -615,6 +728,7 @@ def other_cases() -> list[Case]:
             ("n_estimators", "between 1 and 1000"),
         ),
         Case(T, "test_size 1.5", "POST /train", "form", post_form("/train", test_size="1.5"), 422, ("test_size",)),
+        *model_choice_cases(),
         Case(
             T, "test_size NaN", "POST /train", "form", post_form("/train", test_size="nan"), 422, ("test_size", "nan")
         ),
@@ -1396,7 +1510,7 @@ def request_body_cases() -> list[Case]:
             "JSON",
             lambda b: b.client.post("/train", json={"n_estimators": "5"}),
             422,
-            ("n_estimators", "valid integer"),
+            ("n_estimators", "valid integer", "model_type 'random_forest'", "between 1 and 1000"),
         ),
         Case(
             R,
@@ -1431,9 +1545,9 @@ def request_body_cases() -> list[Case]:
             "unknown form field",
             "POST /train",
             "form",
-            post_form("/train", n_estimators=str(FAST_TREES), max_depth="3"),
+            post_form("/train", n_estimators=str(FAST_TREES), criterion="gini"),
             422,
-            ("Unknown form field 'max_depth'",),
+            ("Unknown form field 'criterion'",),
         ),
         Case(
             R,
@@ -1484,8 +1598,8 @@ def request_body_cases() -> list[Case]:
 
 
 CASES = csv_cases() + other_cases() + borderline_cases() + cross_site_cases() + request_body_cases()
-# The refusals found only inside a training's run (the split needs more rows than classes): that run ends
-# FAILED with the reason. Every other refusal comes before any run starts.
+# The refusal found only inside a training's run (the split needs more rows than classes): that run ends FAILED
+# with the reason. Every other refusal comes before any run starts.
 STARTS_A_FAILED_RUN = {"train-no-more-rows-than-classes"}
 
 

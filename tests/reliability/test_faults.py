@@ -285,6 +285,31 @@ def test_database_refusing_writes_then_back(tmp_path, results):
         thaw()
 
 
+def test_connections_a_read_opened_while_the_database_refused_writes_do_not_fail_later_writes(tmp_path):
+    """SQLite opens a file it may not write read-only, for good: a read during the refusal must not leave
+    such a connection pooled for the first training after it (the tracking and the registry engines)."""
+    from iris_platform.tracking.store import TrackingStore
+
+    missing = _immutable_files_impossible(tmp_path)
+    if missing:
+        cannot_inject("database refusing writes", missing)
+    database = tmp_path / "mlflow.db"
+    store = TrackingStore(f"sqlite:///{database}")
+    store.ensure_experiments()
+    store.reset_connections()  # the pools start empty: the next reads open connections
+    subprocess.run(["chattr", "+i", str(database)], check=True)
+    try:
+        store.client.search_experiments(max_results=1)
+        store.client.search_registered_models(max_results=1)
+    finally:
+        subprocess.run(["chattr", "-i", str(database)], check=True)
+    experiment = store.experiment_id(TRAINING_EXPERIMENT)
+    run = store.client.create_run(experiment)  # no error in between: no reset_connections() has run
+    store.client.create_registered_model("written_after_the_refusal")
+    assert store.client.get_run(run.info.run_id).info.experiment_id == experiment
+    assert store.client.get_registered_model("written_after_the_refusal").name == "written_after_the_refusal"
+
+
 # -- the disk fills up ----------------------------------------------------------------------------
 
 

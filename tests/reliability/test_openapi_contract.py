@@ -35,12 +35,15 @@ OPERATION_IDS = [
     "health",
     "ready",
     "train",
+    "model_types",
     "predict",
     "predict_batch",
     "find_prediction",
     "list_models",
     "load_model",
     "rollback",
+    "feedback",
+    "monitoring",
     "list_experiments",
     "list_runs",
     "export_runs",
@@ -50,7 +53,7 @@ OPERATION_IDS = [
 ]
 # A generated file is no CSV of the model's features, and a generated path names no artifact; their
 # successes are covered by the generated client's test below and by the in-process fuzzing test.
-NO_RANDOM_SUCCESS = {"POST /predict_batch", "GET /mlflow/run/{run_id}/artifacts/{path}"}
+NO_RANDOM_SUCCESS = {"POST /predict_batch", "GET /mlflow/run/{run_id}/artifacts/{path}", "POST /feedback"}
 BATCH_CSV = b"sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6.7,3.0,5.8,2.3\n"
 
 
@@ -184,10 +187,32 @@ def exercise_every_route(client: Any, foreign: Any, client_package: Any, models:
     error(call("health.health", via=foreign), 400, "IRIS_ALLOWED_HOSTS")
     assert ok(call("health.ready"), "ReadyResponse").ready is True
     error(call("health.ready", via=foreign), 400, "host name")
-    # training: JSON parameters, and a CSV as multipart
+    # training: the model types, JSON parameters, and a CSV as multipart
+    types = ok(call("training.model_types"), "ModelTypesResponse")
+    assert types.default == "random_forest" and types.max_cv_folds == 20
+    assert [t.name for t in types.model_types] == [
+        "random_forest",
+        "extra_trees",
+        "hist_gradient_boosting",
+        "gradient_boosting",
+        "logistic_regression",
+        "svc",
+        "knn",
+    ]
+    error(call("training.model_types", via=foreign), 400, "host name")
+    knn = models.TrainJsonBody.from_dict({"model_type": "knn", "n_neighbors": 3, "cv_folds": 3})
+    neighbours = ok(call("training.train", body=knn), "TrainResponse")
+    assert neighbours.model_type == "knn" and neighbours.hyperparameters.to_dict() == {
+        "n_neighbors": 3,
+        "weights": "uniform",
+    }
+    assert neighbours.cv_folds == 3 and 0.8 < neighbours.cv_accuracy_mean <= 1
     trained = ok(call("training.train", body=models.TrainJsonBody(n_estimators=FAST_TREES)), "TrainResponse")
     assert trained.model_version and trained.accuracy > 0.8
+    assert trained.model_type == "random_forest" and trained.runtime == "onnxruntime"
     error(call("training.train", body=models.TrainJsonBody(n_estimators=0)), 422, "between 1 and 1000")
+    another_types = models.TrainJsonBody.from_dict({"model_type": "knn", "n_estimators": 5})  # typed: in range
+    error(call("training.train", body=another_types), 422, "does not apply to model_type 'knn'")
     upload = client_package.types.File(payload=b"", file_name="empty.csv")
     error(call("training.train", body=models.TrainFilesBody(file=upload)), 400, "is empty")
     # prediction
@@ -212,6 +237,14 @@ def exercise_every_route(client: Any, foreign: Any, client_package: Any, models:
     error(call("models.load_model", body=models.LoadModelJsonLoadByVersion(version=999)), 404, "999")
     ok(call("models.rollback"), "LoadModelResponse")
     error(call("models.rollback", via=foreign), 400, "host name")
+    # monitoring
+    label = models.FeedbackJsonFeedbackForPrediction(prediction_id=predicted.prediction_id, true_label="setosa")
+    accepted = ok(call("monitoring.feedback", body=label), "FeedbackResponse")
+    assert accepted.correct is True and accepted.predicted_class == "setosa"
+    wrong = models.FeedbackJsonFeedbackForPrediction(prediction_id=predicted.prediction_id, true_label="rose")
+    error(call("monitoring.feedback", body=wrong), 422, "rose")
+    view = ok(call("monitoring.monitoring"), "MonitoringResponse")
+    assert batch.run_id in {p.run_id for p in view.drift}
     # runs
     experiments = ok(call("mlflow.list_experiments"), "ExperimentsResponse")
     assert {e.name for e in experiments.experiments} >= {"iris_classification", "iris_inference"}

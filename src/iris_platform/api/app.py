@@ -21,15 +21,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import ClientDisconnect
 
 from iris_platform import __version__
-from iris_platform.api import openapi
+from iris_platform.api import method_not_allowed, openapi
 from iris_platform.api.middleware.complete_uploads import CompleteUploads
 from iris_platform.api.middleware.cross_site import CrossSiteGuard
 from iris_platform.api.middleware.predict_lane import PredictLane
+from iris_platform.api.middleware.request_metrics import RequestMetrics
 from iris_platform.api.middleware.security import BodyLimitMiddleware, SecurityHeadersMiddleware, TokenMiddleware
 from iris_platform.api.responses import EVERY_ROUTE, errors
-from iris_platform.api.routers import health, models, prediction, runs, training
+from iris_platform.api.routers import health, metrics, models, monitoring, prediction, runs, training, tuning
 from iris_platform.config import Settings, megabytes
 from iris_platform.errors import InputError, StartupRefused
+from iris_platform.metrics import configure as configure_metrics
+from iris_platform.metrics import forget_this_process, set_serving_model
 from iris_platform.redaction import describe, redact_uri
 from iris_platform.service import IrisService
 from iris_platform.web_origins import AllowedHosts, AllowedOrigins
@@ -63,6 +66,7 @@ def prepare_tracking(settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
+    configure_metrics(settings.metrics)  # before the service: what it records obeys IRIS_METRICS too
     service = IrisService(settings)
 
     @asynccontextmanager
@@ -72,14 +76,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except StartupRefused as exc:
             log.error("refusing to start: %s", exc)  # one line that says what to change, before uvicorn exits
             raise
+        predictor = service.predictor  # the model this process serves from its start, before any scrape
+        if predictor is not None:
+            set_serving_model(predictor.version, predictor.model_path, predictor.runtime)
         # Everything imported so far (MLflow, pandas: ~10^6 objects) lives as long as the process;
         # freezing it keeps the garbage collector's full passes from stalling requests.
         gc.freeze()
+        IrisService.warming_up()
         threading.Thread(target=_warm_up, name="iris-warm-up", daemon=True).start()
         try:
             yield
         finally:
             service.stop()  # lets the tracking worker write what is journaled
+            forget_this_process()  # a stopped process serves no model: its live gauges leave /metrics
 
     # FastAPIOffline serves /docs from files shipped in the package, not from a CDN.
     app = FastAPIOffline(
@@ -92,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = service
     openapi.install(app, service)
+    method_not_allowed.install(app)
 
     @app.exception_handler(InputError)
     async def input_error(request: Request, exc: InputError) -> JSONResponse:
@@ -152,7 +162,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=500,
         )
 
-    for router in (health.router, training.router, prediction.router, models.router, runs.router):
+    routers = (
+        health.router,
+        training.router,
+        prediction.router,
+        models.router,
+        monitoring.router,
+        tuning.router,
+        runs.router,
+        metrics.router,
+    )
+    for router in routers:
         app.include_router(router)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -164,7 +184,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added innermost first: /predict skips FastAPI's routing, a multipart body cut off before its
     # closing boundary is refused before any route acts on its parts, the token is checked before the body
     # is counted, a foreign Host or a cross-site write is refused before anything else, and every
-    # answer, a 400, 401, 403 or 413 included, gets the security headers.
+    # answer, a 400, 401, 403 or 413 included, gets the security headers. Outermost, the request metrics
+    # count and time every answer, /predict's and the guards' refusals included.
     app.add_middleware(PredictLane, handlers=app.exception_handlers)
     app.add_middleware(CompleteUploads)
     app.add_middleware(
@@ -180,11 +201,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=["*"] if origins.any_origin else [],
             allow_origin_regex=origins.regex,
-            allow_methods=["GET", "HEAD", "POST"],
+            allow_methods=["GET", "HEAD", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
     hosts = AllowedHosts.from_setting(settings.allowed_hosts, bind_host=settings.host)
     app.add_middleware(CrossSiteGuard, hosts=hosts, origins=origins)
     app.add_middleware(SecurityHeadersMiddleware)
+    if settings.metrics:  # off, nothing is counted: not even a middleware's call
+        every_route = [*app.router.routes, *(route for router in routers for route in router.routes)]
+        app.add_middleware(RequestMetrics, routes=every_route)
     return app

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from iris_platform.batch_statistics import BatchResult, BatchStatistics, StatisticsAccumulator
+from iris_platform.drift import DriftAccumulator
 from iris_platform.errors import InputError
 from iris_platform.ml.data import check_csv_header, numeric_column
 from iris_platform.ml.features import feature_columns
@@ -63,6 +64,8 @@ class StreamedBatch:
     first_rows: list[dict[str, Any]]
     # Input columns named like an added one (a predictions file sent again): the new values replace them.
     replaced_columns: list[str]
+    # The rows' inputs and classes against the model's reference profile (None: the model has none).
+    drift: DriftAccumulator | None = None
 
 
 def output_columns(classes: list[str]) -> list[str]:
@@ -173,6 +176,7 @@ def predict_csv(
         raise _arrow_error(exc, header, label) from exc
 
     totals = StatisticsAccumulator(classes)
+    drift = DriftAccumulator(predictor.profile, predictor.feature_names) if predictor.profile else None
     inline = _InlineRows(kept, features, classes, inline_limit)
     class_cells = pa.array([_csv_field(c) for c in classes], type=pa.string())
     seen = 0
@@ -192,6 +196,8 @@ def predict_csv(
                 X = _features(batch, features, seen)
                 result = predictor.predict_batch(X)
                 totals.add(result)
+                if drift is not None:
+                    drift.add(X, result.indexes, result.confidences)
                 inline.add(batch, X, result, seen)
                 cells = [_csv_text(batch.column(c)) for c in kept]
                 cells.append(class_cells.take(pa.array(result.indexes)))
@@ -208,6 +214,7 @@ def predict_csv(
         statistics=totals.result(),
         first_rows=inline.rows(),
         replaced_columns=[c for c in header if c in added],
+        drift=drift,
     )
 
 

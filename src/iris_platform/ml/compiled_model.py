@@ -1,4 +1,4 @@
-"""The compiled serving path: the trained forest converted to ONNX and run by onnxruntime.
+"""The compiled serving path: the trained model converted to ONNX and run by onnxruntime.
 
 scikit-learn spends ~10 ms per single-row `predict_proba` on a 100-tree forest in Python overhead;
 onnxruntime does the same arithmetic in ~10 us. The conversion is used only after it has matched
@@ -9,6 +9,7 @@ converted, or does not match, is served by scikit-learn instead.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,42 +32,64 @@ def to_tree_input(X: np.ndarray) -> np.ndarray:
 
 
 def convert(estimator: Any, n_features: int) -> bytes | None:
-    """The estimator as ONNX bytes (probabilities as a plain tensor), or None if it cannot be converted."""
+    """The estimator as ONNX bytes (probabilities as a plain tensor), or None if it cannot be converted.
+
+    Float64 inputs first; some of skl2onnx's converters (extra trees, boosting) only make a graph
+    onnxruntime accepts with float32 inputs, which is how their trees compare features anyway.
+    """
     try:
         from skl2onnx import to_onnx
-        from skl2onnx.common.data_types import DoubleTensorType
-
-        model = to_onnx(
-            estimator,
-            initial_types=[("X", DoubleTensorType([None, n_features]))],
-            options={id(estimator): {"zipmap": False}},
-        )
-        return model.SerializeToString()
-    except Exception as exc:  # any converter gap means: serve with scikit-learn
-        log.warning("ONNX conversion failed, serving with scikit-learn: %s", exc)
+        from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+    except ImportError as exc:
+        log.warning("skl2onnx is not importable, serving with scikit-learn: %s", exc)
         return None
+    failures = []
+    for tensor_type in (DoubleTensorType, FloatTensorType):
+        try:
+            with warnings.catch_warnings():  # skl2onnx reads attributes scikit-learn has deprecated (SVC's probA_)
+                warnings.simplefilter("ignore", FutureWarning)
+                model = to_onnx(
+                    estimator,
+                    initial_types=[("X", tensor_type([None, n_features]))],
+                    options={id(estimator): {"zipmap": False}},
+                ).SerializeToString()
+            _session(model, 1)  # onnxruntime must accept the graph, not only skl2onnx make it
+            return model
+        except Exception as exc:  # any converter gap means: try the next input type, then scikit-learn
+            failures.append(f"{tensor_type.__name__}: {str(exc)[:300]}")
+    log.warning("ONNX conversion failed, serving with scikit-learn: %s", "; ".join(failures))
+    return None
+
+
+def _session(onnx_bytes: bytes, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
 
 class CompiledModel:
-    """An onnxruntime session per use: one thread for single rows, all cores for batches."""
+    """An onnxruntime session per use: one thread for single rows, all cores for batches.
 
-    def __init__(self, onnx_bytes: bytes):
-        import onnxruntime as ort
+    `float32_features`: the model's scikit-learn form compares features as float32 (decision trees),
+    so inputs are rounded the same way first; other models get them as they are.
+    """
 
-        def session(threads: int) -> ort.InferenceSession:
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-
-        self._single = session(1)
-        self._batch = session(0)  # 0: onnxruntime picks one thread per core
+    def __init__(self, onnx_bytes: bytes, float32_features: bool = True):
+        self.float32_features = float32_features
+        self._single = _session(onnx_bytes, 1)
+        self._batch = _session(onnx_bytes, 0)  # 0: onnxruntime picks one thread per core
         self._output = self._single.get_outputs()[1].name
+        # The graph's input type: float64, or float32 where only that converted (see convert).
+        self._dtype = np.float32 if self._single.get_inputs()[0].type == "tensor(float)" else np.float64
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        X = to_tree_input(X)
+        X = to_tree_input(X) if self.float32_features else np.asarray(X, dtype=np.float64)
         session = self._single if len(X) <= 64 else self._batch
-        return session.run([self._output], {"X": X})[0]
+        proba = session.run([self._output], {"X": X.astype(self._dtype, copy=False)})[0]
+        return np.asarray(proba, dtype=np.float64)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from iris_platform.batch_statistics import BatchResult
 from iris_platform.ml.compiled_model import CompiledModel, check_parity, near_ties, parity_inputs
 from iris_platform.ml.features import FLOAT32_MAX
 from iris_platform.ml.model_store import StoredModel
+from iris_platform.ml.model_types import float32_features
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class Predictor:
         self.compiled = compiled
         self.feature_names: list[str] = list(stored.metadata.feature_names)
         self.class_names: list[str] = list(stored.metadata.class_names)
+        # The training data's profile, which drift is measured against (None for older models).
+        self.profile = stored.profile
         # The estimator saw class indexes; a class absent from its training split has no column.
         self._columns = np.asarray(self.estimator.classes_, dtype=np.int64)
         ranges = stored.metadata.feature_ranges
@@ -109,7 +112,7 @@ def compiled_predictor(stored: StoredModel, X_check: np.ndarray) -> tuple[Predic
     if stored.onnx_bytes is None:
         return reference, {"runtime": "scikit-learn", "reason": "no ONNX form"}
     try:
-        compiled = CompiledModel(stored.onnx_bytes)
+        compiled = CompiledModel(stored.onnx_bytes, float32_features(stored.metadata.model_type))
         report = check_parity(compiled, reference.sklearn_proba, parity_inputs(X_check))
     except Exception as exc:
         log.warning("compiled model unusable, serving with scikit-learn: %s", exc)

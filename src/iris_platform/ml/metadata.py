@@ -22,9 +22,12 @@ class ModelMetadata:
     input_file: str | None = None
     # The file's columns left out of the features as row identifiers (absent from older metadata: none).
     dropped_columns: list[str] = field(default_factory=list)
-    model_type: str | None = None
-    n_estimators: int | None = None
+    model_type: str | None = None  # the scikit-learn class, as the param model_type
+    n_estimators: int | None = None  # for the models that have trees or stages (as older metadata has it)
     test_size: float | None = None
+    # The model type's hyperparameters as trained (absent from older metadata: a forest of n_estimators).
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    cv_folds: int = 0
     n_train: int | None = None
     n_test: int | None = None
     training_timestamp: str | None = None
@@ -40,11 +43,15 @@ class ModelMetadata:
     sha256: str | None = None
     onnx_file: str | None = None
     onnx_sha256: str | None = None
+    profile_file: str | None = None
+    profile_sha256: str | None = None
     # The object as read from disk (None for metadata training has just made).
     source: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     # Absent rather than null until set: the compiled report, and the files the model store adds.
-    _ABSENT_WHEN_NONE = frozenset({"compiled", "model_file", "sha256", "onnx_file", "onnx_sha256"})
+    _ABSENT_WHEN_NONE = frozenset(
+        {"compiled", "model_file", "sha256", "onnx_file", "onnx_sha256", "profile_file", "profile_sha256"}
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object written on disk and answered by the API."""
@@ -74,6 +81,7 @@ class ModelMetadata:
         values["class_names"] = [str(c) for c in data["class_names"]]
         values["metrics"] = dict(data.get("metrics") or {})
         values["feature_ranges"] = dict(data.get("feature_ranges") or {})
+        values["hyperparameters"] = dict(data.get("hyperparameters") or {})
         dropped = data.get("dropped_columns")
         values["dropped_columns"] = [str(c) for c in dropped] if isinstance(dropped, list) else []
         return cls(**values, source=dict(data))

@@ -24,6 +24,7 @@ from iris_platform.ml.metadata import ModelMetadata
 
 MODEL_PREFIX = "iris_model_"
 METADATA_SUFFIX = "_metadata.json"
+PROFILE_SUFFIX = "_reference_profile.json"
 CURRENT_POINTER = "current_model.json"
 _MODEL_FILE = re.compile(r"^iris_model_[0-9A-Za-z_]+\.pkl$")
 
@@ -52,6 +53,7 @@ class StoredModel:
     metadata: ModelMetadata
     model_path: str  # as listed by GET /models and logged as `model_path`
     onnx_bytes: bytes | None = None  # the compiled model, when training could convert it
+    profile: dict[str, Any] | None = None  # the training data's reference profile (drift.py), if saved
 
 
 class ModelStore:
@@ -70,10 +72,23 @@ class ModelStore:
     def onnx_name(model_filename: str) -> str:
         return model_filename[: -len(".pkl")] + ".onnx"
 
+    @staticmethod
+    def profile_name(model_filename: str) -> str:
+        return model_filename[: -len(".pkl")] + PROFILE_SUFFIX
+
+    def _extra_names(self, filename: str) -> tuple[str, str]:
+        return self.onnx_name(filename), self.profile_name(filename)
+
     def save(
-        self, estimator: Any, metadata: ModelMetadata, *, stamp: str, onnx_bytes: bytes | None = None
+        self,
+        estimator: Any,
+        metadata: ModelMetadata,
+        *,
+        stamp: str,
+        onnx_bytes: bytes | None = None,
+        profile: dict[str, Any] | None = None,
     ) -> tuple[str, ModelMetadata, dict[str, bytes]]:
-        """Write `iris_model_<stamp>.pkl`, its metadata and (if given) its ONNX form.
+        """Write `iris_model_<stamp>.pkl`, its metadata and (if given) its ONNX form and reference profile.
 
         Returns the pkl's filename, the metadata as written, and every file written by name.
         """
@@ -86,6 +101,12 @@ class ModelStore:
             metadata = dataclasses.replace(
                 metadata, onnx_file=self.onnx_name(filename), onnx_sha256=sha256_hex(onnx_bytes)
             )
+        if profile is not None:
+            profile_bytes = json.dumps(profile).encode()
+            files[self.profile_name(filename)] = profile_bytes
+            metadata = dataclasses.replace(
+                metadata, profile_file=self.profile_name(filename), profile_sha256=sha256_hex(profile_bytes)
+            )
         files[self.metadata_name(filename)] = json.dumps(metadata.to_dict(), indent=2).encode()
         try:
             for name, data in files.items():  # the metadata last: a model is listed only once complete
@@ -97,12 +118,12 @@ class ModelStore:
         return filename, metadata, files
 
     def files_of(self, filename: str) -> dict[str, bytes]:
-        """A saved model's files by name (pkl, ONNX form if any, metadata), as `save` returned them."""
-        names = (filename, self.onnx_name(filename), self.metadata_name(filename))
+        """A saved model's files by name (pkl, ONNX form and profile if any, metadata), as `save` returned them."""
+        names = (filename, *self._extra_names(filename), self.metadata_name(filename))
         return {name: (self.directory / name).read_bytes() for name in names if (self.directory / name).is_file()}
 
     def remove(self, filename: str) -> None:
-        for name in (self.metadata_name(filename), filename, self.onnx_name(filename)):
+        for name in (self.metadata_name(filename), filename, *self._extra_names(filename)):
             (self.directory / name).unlink(missing_ok=True)
 
     def list(self) -> list[dict[str, Any]]:
@@ -173,13 +194,28 @@ class ModelStore:
                     "the model is refused.",
                     status_code=422,
                 )
+        profile = self._profile(filename, metadata)
         typed = ModelMetadata.from_dict(metadata, filename)  # refuses what training cannot have written
         estimator = pickle.loads(blob)
-        return StoredModel(estimator, typed, self.path_of(filename), onnx_bytes)
+        return StoredModel(estimator, typed, self.path_of(filename), onnx_bytes, profile)
+
+    def _profile(self, filename: str, metadata: dict[str, Any]) -> dict[str, Any] | None:
+        """The model's reference profile, when its metadata names one; missing or altered: no drift, not refused."""
+        if not metadata.get("profile_file"):
+            return None
+        try:
+            data = (self.directory / self.profile_name(filename)).read_bytes()
+            if sha256_hex(data) != metadata.get("profile_sha256"):
+                return None
+            profile = json.loads(data)
+        except (OSError, ValueError):
+            return None
+        return profile if isinstance(profile, dict) else None
 
     def holds(self, filename: str, sha256: str, metadata_sha256: str) -> bool:
         """Whether the folder holds `filename` and its metadata with these SHA-256s, and the ONNX file the
-        metadata names with its recorded hash (a complete cache entry; anything less is fetched again)."""
+        and profile files the metadata names with their recorded hashes (a complete cache entry; anything less
+        is fetched again)."""
         try:
             metadata_bytes = (self.directory / self.metadata_name(filename)).read_bytes()
             if (
@@ -188,9 +224,11 @@ class ModelStore:
             ):
                 return False
             metadata = json.loads(metadata_bytes)
-            if metadata.get("onnx_file"):
-                onnx = (self.directory / self.onnx_name(filename)).read_bytes()
-                return sha256_hex(onnx) == metadata.get("onnx_sha256")
+            for key, name in (("onnx", self.onnx_name(filename)), ("profile", self.profile_name(filename))):
+                if metadata.get(f"{key}_file") and sha256_hex((self.directory / name).read_bytes()) != metadata.get(
+                    f"{key}_sha256"
+                ):
+                    return False
             return True
         except (OSError, ValueError, AttributeError):
             return False
@@ -214,7 +252,7 @@ class ModelStore:
                     "artifact changed after training, so the model is refused and was not unpickled.",
                     422,
                 )
-        for name in (self.onnx_name(filename), filename, self.metadata_name(filename)):
+        for name in (*self._extra_names(filename), filename, self.metadata_name(filename)):
             if (folder / name).is_file():
                 os.replace(folder / name, self.directory / name)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from iris_platform.tracking.records import InferenceRecord
+from iris_platform.tracking.records import InferenceRecord, JournalRecord
 
 SEGMENT_BYTES = 16 * 1024 * 1024
 CHECKPOINT_FILE = "checkpoint.json"
@@ -36,7 +36,7 @@ def segment_numbers(directory: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in directory.iterdir() if (m := _SEGMENT.match(p.name)))
 
 
-def encode(record: InferenceRecord) -> bytes:
+def encode(record: JournalRecord) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
@@ -113,7 +113,7 @@ class JournalAppender:
             self.appended = 0
             return self.segment
 
-    def append(self, record: InferenceRecord) -> None:
+    def append(self, record: JournalRecord) -> None:
         data = encode(record)
         with self._lock:
             if self._fd < 0:
@@ -147,7 +147,7 @@ class JournalReader:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.checkpoint = self._load_checkpoint()
         self._read = self.checkpoint
-        self._buffer: deque[tuple[InferenceRecord, Position]] = deque()
+        self._buffer: deque[tuple[JournalRecord, Position]] = deque()
         # Set when no more records will be appended (the server stopped): the newest segment is final.
         self.all_final = False
         # The newest segment of the server this reader works for: later ones belong to a newer server
@@ -202,7 +202,7 @@ class JournalReader:
     def _next_segment(self, segment: int) -> int:
         return min(self._later_segments(segment))
 
-    def peek(self, limit: int) -> list[InferenceRecord]:
+    def peek(self, limit: int) -> list[JournalRecord]:
         """Up to `limit` records after the checkpoint, without consuming them."""
         if len(self._buffer) < limit:
             self._read_more(limit)

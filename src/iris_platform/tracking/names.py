@@ -110,6 +110,48 @@ COL_PREDICTED_CLASS = "predicted_class"
 COL_CONFIDENCE = "confidence"
 PROB_COLUMN_PREFIX = "prob_"
 
+# Monitoring. The training's reference profile: a top-level artifact of the training run and of its
+# logged MLflow model (so of the registered version), and a file of the platform's model files.
+REFERENCE_PROFILE_ARTIFACT = "reference_profile.json"
+# Drift metrics on every batch run, every `single_window` run and every drift window run.
+PSI_PREFIX = "psi_"
+KS_PVALUE_PREFIX = "ks_pvalue_"
+M_CLASS_DRIFT_PVALUE = "class_drift_pvalue"
+M_DRIFT_DETECTED = "drift_detected"
+# Comma-separated feature names ("" when none): drifted (PSI at the alert level and KS p below the bound),
+# and warned (PSI at the warning level only).
+T_DRIFTED_FEATURES = "drifted_features"
+T_DRIFT_WARNED_FEATURES = "drift_warned_features"
+# The thresholds a drift report used, as a JSON object.
+T_DRIFT_THRESHOLDS = "drift_thresholds"
+# Every IRIS_DRIFT_WINDOW single predictions of one version (written one run each), a drift window run.
+DRIFT_RUN_PREFIX = "drift_window"
+PREDICTION_TYPE_DRIFT = "drift_window"
+M_DRIFT_WINDOW_RECORDS = "drift_window_records"
+# Feedback labels: one `feedback_<timestamp>` run per unit of labels the worker writes, per version.
+FEEDBACK_RUN_PREFIX = "feedback"
+PREDICTION_TYPE_FEEDBACK = "feedback"
+M_FEEDBACK_ACCURACY = "feedback_accuracy"  # over the version's last IRIS_FEEDBACK_WINDOW labels
+M_FEEDBACK_COUNT = "feedback_count"  # labels in that window
+M_FEEDBACK_LABELS = "feedback_labels"  # labels this run holds
+M_FEEDBACK_CORRECT = "feedback_correct"  # of them, those the model predicted right
+M_TEST_ACCURACY = "test_accuracy"  # the version's held-out accuracy, for comparison
+FEEDBACK_ARTIFACT = "feedback.csv"
+T_FEEDBACK_FIRST_ID = "feedback_first_id"
+T_FEEDBACK_RECORDS = "feedback_records"
+# The version's window as a string of 1 (right) and 0 (wrong), oldest first: the next run continues it.
+T_FEEDBACK_WINDOW = "feedback_window"
+P_TRUE_LABEL = "true_label"
+P_LABELLED_PREDICTION_ID = "prediction_id"
+P_BATCH_RUN_ID = "batch_run_id"
+P_ROW = "row"
+T_FEEDBACK_ALERTING = "feedback_alerting"  # "1" while the window's accuracy is below the alert bound
+# Alerts: a run that raised one carries its kind and message; every alert is also sent to IRIS_ALERT_WEBHOOK.
+T_ALERT = "alert"
+T_ALERT_MESSAGE = "alert_message"
+ALERT_DRIFT = "drift_detected"
+ALERT_ACCURACY_DROP = "accuracy_drop"
+
 # Tags.
 T_PREDICTION_ID = "prediction_id"
 T_FAILURE_REASON = "failure_reason"
@@ -139,3 +181,52 @@ def percentage_metric(class_name: str) -> str:
 
 def probability_column(class_name: str) -> str:
     return PROB_COLUMN_PREFIX + str(class_name)
+
+
+def psi_metric(feature: str) -> str:
+    return PSI_PREFIX + key_part(feature)
+
+
+def ks_pvalue_metric(feature: str) -> str:
+    return KS_PVALUE_PREFIX + key_part(feature)
+
+
+# Cross-validation (cv_folds >= 2): per training metric, its mean and standard deviation over the folds.
+P_CV_FOLDS = "cv_folds"
+
+
+def cv_metric(metric: str, statistic: str) -> str:
+    """cv_accuracy_mean, cv_f1_score_std, ..."""
+    return f"cv_{metric}_{statistic}"
+
+
+# Training evidence: how the model does class by class on the held-out split.
+EVALUATION_ARTIFACT_DIR = "evaluation"
+CONFUSION_MATRIX_ARTIFACT = "confusion_matrix.json"
+PER_CLASS_METRICS_ARTIFACT = "per_class_metrics.json"
+# Two-class targets only: the curves, and their areas as metrics.
+ROC_CURVE_ARTIFACT = "roc_curve.json"
+PR_CURVE_ARTIFACT = "precision_recall_curve.json"
+M_ROC_AUC = "roc_auc"
+M_AVERAGE_PRECISION = "average_precision"
+
+# Tuning (POST /tune): a parent run in the training experiment, a child run per trial (MLflow's nested
+# runs: the child's tag mlflow.parentRunId names the parent).
+TUNING_RUN_PREFIX = "tuning"
+TRIAL_RUN_PREFIX = "trial"
+T_PARENT_RUN_ID = "mlflow.parentRunId"
+T_RUN_KIND = "iris.run_kind"  # on tuning runs and their trials
+RUN_KIND_TUNING = "tuning"
+RUN_KIND_TRIAL = "trial"
+P_SEARCH = "search"  # grid or random
+P_SEARCH_SPACE = "search_space"  # the space as sent, JSON
+P_TUNING_METRIC = "tuning_metric"  # what the trials are ranked by: accuracy, ... or cv_<metric>_mean
+P_N_TRIALS = "n_trials"
+P_PROMOTE = "promote"
+P_TRIAL = "trial"  # a trial's number, from 1
+M_TRIAL_SCORE = "trial_score"  # on the parent, one step per trial
+M_BEST_SCORE = "best_score"  # on the parent, the best so far, one step per trial
+T_TUNING_STATUS = "tuning_status"  # running, finished, cancelled, failed
+T_TUNING_CANCEL = "tuning_cancel_requested"  # set by DELETE /tune/{id}; read between trials
+T_TUNING_BEST_RUN = "tuning_best_run_id"
+T_TUNING_MODEL_VERSION = "tuning_model_version"

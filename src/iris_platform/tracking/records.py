@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from typing import TypedDict
+from typing import Literal, TypedDict, TypeGuard
 
 from iris_platform.timestamps import epoch_ms, utc_now
 
@@ -60,4 +60,56 @@ def new_record(
         class_name=class_name,
         confidence=confidence,
         probabilities=probabilities,
+    )
+
+
+FEEDBACK: Literal["feedback"] = "feedback"
+
+
+class FeedbackRecord(TypedDict):
+    """A true label for a prediction (a single one by id, or a batch run's row), journaled as predictions are."""
+
+    kind: Literal["feedback"]
+    feedback_id: str  # made as prediction ids are: sorts by time
+    timestamp: str
+    time_ms: int
+    labelled_prediction_id: str | None
+    batch_run_id: str | None
+    row: int | None
+    true_label: str
+    predicted_class: str
+    model_version: str | None
+    model_path: str | None
+
+
+JournalRecord = InferenceRecord | FeedbackRecord
+
+
+def is_feedback(record: JournalRecord) -> TypeGuard[FeedbackRecord]:
+    return record.get("kind") == FEEDBACK
+
+
+def new_feedback(
+    *,
+    prediction_id: str | None,
+    batch_run_id: str | None,
+    row: int | None,
+    true_label: str,
+    predicted_class: str,
+    model_version: str | None,
+    model_path: str | None,
+) -> FeedbackRecord:
+    moment = utc_now()
+    return FeedbackRecord(
+        kind=FEEDBACK,
+        feedback_id=new_prediction_id(moment),
+        timestamp=moment.isoformat(),
+        time_ms=epoch_ms(moment),
+        labelled_prediction_id=prediction_id,
+        batch_run_id=batch_run_id,
+        row=row,
+        true_label=true_label,
+        predicted_class=predicted_class,
+        model_version=model_version,
+        model_path=model_path,
     )

@@ -76,6 +76,84 @@ class RunReader:
             )
         return [experiment.experiment_id]
 
+    def monitoring(self, *, model_version: str | None, limit: int) -> dict[str, Any]:
+        """The monitoring view's series, oldest first: drift reports (batch, window and drift window runs),
+        feedback accuracy, and the alerts, newest first."""
+        client = self.store.client
+        inference = [self.store.experiment_id(names.INFERENCE_EXPERIMENT)]
+        version = f" and params.{names.P_MODEL_VERSION} = '{model_version}'" if model_version else ""
+
+        def search(filter_string: str) -> list[Run]:
+            return client.search_runs(
+                inference,
+                filter_string=filter_string + version,
+                run_view_type=ViewType.ACTIVE_ONLY,
+                order_by=["attributes.start_time DESC"],
+                max_results=limit,
+            )
+
+        def point(run: Run) -> dict[str, Any]:
+            metrics = run.data.metrics
+            return {
+                "run_id": run.info.run_id,
+                "run_name": run.info.run_name,
+                "time": iso_from_ms(run.info.start_time),
+                "time_ms": run.info.start_time,
+                "prediction_type": run.data.params.get(names.P_PREDICTION_TYPE),
+                "model_version": run.data.params.get(names.P_MODEL_VERSION),
+                "metrics": dict(metrics),
+                "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+            }
+
+        drift = [point(r) for r in search(f"metrics.{names.M_DRIFT_DETECTED} >= 0")]
+        feedback = [
+            point(r)
+            for r in search(f"params.{names.P_PREDICTION_TYPE} = '{names.PREDICTION_TYPE_FEEDBACK}'")
+            if r.info.status == "FINISHED"
+        ]
+        alerts = [
+            {
+                "run_id": r.info.run_id,
+                "run_name": r.info.run_name,
+                "time": iso_from_ms(r.info.start_time),
+                "kind": r.data.tags.get(names.T_ALERT),
+                "message": r.data.tags.get(names.T_ALERT_MESSAGE),
+                "model_version": r.data.params.get(names.P_MODEL_VERSION),
+            }
+            for r in search(f"tags.{names.T_ALERT} LIKE '%'")
+        ]
+        return {"drift": drift[::-1], "feedback": feedback[::-1], "alerts": alerts}
+
+    def batch_row(self, run_id: str, row: int) -> dict[str, Any]:
+        """A batch run's prediction of its data row `row` (0 is the first): the class, the classes, the model."""
+        import pandas as pd
+
+        try:
+            run = self.store.client.get_run(run_id)
+        except MlflowException as exc:
+            if is_not_found(exc):
+                message = f"No run '{run_id}' exists: send the run_id POST /predict_batch answered."
+                raise InputError(message, 404) from None
+            raise
+        params = run.data.params
+        if params.get(names.P_PREDICTION_TYPE) != names.PREDICTION_TYPE_BATCH:
+            raise InputError(f"Run '{run_id}' is not a batch prediction run: send a batch's run_id with a row.", 422)
+        total = int(run.data.metrics.get(names.M_TOTAL_SAMPLES, 0))
+        if not 0 <= row < total:
+            raise InputError(f"Run '{run_id}' has rows 0 to {total - 1}; row {row} is not one of them.", 422)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self.store.client.download_artifacts(run_id, names.PREDICTIONS_ARTIFACT, tmp)
+            table = pd.read_csv(local, skiprows=range(1, row + 1), nrows=1, dtype=str, keep_default_na=False)
+        columns = list(table.columns)
+        added = columns[columns.index(names.COL_CONFIDENCE) + 1 :]  # the prob_<class> columns come last
+        classes = [c[len(names.PROB_COLUMN_PREFIX) :] for c in added]
+        return {
+            "predicted_class": str(table[names.COL_PREDICTED_CLASS].iloc[0]),
+            "classes": classes,
+            "model_version": params.get(names.P_MODEL_VERSION),
+            "model_path": params.get(names.P_MODEL_PATH),
+        }
+
     def run_dict(self, run: Run, full: bool = False) -> dict[str, Any]:
         experiment_name = self.store.experiment_name(run.info.experiment_id)
         out = {
@@ -164,6 +242,28 @@ class RunReader:
                 raise InputError(f"No run with id '{run_id}' exists.", status_code=404) from None
             raise
         return self.run_dict(run, full=True)
+
+    def tuning_runs(self, tuning_id: str) -> tuple[Run, list[Run]]:
+        """A tuning's parent run and its trials' child runs (by the tag mlflow.parentRunId)."""
+        if not _RUN_ID.match(tuning_id):
+            raise InputError(
+                f"'{tuning_id[:100]}' is not a tuning id: a tuning id is its run's id, 32 hexadecimal characters."
+            )
+        try:
+            parent = self.store.client.get_run(tuning_id)
+        except MlflowException as exc:
+            if is_not_found(exc):
+                raise InputError(f"No tuning with id '{tuning_id}' exists.", status_code=404) from None
+            raise
+        if parent.data.tags.get(names.T_RUN_KIND) != names.RUN_KIND_TUNING:
+            raise InputError(f"Run '{tuning_id}' is not a tuning: POST /tune answers a tuning's id.", status_code=404)
+        children = self.store.client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.`{names.T_PARENT_RUN_ID}` = '{tuning_id}'",
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=1000,
+        )
+        return parent, children
 
     def count_runs(self, experiment_name: str | None) -> int:
         return self.index.aggregate(self._experiment_ids(experiment_name))[0]

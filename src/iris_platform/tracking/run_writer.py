@@ -5,6 +5,7 @@ Every run ends FINISHED, or FAILED with the reason as a tag; none is left RUNNIN
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import DatasetInput, Metric, Param
+from mlflow.entities import DatasetInput, Metric, Param, RunTag
 
 from iris_platform.batch_statistics import BatchStatistics
 from iris_platform.timestamps import run_stamp
@@ -131,21 +132,29 @@ class RunWriter:
         self, experiment: str, name: str, tags: dict[str, str] | None = None, start_ms: int | None = None
     ) -> Iterator[str]:
         """A run that ends FINISHED, or FAILED with the reason as a tag; never left RUNNING."""
-        client = self.store.client
-        run = client.create_run(
-            self.store.experiment_id(experiment), start_time=start_ms, tags=tags or {}, run_name=name
-        )
-        run_id = run.info.run_id
+        run_id = self.start(experiment, name, tags, start_ms)
         try:
             yield run_id
         except BaseException as exc:
-            try:
-                client.set_tag(run_id, names.T_FAILURE_REASON, f"{type(exc).__name__}: {exc}"[:5000])
-                client.set_terminated(run_id, "FAILED")
-            except Exception:
-                pass  # the original error matters more than this one
+            with contextlib.suppress(Exception):  # the original error matters more than this one
+                self.end(run_id, "FAILED", f"{type(exc).__name__}: {exc}")
             raise
-        client.set_terminated(run_id, "FINISHED")
+        self.end(run_id, "FINISHED")
+
+    def start(self, experiment: str, name: str, tags: dict[str, str] | None = None, start_ms: int | None = None) -> str:
+        """A RUNNING run, for work that outlives one call (a tuning); `end` must follow."""
+        run = self.store.client.create_run(
+            self.store.experiment_id(experiment), start_time=start_ms, tags=tags or {}, run_name=name
+        )
+        return str(run.info.run_id)
+
+    def end(self, run_id: str, status: str, failure: str | None = None) -> None:
+        if failure is not None:
+            self.store.client.set_tag(run_id, names.T_FAILURE_REASON, failure[:5000])
+        self.store.client.set_terminated(run_id, status)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.store.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log(
         self,
@@ -153,11 +162,12 @@ class RunWriter:
         params: dict[str, Any] | None = None,
         metrics: dict[str, float] | None = None,
         timestamp_ms: int | None = None,
+        step: int = 0,
     ) -> None:
         ts = timestamp_ms or int(time.time() * 1000)
         self.store.client.log_batch(
             run_id,
-            metrics=[Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items()],
+            metrics=[Metric(k, float(v), ts, step) for k, v in (metrics or {}).items()],
             params=[Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in (params or {}).items()],
         )
 
@@ -167,19 +177,21 @@ class RunWriter:
             self.store.client.log_inputs(run_id, datasets=list(inputs))
 
     def log_files(self, run_id: str, files: dict[str, bytes], artifact_path: str | None = None) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp:  # one upload for all of them
             for filename, data in files.items():
-                local = Path(tmp) / filename
-                local.write_bytes(data)
-                self.store.client.log_artifact(run_id, str(local), artifact_path)
+                (Path(tmp) / filename).write_bytes(data)
+            self.store.client.log_artifacts(run_id, tmp, artifact_path)
 
-    def log_model_files(self, model_uri: str, files: dict[str, bytes]) -> None:
-        """Add the platform's files of a model to its logged MLflow model (so its registered version holds them)."""
+    def log_model_files(
+        self, model_uri: str, files: dict[str, bytes], artifact_path: str | None = names.MODEL_FILES_ARTIFACT_DIR
+    ) -> None:
+        """Add files to a logged MLflow model (so its registered version holds them): by default the platform's
+        files of the model, under `model_files/`."""
         model_id = model_uri.removeprefix("models:/")
         with tempfile.TemporaryDirectory() as tmp:
             for filename, data in files.items():
                 (Path(tmp) / filename).write_bytes(data)
-            self.store.client.log_model_artifacts(model_id, tmp, names.MODEL_FILES_ARTIFACT_DIR)
+            self.store.client.log_model_artifacts(model_id, tmp, artifact_path)
 
     @staticmethod
     def warm_up(estimator: Any, example: Any, class_names: list[str]) -> None:
@@ -273,8 +285,11 @@ class RunWriter:
         statistics: BatchStatistics,
         predictions_csv: Path,
         inputs: Sequence[DatasetInput] = (),
+        extra_metrics: dict[str, float] | None = None,
+        tags: dict[str, str] | None = None,
     ) -> str:
-        """One `batch_prediction_<timestamp>` run with its statistics and predictions CSV; returns its id."""
+        """One `batch_prediction_<timestamp>` run with its statistics (and drift, as `extra_metrics` and
+        `tags`) and predictions CSV; returns its id."""
         params = {
             names.P_PREDICTION_TYPE: names.PREDICTION_TYPE_BATCH,
             names.P_MODEL_PATH: model_path,
@@ -282,8 +297,8 @@ class RunWriter:
             names.P_INPUT_FILE: input_file,
             names.P_TIMESTAMP: moment.isoformat(),
         }
-        with self.run(names.INFERENCE_EXPERIMENT, run_name(names.BATCH_RUN_PREFIX, moment)) as run_id:
-            self.log(run_id, params, statistics_metrics(statistics))
+        with self.run(names.INFERENCE_EXPERIMENT, run_name(names.BATCH_RUN_PREFIX, moment), tags) as run_id:
+            self.log(run_id, params, {**statistics_metrics(statistics), **(extra_metrics or {})})
             self.log_inputs(run_id, inputs)
             self.store.client.log_artifact(run_id, str(predictions_csv))
         return run_id

@@ -109,6 +109,53 @@ def _sql_store_of(client: MlflowClient) -> Any | None:
     return store if isinstance(store, SqlAlchemyStore) else None
 
 
+def _registry_sql_store_of(client: MlflowClient) -> Any | None:
+    """MLflow's SQLAlchemy model registry store behind `client`: its engine is not the tracking store's."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    store = getattr(client._get_registry_client(), "store", None)
+    return store if isinstance(store, SqlAlchemyStore) else None
+
+
+def _sqlite_file(engine: Any) -> str | None:
+    database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    return database if database and database != ":memory:" else None
+
+
+def _can_write(path: str) -> bool:
+    """What SQLite finds when it opens the file: read-write, or (when refused) read-only for good."""
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except FileNotFoundError:
+        return True  # SQLite creates it
+    except OSError:
+        return False
+    return True
+
+
+def drop_read_only_sqlite_connections(engine: Any) -> None:
+    """A SQLite connection opened while its file refused writes (permissions, chattr +i, a read-only
+    mount) stays read-only after the file is writable again. Such a connection is left out of the pool
+    at checkout once the file is writable, so a write after an outage does not fail on a connection a
+    read opened during it."""
+    from sqlalchemy import event
+    from sqlalchemy.exc import DisconnectionError
+
+    path = _sqlite_file(engine)
+    if path is None or getattr(engine, "_iris_read_only_check", False):
+        return  # not a sqlite file, or MLflow's cached engine already has the check
+    engine._iris_read_only_check = True
+
+    @event.listens_for(engine, "connect")
+    def _opened(dbapi_connection: Any, record: Any) -> None:
+        record.info["opened_read_only"] = not _can_write(path)
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if record.info.get("opened_read_only") and _can_write(path):
+            raise DisconnectionError("SQLite connection opened read-only; the file is writable again")
+
+
 class TrackingStore:
     """One MLflow tracking store: its client, made on first use, and the platform's experiments in it."""
 
@@ -117,6 +164,7 @@ class TrackingStore:
         bound_http_retries(tracking_uri)  # before the tracking worker is spawned: it inherits them
         self._client: MlflowClient | None = None
         self._sql_store: Any | None = None
+        self._engines: list[Any] = []  # the tracking and registry stores' SQLAlchemy engines, if any
         self._ids: dict[str, str] = {}
         self._names: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -143,6 +191,9 @@ class TrackingStore:
                             raise
                         raise MlflowException(f"cannot open the tracking store: {self.last_error}") from exc
                     self._sql_store = _sql_store_of(client)
+                    self._engines = [s.engine for s in (self._sql_store, _registry_sql_store_of(client)) if s]
+                    for engine in self._engines:
+                        drop_read_only_sqlite_connections(engine)
                     self._client = client
                     self.last_error = None
         return self._client
@@ -171,11 +222,9 @@ class TrackingStore:
         database server closed stays closed: without this, the store would keep failing after it
         is back. The next use opens fresh connections.
         """
-        try:
-            if self._sql_store is not None:
-                self._sql_store.engine.dispose()
-        except Exception:
-            pass  # the error that led here is the one to report
+        for engine in self._engines:  # the registry's too: a training writes both
+            with contextlib.suppress(Exception):  # the error that led here is the one to report
+                engine.dispose()
 
     # -- experiments -------------------------------------------------------------------------
 

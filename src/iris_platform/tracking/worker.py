@@ -21,12 +21,14 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import SynchronizedString
 from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from iris_platform import metrics
 from iris_platform.errors import StartupRefused
 from iris_platform.redaction import describe, redact_logs
 from iris_platform.tracking.journal import JournalAppender, JournalReader, find_record, segment_numbers
-from iris_platform.tracking.records import InferenceRecord
+from iris_platform.tracking.monitoring import MonitorConfig
+from iris_platform.tracking.records import FeedbackRecord, InferenceRecord, JournalRecord, is_feedback
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ class WorkerConfig:
     window_seconds: float = 1.0
     retry_seconds: float = 1.0
     poll_seconds: float = 0.05
+    monitor: MonitorConfig = MonitorConfig()
 
 
 class SharedState:
@@ -87,6 +90,8 @@ class SharedState:
         self.done = ctx.Value("q", 0)  # records in MLflow, this worker's lifetime
         self.single_runs = ctx.Value("q", 0)
         self.window_runs = ctx.Value("q", 0)
+        self.feedback_runs = ctx.Value("q", 0)
+        self.drift_runs = ctx.Value("q", 0)
         # Records the worker's run started with (after the checkpoint, before `first_segment`): the
         # server's estimate at spawn, then the worker's own count once it holds the journal lock (an
         # orphaned worker of a crashed server may have written some of them in between).
@@ -99,19 +104,21 @@ class SharedState:
         self.error.value = (message or "").encode("utf-8", "replace")[: _ERROR_BYTES - 1]
 
 
-def _model_of(record: InferenceRecord) -> tuple[str, str | None]:
-    return record["model_path"], record.get("model_version")
+def _model_of(record: JournalRecord) -> tuple[str, str | None, bool]:
+    return record.get("model_path") or "", record.get("model_version"), is_feedback(record)
 
 
-def _unit_size(records: list[InferenceRecord], threshold: int) -> tuple[str, int]:
-    """What to write next: one single run, or one window of records of the same model."""
-    if len(records) <= threshold:
+def _unit_size(records: list[JournalRecord], threshold: int) -> tuple[str, int]:
+    """What to write next: one single run, one window of predictions of the same model, or the labels
+    for one version that follow one another."""
+    feedback = is_feedback(records[0])
+    if len(records) <= threshold and not feedback:
         return "single", 1
     model = _model_of(records[0])
     size = 1
     while size < len(records) and _model_of(records[size]) == model:
         size += 1
-    return "window", size
+    return ("feedback" if feedback else "window"), size
 
 
 def run_worker(config: WorkerConfig, shared: SharedState, stop: Event, parent_pid: int, first_segment: int) -> None:
@@ -133,7 +140,7 @@ def _drain(config: WorkerConfig, shared: SharedState, stop: Event, parent_pid: i
     reader = JournalReader(config.journal_dir)
     shared.backlog.value = reader.count_before(first_segment)  # exact now: no other worker runs
     store = TrackingStore(config.tracking_uri)
-    runs = PredictionRunWriter(store)
+    runs = PredictionRunWriter(store, config.monitor)
     verify = True  # the first unit after a start or a failure may already be in MLflow
     last_window = 0.0
     while True:
@@ -143,6 +150,7 @@ def _drain(config: WorkerConfig, shared: SharedState, stop: Event, parent_pid: i
         records = reader.peek(config.window_max)
         if not records:
             if stopping:
+                runs.alerts.close()  # alerts still queued for the webhook get their chance
                 return
             time.sleep(config.poll_seconds)
             continue
@@ -157,19 +165,30 @@ def _drain(config: WorkerConfig, shared: SharedState, stop: Event, parent_pid: i
                 if kind == "window" and size < config.window_max and wait > 0 and not stopping:
                     time.sleep(min(wait, config.poll_seconds * 4))  # let the window fill
                     continue
+                unit = records[:size]
+                started = time.perf_counter()
                 if kind == "single":
-                    runs.write_single(records[0])
+                    runs.write_single(cast(InferenceRecord, unit[0]))
                     counter = shared.single_runs
+                elif kind == "feedback":
+                    runs.write_feedback(cast(list[FeedbackRecord], unit))
+                    counter = shared.feedback_runs
                 else:
-                    runs.write_window(records[:size])
+                    runs.write_window(cast(list[InferenceRecord], unit))
                     counter = shared.window_runs
                     last_window = time.monotonic()
+                metrics.observe_tracking_write(kind, time.perf_counter() - started)
                 with counter.get_lock():
                     counter.value += 1
                 written = size
             reader.commit(written)
             with shared.done.get_lock():
                 shared.done.value += written
+            started = time.perf_counter()
+            if runs.flush_drift_windows():
+                metrics.observe_tracking_write("drift", time.perf_counter() - started)
+                with shared.drift_runs.get_lock():
+                    shared.drift_runs.value += 1
             shared.set_error(None)
         except Exception as exc:  # tracking store down or refusing: keep the records, retry
             verify = True
@@ -296,7 +315,7 @@ class TrackingWriter:
         if not self._stop.is_set():
             self.adopt_orphans()  # a sibling process that died and was not replaced
 
-    def submit(self, record: InferenceRecord) -> None:
+    def submit(self, record: JournalRecord) -> None:
         self.journal.append(record)
         if self.journal.segment != self._segment:  # rotated past SEGMENT_BYTES: the worker may read on
             self._shared.segment.value = self._segment = self.journal.segment
@@ -318,6 +337,8 @@ class TrackingWriter:
         return {
             "single_runs": self._shared.single_runs.value,
             "window_runs": self._shared.window_runs.value,
+            "feedback_runs": self._shared.feedback_runs.value,
+            "drift_runs": self._shared.drift_runs.value,
             "worker_alive": bool(self._process and self._process.is_alive()),
         }
 

@@ -13,13 +13,14 @@ from collections.abc import Iterable
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Routes that change state (train, load a model) or use the model (predict) need the token.
+# Routes that change state (train, load a model, label a prediction) or use the model (predict) need the token.
 PROTECTED = {
     ("POST", "/train"),
     ("POST", "/load_model"),
     ("POST", "/models/rollback"),
     ("POST", "/predict"),
     ("POST", "/predict_batch"),
+    ("POST", "/feedback"),
 }
 
 # The page's own files only: no inline script, no other origin, no framing.

@@ -5,7 +5,15 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from iris_platform.api.dependencies import ServiceDep
-from iris_platform.api.request_body import FORMS, JSON, form_fields, json_object, media_type, unsupported
+from iris_platform.api.request_body import (
+    FORMS,
+    JSON,
+    documented_body,
+    form_fields,
+    json_object,
+    media_type,
+    unsupported,
+)
 from iris_platform.api.responses import WRITES, errors
 from iris_platform.api.schemas import LoadModelRequest, LoadModelResponse, ModelsResponse
 from iris_platform.errors import InputError
@@ -95,15 +103,7 @@ def list_models(service: ServiceDep) -> dict[str, Any]:
         s404="No registered version or model file of this number or path",
         s409="The version cannot serve (its files fail their checks), or the file has no MLflow model to register",
     ),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                t: {"schema": _LOAD_SCHEMA}
-                for t in ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
-            },
-        }
-    },
+    openapi_extra=documented_body(_LOAD_SCHEMA),
 )
 async def load_model(request: Request, service: ServiceDep) -> dict[str, Any]:
     body = await _load_request(request)

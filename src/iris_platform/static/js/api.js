@@ -34,3 +34,7 @@ export async function api(path, options = {}, retried = false) {
 
 /** POST a form body (FormData). */
 export const post = (path, body) => api(path, { method: "POST", body });
+
+/** The URL of one of a run's artifacts (its `path` as GET /mlflow/run/{id} lists it). */
+export const artifactUrl = (runId, path) =>
+  `/mlflow/run/${encodeURIComponent(runId)}/artifacts/${path.split("/").map(encodeURIComponent).join("/")}`;

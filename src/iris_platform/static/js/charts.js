@@ -25,6 +25,12 @@ export function drawChart(id, config) {
   charts[id] = new Chart(canvas, { ...config, options: { responsive: true, maintainAspectRatio: false, animation: false, ...config.options } });
 }
 
+/** Remove the chart on the canvas with this id (a figure that has nothing to show). */
+export function clearChart(id) {
+  charts[id]?.destroy();
+  delete charts[id];
+}
+
 /** One bar per class. */
 export function classBarChart(id, labels, values, axisLabel, max) {
   drawChart(id, {

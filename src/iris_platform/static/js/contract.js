@@ -88,6 +88,42 @@ export const COL_PREDICTED_CLASS = "predicted_class";
 export const COL_CONFIDENCE = "confidence";
 export const PROB_COLUMN_PREFIX = "prob_";
 
+// Monitoring. The training's reference profile (an artifact of the training run).
+export const REFERENCE_PROFILE_ARTIFACT = "reference_profile.json";
+// Drift metrics on every batch, single_window and drift window run; feature names pass through keyPart.
+export const PSI_PREFIX = "psi_";
+export const KS_PVALUE_PREFIX = "ks_pvalue_";
+export const M_CLASS_DRIFT_PVALUE = "class_drift_pvalue";
+export const M_DRIFT_DETECTED = "drift_detected";
+export const T_DRIFTED_FEATURES = "drifted_features";
+export const T_DRIFT_WARNED_FEATURES = "drift_warned_features";
+export const T_DRIFT_THRESHOLDS = "drift_thresholds";
+export const DRIFT_RUN_PREFIX = "drift_window";
+export const PREDICTION_TYPE_DRIFT = "drift_window";
+export const M_DRIFT_WINDOW_RECORDS = "drift_window_records";
+// Feedback labels: one feedback run per unit of labels the worker writes, per version.
+export const FEEDBACK_RUN_PREFIX = "feedback";
+export const PREDICTION_TYPE_FEEDBACK = "feedback";
+export const M_FEEDBACK_ACCURACY = "feedback_accuracy";
+export const M_FEEDBACK_COUNT = "feedback_count";
+export const M_FEEDBACK_LABELS = "feedback_labels";
+export const M_FEEDBACK_CORRECT = "feedback_correct";
+export const M_TEST_ACCURACY = "test_accuracy";
+export const FEEDBACK_ARTIFACT = "feedback.csv";
+export const T_FEEDBACK_FIRST_ID = "feedback_first_id";
+export const T_FEEDBACK_RECORDS = "feedback_records";
+export const T_FEEDBACK_WINDOW = "feedback_window";
+export const P_TRUE_LABEL = "true_label";
+export const P_LABELLED_PREDICTION_ID = "prediction_id";
+export const P_BATCH_RUN_ID = "batch_run_id";
+export const P_ROW = "row";
+export const T_FEEDBACK_ALERTING = "feedback_alerting";
+// Alerts: a run that raised one carries its kind and message.
+export const T_ALERT = "alert";
+export const T_ALERT_MESSAGE = "alert_message";
+export const ALERT_DRIFT = "drift_detected";
+export const ALERT_ACCURACY_DROP = "accuracy_drop";
+
 // Tags.
 export const T_PREDICTION_ID = "prediction_id";
 export const T_FAILURE_REASON = "failure_reason";
@@ -103,6 +139,44 @@ export const probabilityMetric = (className) => PROBABILITY_PREFIX + keyPart(cla
 export const countMetric = (className) => COUNT_PREFIX + keyPart(className);
 export const percentageMetric = (className) => PERCENTAGE_PREFIX + keyPart(className);
 export const probabilityColumn = (className) => PROB_COLUMN_PREFIX + String(className);
+export const psiMetric = (feature) => PSI_PREFIX + keyPart(feature);
+export const ksPvalueMetric = (feature) => KS_PVALUE_PREFIX + keyPart(feature);
+
+// Cross-validation (cv_folds >= 2): per training metric, its mean and standard deviation over the folds.
+export const P_CV_FOLDS = "cv_folds";
+/** cv_accuracy_mean, cv_f1_score_std, ... */
+export const cvMetric = (metric, statistic) => `cv_${metric}_${statistic}`;
+
+// Training evidence: how the model does class by class on the held-out split (artifacts under evaluation/).
+export const EVALUATION_ARTIFACT_DIR = "evaluation";
+export const CONFUSION_MATRIX_ARTIFACT = "confusion_matrix.json";
+export const PER_CLASS_METRICS_ARTIFACT = "per_class_metrics.json";
+// Two-class targets only: the curves, and their areas as metrics.
+export const ROC_CURVE_ARTIFACT = "roc_curve.json";
+export const PR_CURVE_ARTIFACT = "precision_recall_curve.json";
+export const M_ROC_AUC = "roc_auc";
+export const M_AVERAGE_PRECISION = "average_precision";
+
+// Tuning (POST /tune): a parent run in the training experiment, a child run per trial (MLflow's nested runs:
+// the child's tag mlflow.parentRunId names the parent).
+export const TUNING_RUN_PREFIX = "tuning";
+export const TRIAL_RUN_PREFIX = "trial";
+export const T_PARENT_RUN_ID = "mlflow.parentRunId";
+export const T_RUN_KIND = "iris.run_kind";
+export const RUN_KIND_TUNING = "tuning";
+export const RUN_KIND_TRIAL = "trial";
+export const P_SEARCH = "search";
+export const P_SEARCH_SPACE = "search_space";
+export const P_TUNING_METRIC = "tuning_metric";
+export const P_N_TRIALS = "n_trials";
+export const P_PROMOTE = "promote";
+export const P_TRIAL = "trial";
+export const M_TRIAL_SCORE = "trial_score";
+export const M_BEST_SCORE = "best_score";
+export const T_TUNING_STATUS = "tuning_status";
+export const T_TUNING_CANCEL = "tuning_cancel_requested";
+export const T_TUNING_BEST_RUN = "tuning_best_run_id";
+export const T_TUNING_MODEL_VERSION = "tuning_model_version";
 
 // ---- the runs API (not MLflow's own names) ----------------------------------------------------
 

@@ -15,6 +15,15 @@ export const formatDetail = (value) => formatNumber(value, DETAIL_DIGITS);
 /** A fraction (0.9667) as a percentage with one decimal ("96.7%"); anything but a number: "–". */
 export const formatPercent = (value) => (typeof value === "number" ? (value * 100).toFixed(1) + "%" : MISSING);
 
+/** A mean and standard deviation of fractions (cross-validation folds): "95.3% ± 2.1%". */
+export const formatMeanStd = (mean, std) => `${formatPercent(mean)} ± ${formatPercent(std)}`;
+
+/** What a hyperparameter without a limit (null, as max_depth may be) is called on the page. */
+export const NO_LIMIT = "no limit";
+
+/** A hyperparameter's value as it was set (2.5, not 2.5000); null is "no limit". */
+export const formatHyperparameter = (value) => (value === null || value === undefined ? NO_LIMIT : String(value));
+
 /** `count` out of `total` as a percentage with one decimal. */
 export const formatShare = (count, total) => `${((100 * count) / total).toFixed(1)}%`;
 

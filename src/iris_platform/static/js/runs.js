@@ -5,7 +5,8 @@ import { refreshCharts } from "./charts.js";
 import { select, selected } from "./compare.js";
 import {
   M_ACCURACY, M_AVG_CONFIDENCE, M_F1, M_PREDICTION_CONFIDENCE, M_TOTAL_SAMPLES, ORDER_BY_SAMPLES, ORDER_BY_START_TIME,
-  P_DATA_SOURCE, P_INPUT_FILE, P_N_SAMPLES, P_PREDICTED_CLASS, P_PREDICTION_TYPE, RUN_TYPE_TRAINING, orderByMetric,
+  P_DATA_SOURCE, P_INPUT_FILE, P_N_SAMPLES, P_N_TRIALS, P_PREDICTED_CLASS, P_PREDICTION_TYPE, P_SEARCH, P_SEARCH_SPACE,
+  P_TRIAL, P_TUNING_METRIC, RUN_KIND_TRIAL, RUN_KIND_TUNING, RUN_TYPE_TRAINING, orderByMetric,
 } from "./contract.js";
 import { el, stat } from "./dom.js";
 import { MISSING, formatDateTime, formatNumber, formatPercent, formatTime } from "./format.js";
@@ -27,9 +28,20 @@ function metricCell(value, percent = true) {
   return el("td", { text: value === undefined ? MISSING : (percent ? formatPercent(value) : formatNumber(value)) });
 }
 
-/** The small line under a run's name: a training run's data source, an inference run's type and class; the file. */
+/** A training run's kind: a tuning's run (its search space is a param), one of its trials (its number), or null. */
+export function runKind(run) {
+  if (run.run_type !== RUN_TYPE_TRAINING) return null;
+  if (run.params[P_SEARCH_SPACE] !== undefined) return RUN_KIND_TUNING;
+  return run.params[P_TRIAL] !== undefined ? RUN_KIND_TRIAL : null;
+}
+
+/** The small line under a run's name: a training run's data source, an inference run's type and class; the file.
+ * A tuning's run says its search, trials and metric; a trial's, its number. */
 function runDetails(run) {
   const p = run.params;
+  const kind = runKind(run);
+  if (kind === RUN_KIND_TUNING) return `tuning · ${p[P_SEARCH]} search · ${p[P_N_TRIALS]} trials · by ${p[P_TUNING_METRIC]}`;
+  if (kind === RUN_KIND_TRIAL) return `trial ${p[P_TRIAL]} of a tuning · ${p[P_DATA_SOURCE] ?? ""}`;
   const what = run.run_type === RUN_TYPE_TRAINING
     ? (p[P_DATA_SOURCE] ?? "")
     : `type ${p[P_PREDICTION_TYPE] ?? MISSING}${p[P_PREDICTED_CLASS] ? ` · ${p[P_PREDICTED_CLASS]}` : ""}`;
@@ -46,7 +58,7 @@ function runRow(run) {
   const m = run.metrics;
   const pick = el("input", { type: "checkbox", "aria-label": `Select ${run.run_name} to compare` });
   pick.checked = selected.has(run.run_id);
-  pick.disabled = run.run_type !== RUN_TYPE_TRAINING;
+  pick.disabled = run.run_type !== RUN_TYPE_TRAINING || runKind(run) === RUN_KIND_TUNING; // a tuning's run has no model
   pick.addEventListener("click", (e) => e.stopPropagation());
   pick.addEventListener("change", () => select(run, pick.checked));
   const row = el("tr", { class: run.run_type, tabindex: "0", "data-run-id": run.run_id, "aria-label": `Open run ${run.run_name}` },
@@ -58,6 +70,7 @@ function runRow(run) {
     metricCell(m[M_ACCURACY]), metricCell(m[M_F1]),
     metricCell(m[M_PREDICTION_CONFIDENCE] ?? m[M_AVG_CONFIDENCE]),
     metricCell(samples(run), false));
+  if (runKind(run)) row.dataset.runKind = runKind(run);
   row.addEventListener("click", () => openRun(run.run_id));
   row.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openRun(run.run_id); } });
   return row;

@@ -1,4 +1,5 @@
-// The runs view (tab, search, sort, order, page), mirrored in the URL's query so a view can be shared or reloaded.
+// The page's view: which section is open (Dashboard or Monitoring, ?view=), the runs table's tab, search, sort,
+// order and page, and the monitoring's model version; mirrored in the URL's query so a view can be shared or reloaded.
 
 import { ORDER_BY_START_TIME, RUN_TYPE_INFERENCE, RUN_TYPE_TRAINING } from "./contract.js";
 
@@ -6,11 +7,16 @@ import { ORDER_BY_START_TIME, RUN_TYPE_INFERENCE, RUN_TYPE_TRAINING } from "./co
 export const TABS = { all: null, training: RUN_TYPE_TRAINING, inference: RUN_TYPE_INFERENCE };
 const DEFAULT_SORT = ORDER_BY_START_TIME;
 
-export const view = { tab: "all", q: "", sort: DEFAULT_SORT, order: "desc", page: 1 };
+/** The top bar's sections (their data-section); the first is the default. */
+export const SECTIONS = ["dashboard", "monitoring"];
+
+export const view = { section: SECTIONS[0], modelVersion: "", tab: "all", q: "", sort: DEFAULT_SORT, order: "desc", page: 1 };
 
 /** The view from the URL; anything missing or unknown falls back to its default. */
 export function readView() {
   const query = new URLSearchParams(location.search);
+  view.section = SECTIONS.includes(query.get("view")) ? query.get("view") : SECTIONS[0];
+  view.modelVersion = query.get("model_version") || "";
   view.tab = query.get("tab") in TABS ? query.get("tab") : "all";
   view.q = query.get("q") || "";
   view.sort = query.get("sort") || DEFAULT_SORT;
@@ -21,6 +27,8 @@ export function readView() {
 /** The view into the URL (defaults left out), without a new history entry. */
 export function writeView() {
   const query = new URLSearchParams();
+  if (view.section !== SECTIONS[0]) query.set("view", view.section);
+  if (view.modelVersion) query.set("model_version", view.modelVersion);
   if (view.tab !== "all") query.set("tab", view.tab);
   if (view.q) query.set("q", view.q);
   if (view.sort !== DEFAULT_SORT) query.set("sort", view.sort);

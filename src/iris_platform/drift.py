@@ -1,0 +1,248 @@
+"""Drift against the training data: the reference profile a training writes, and the statistics of
+many predictions (a batch file, a window of single predictions) compared with it.
+
+The ML core builds the profile; the batch path and the tracking worker compute reports; neither needs
+the other. Per feature: the population stability index (PSI) over the profile's 10 quantile bins and
+the two-sample Kolmogorov-Smirnov test against the training sample; for the predictions, the
+chi-square test of the predicted class counts against the training class priors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+PROFILE_FORMAT = 1
+N_BINS = 10
+# The training values kept per feature for the KS test: enough for its power, small as a JSON artifact.
+SAMPLE_SIZE = 2000
+# Up to this many rows a report keeps the values and runs scipy's ks_2samp itself (its exact method
+# below 10,000); beyond, the KS distance is computed from counts at the training sample's points.
+KEEP_VALUES = 10_000
+# An empty bin on either side would make PSI infinite; proportions are clipped to this, as Evidently does.
+PSI_EPSILON = 1e-4
+CONFIDENCE_EDGES = [i / N_BINS for i in range(1, N_BINS)]
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    psi_warn: float = 0.1
+    psi_alert: float = 0.2
+    p_value: float = 0.05
+
+
+def _proportions(values: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    counts = np.bincount(np.searchsorted(cuts, values, side="right"), minlength=len(cuts) + 1)
+    return counts / max(len(values), 1)
+
+
+def _feature_profile(values: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+    # Inner quantile cuts of 10 equal-mass bins; repeated values (a measured-to-0.1-cm feature) merge bins.
+    cuts = np.unique(np.quantile(values, np.linspace(0, 1, N_BINS + 1)[1:-1]))
+    sample = values if len(values) <= SAMPLE_SIZE else rng.choice(values, SAMPLE_SIZE, replace=False)
+    return {
+        "bin_edges": [float(c) for c in cuts],
+        "proportions": [float(p) for p in _proportions(values, cuts)],
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "sample": [float(v) for v in np.sort(sample)],
+    }
+
+
+def reference_profile(
+    features: Mapping[str, np.ndarray],
+    class_names: Sequence[str],
+    class_indexes: np.ndarray,
+    test_confidences: np.ndarray,
+    random_state: int = 0,
+) -> dict[str, Any]:
+    """The profile of a training: per feature its bins, proportions, moments and a sample; the class
+    priors of the training labels; the model's confidence on the held-out split."""
+    rng = np.random.default_rng(random_state)
+    priors = np.bincount(class_indexes, minlength=len(class_names)) / max(len(class_indexes), 1)
+    confidences = np.asarray(test_confidences, dtype=float)
+    return {
+        "format": PROFILE_FORMAT,
+        "n_rows": int(len(class_indexes)),
+        "features": {str(f): _feature_profile(np.asarray(v, dtype=float), rng) for f, v in features.items()},
+        "class_priors": {str(c): float(p) for c, p in zip(class_names, priors, strict=True)},
+        "confidence": {
+            "bin_edges": CONFIDENCE_EDGES,
+            "proportions": [float(p) for p in _proportions(confidences, np.array(CONFIDENCE_EDGES))],
+            "mean": float(confidences.mean()) if len(confidences) else None,
+            "n_rows": int(len(confidences)),
+        },
+    }
+
+
+def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Population stability index of two proportion vectors over the same bins."""
+    e = np.clip(np.asarray(expected, dtype=float), PSI_EPSILON, None)
+    a = np.clip(np.asarray(actual, dtype=float), PSI_EPSILON, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def ks_pvalue_from_distance(distance: float, n: int, m: int) -> float:
+    """scipy's asymptotic two-sided p-value of a two-sample KS distance (ks_2samp, method='asymp')."""
+    from scipy.stats import kstwo
+
+    en = n * m / (n + m)
+    return float(np.clip(kstwo.sf(distance, np.round(en)), 0.0, 1.0))
+
+
+@dataclass
+class _FeatureCounts:
+    cuts: np.ndarray
+    sample: np.ndarray  # sorted training values
+    points: np.ndarray  # the sample's distinct values
+    bins: np.ndarray = field(init=False)
+    below: np.ndarray = field(init=False)  # per point: current values < point
+    at_or_below: np.ndarray = field(init=False)  # per point: current values <= point
+    kept: list[np.ndarray] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.bins = np.zeros(len(self.cuts) + 1, dtype=np.int64)
+        self.below = np.zeros(len(self.points), dtype=np.int64)
+        self.at_or_below = np.zeros(len(self.points), dtype=np.int64)
+
+    def add_bins(self, ordered: np.ndarray) -> None:
+        """Bins closed on the left, as `_proportions` counts them; `ordered` is sorted."""
+        under = np.searchsorted(ordered, self.cuts, side="left")  # values below each cut
+        self.bins += np.diff(np.concatenate(([0], under, [len(ordered)])))
+
+    def count(self, ordered: np.ndarray) -> None:
+        # Looking the few points up in the sorted values is far cheaper than the values in the points.
+        self.below += np.searchsorted(ordered, self.points, side="left")
+        self.at_or_below += np.searchsorted(ordered, self.points, side="right")
+
+    def ks_distance(self, n: int) -> float:
+        """sup |F_train - F_current|: both are steps, F_train's only at its sample's points, so the
+        supremum is reached at a point or just below one."""
+        below = self.below / n  # F_current just below each point
+        at = self.at_or_below / n  # F_current at each point
+        ranks = np.searchsorted(self.sample, self.points, side="right") / len(self.sample)
+        before = np.concatenate(([0.0], ranks[:-1]))
+        return float(max(np.max(np.abs(at - ranks)), np.max(np.abs(below - before))))
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    n: int
+    psi: dict[str, float]
+    ks_pvalue: dict[str, float]
+    class_drift_pvalue: float | None
+    drifted_features: list[str]
+    warned_features: list[str]
+    class_drift: bool
+    drift_detected: bool
+    class_shares: dict[str, float]
+    confidence_mean: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "psi": dict(self.psi),
+            "ks_pvalue": dict(self.ks_pvalue),
+            "class_drift_pvalue": self.class_drift_pvalue,
+            "drifted_features": list(self.drifted_features),
+            "warned_features": list(self.warned_features),
+            "class_drift": self.class_drift,
+            "drift_detected": self.drift_detected,
+            "class_shares": dict(self.class_shares),
+            "confidence_mean": self.confidence_mean,
+        }
+
+
+class DriftAccumulator:
+    """Predictions' inputs and classes, added chunk by chunk, compared with a profile at the end.
+
+    `feature_names` are the columns in the order `add` receives them; features the profile lacks
+    are skipped (a model trained before profiles existed has none).
+    """
+
+    def __init__(self, profile: Mapping[str, Any], feature_names: Sequence[str]):
+        self.profile = profile
+        self.class_names = list(profile["class_priors"])
+        self.features: dict[int, tuple[str, _FeatureCounts]] = {}
+        for i, name in enumerate(feature_names):
+            spec = profile["features"].get(name)
+            if spec is None:
+                continue
+            sample = np.sort(np.asarray(spec["sample"], dtype=float))
+            counts = _FeatureCounts(np.asarray(spec["bin_edges"], dtype=float), sample, np.unique(sample))
+            self.features[i] = (name, counts)
+        self.class_counts = np.zeros(len(self.class_names), dtype=np.int64)
+        self.confidence_sum = 0.0
+        self.n = 0
+
+    def add(self, X: np.ndarray, class_indexes: np.ndarray, confidences: np.ndarray | None = None) -> None:
+        X = np.asarray(X, dtype=float)
+        if len(X) == 0:
+            return
+        keeping = self.n + len(X) <= KEEP_VALUES
+        for i, (_, counts) in self.features.items():
+            ordered = np.sort(X[:, i])
+            counts.add_bins(ordered)
+            if keeping:
+                counts.kept.append(ordered)
+            else:
+                for kept in counts.kept:  # past the bound: from now on, counts only
+                    counts.count(kept)
+                counts.kept.clear()
+                counts.count(ordered)
+        self.class_counts += np.bincount(np.asarray(class_indexes), minlength=len(self.class_names))[
+            : len(self.class_names)
+        ]
+        if confidences is not None:
+            self.confidence_sum += float(np.sum(confidences))
+        self.n += len(X)
+
+    def report(self, thresholds: DriftThresholds) -> DriftReport:
+        from scipy.stats import chisquare, ks_2samp
+
+        psis: dict[str, float] = {}
+        pvalues: dict[str, float] = {}
+        n = self.n
+        for name, counts in self.features.values():
+            expected = np.asarray(self.profile["features"][name]["proportions"], dtype=float)
+            psis[name] = psi(expected, counts.bins / max(n, 1))
+            if n == 0:
+                continue
+            if counts.kept:
+                pvalues[name] = float(ks_2samp(np.concatenate(counts.kept), counts.sample).pvalue)
+            else:
+                pvalues[name] = ks_pvalue_from_distance(counts.ks_distance(n), n, len(counts.sample))
+        priors = np.asarray(list(self.profile["class_priors"].values()), dtype=float)
+        class_p: float | None = None
+        seen = priors > 0
+        if n and seen.sum() > 1:
+            observed = self.class_counts[seen]
+            expected_counts = priors[seen] / priors[seen].sum() * observed.sum()
+            class_p = float(chisquare(observed, expected_counts).pvalue)
+            if self.class_counts[~seen].any():  # a class the training data never had
+                class_p = 0.0
+        drifted = [f for f in psis if psis[f] >= thresholds.psi_alert and pvalues.get(f, 1.0) < thresholds.p_value]
+        warned = [f for f in psis if psis[f] >= thresholds.psi_warn and f not in drifted]
+        class_drift = class_p is not None and class_p < thresholds.p_value
+        return DriftReport(
+            n=n,
+            psi=psis,
+            ks_pvalue=pvalues,
+            class_drift_pvalue=class_p,
+            drifted_features=drifted,
+            warned_features=warned,
+            class_drift=class_drift,
+            drift_detected=bool(drifted) or class_drift,
+            class_shares={c: float(k / max(n, 1)) for c, k in zip(self.class_names, self.class_counts, strict=True)},
+            confidence_mean=self.confidence_sum / n if n else None,
+        )
+
+
+def finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
