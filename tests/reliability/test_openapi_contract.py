@@ -2,7 +2,8 @@
 
 1. Schemathesis's command line (`st run`) with every check (`--checks all`: status codes, content types,
    response schemas, negative data rejected, positive data accepted, unsupported methods, the stateful
-   checks), positive and negative modes, and its four phases: the schema's examples, coverage (each
+   checks), positive and negative modes (positive only in the stateful sequences: see the
+   settings), and its four phases: the schema's examples, coverage (each
    parameter's boundaries and each documented status), fuzzing, and stateful sequences that follow the
    document's links (train -> run, predict -> prediction lookup, batch -> run and predictions.csv).
    It must find nothing. Its settings are in schemathesis.toml beside this file.
@@ -16,6 +17,7 @@ import importlib
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,9 @@ OPERATION_IDS = [
     "rollback",
     "feedback",
     "monitoring",
+    "tune",
+    "get_tuning",
+    "cancel_tuning",
     "list_experiments",
     "list_runs",
     "export_runs",
@@ -84,8 +89,6 @@ def test_schemathesis_finds_nothing_with_every_check_and_phase(served, tmp_path)
         f"{served.url}/openapi.json",
         "--checks",
         "all",
-        "--mode",
-        "all",
         "--phases",
         "examples,coverage,fuzzing,stateful",
         "--max-examples",
@@ -113,7 +116,11 @@ def test_schemathesis_finds_nothing_with_every_check_and_phase(served, tmp_path)
     assert summary["test_cases"]["generated"] > 500, summary["test_cases"]  # a real run, not a handful
     # Every operation got past its input checks at least once (a 2xx or an expected 404/409), so its
     # handler and its answer's schema were exercised, not only its refusals.
-    accepted = {op: sum(p["accepted"] for p in phases.values()) for op, phases in summary["valid_rates"].items()}
+    # (a cancel of a tuning that has ended is a 409 "conflict": its handler found the tuning and said so).
+    accepted = {
+        op: sum(p["accepted"] + p["conflicts"] for p in phases.values())
+        for op, phases in summary["valid_rates"].items()
+    }
     never = [op for op, n in accepted.items() if n == 0 and op not in NO_RANDOM_SUCCESS]
     assert not never, summary["valid_rates"]
 
@@ -263,3 +270,18 @@ def exercise_every_route(client: Any, foreign: Any, client_package: Any, models:
     download = call("mlflow.download_artifact", batch.run_id, "predictions.csv")
     assert download.status_code == 200 and download.parsed.payload.read().startswith(b"sepal_length,")
     error(call("mlflow.download_artifact", batch.run_id, "nope.csv"), 404, "nope.csv")
+    # tuning: a bad space refused, a small grid followed to its end, a finished tuning not cancellable
+    bad_space = models.TuneTuneRequest.from_dict({"model_type": "knn", "space": {"n_estimators": [3]}})
+    error(call("tuning.tune", body=bad_space), 422, "n_estimators")
+    grid = models.TuneTuneRequest.from_dict({"model_type": "knn", "space": {"n_neighbors": [3, 5]}})
+    started = call("tuning.tune", body=grid)
+    assert started.status_code == 202 and isinstance(started.parsed, models.TuningProgress), started.content[:500]
+    tuning_id = started.parsed.tuning_id
+    deadline = time.monotonic() + 120
+    while (progress := ok(call("tuning.get_tuning", tuning_id), "TuningProgress")).status == "running":
+        assert time.monotonic() < deadline, progress
+        time.sleep(0.2)
+    assert progress.status == "finished" and progress.trials_done == 2 and progress.model_version
+    assert sorted(t.hyperparameters.to_dict()["n_neighbors"] for t in progress.trials) == [3, 5]
+    error(call("tuning.cancel_tuning", tuning_id), 409, "already ended")
+    error(call("tuning.get_tuning", "0" * 32), 404, "0" * 32)

@@ -101,7 +101,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = service
     openapi.install(app, service)
-    method_not_allowed.install(app)
 
     @app.exception_handler(InputError)
     async def input_error(request: Request, exc: InputError) -> JSONResponse:
@@ -181,6 +180,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def dashboard() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
 
+    # FastAPI keeps an included router as one entry of app.router.routes: its routes are listed here.
+    every_route = [*app.router.routes, *(route for router in routers for route in router.routes)]
+    method_not_allowed.install(app, every_route)
+
     # Added innermost first: /predict skips FastAPI's routing, a multipart body cut off before its
     # closing boundary is refused before any route acts on its parts, the token is checked before the body
     # is counted, a foreign Host or a cross-site write is refused before anything else, and every
@@ -201,7 +204,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=["*"] if origins.any_origin else [],
             allow_origin_regex=origins.regex,
-            allow_methods=["GET", "HEAD", "POST", "DELETE"],
+            allow_methods=["GET", "HEAD", "POST"],
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
@@ -209,6 +212,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CrossSiteGuard, hosts=hosts, origins=origins)
     app.add_middleware(SecurityHeadersMiddleware)
     if settings.metrics:  # off, nothing is counted: not even a middleware's call
-        every_route = [*app.router.routes, *(route for router in routers for route in router.routes)]
         app.add_middleware(RequestMetrics, routes=every_route)
     return app

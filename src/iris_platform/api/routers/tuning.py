@@ -34,7 +34,12 @@ _TUNING_ID = Path(pattern="^[0-9a-f]{32}$", description="The id POST /tune answe
                     "operationId": "get_tuning",
                     "parameters": {"tuning_id": "$response.body#/tuning_id"},
                     "description": "Its progress: trials done, the best so far, the registered version",
-                }
+                },
+                "CancelTheTuning": {
+                    "operationId": "cancel_tuning",
+                    "parameters": {"tuning_id": "$response.body#/tuning_id"},
+                    "description": "Stop it after its current trial",
+                },
             }
         },
         **errors(409, 422, 503, *WRITES, s409="A tuning is already running in this process"),
@@ -69,8 +74,8 @@ def get_tuning(service: ServiceDep, tuning_id: str = _TUNING_ID) -> dict[str, An
     return service.tuning(tuning_id)
 
 
-@router.delete(
-    "/tune/{tuning_id}",
+@router.post(
+    "/tune/{tuning_id}/cancel",
     response_model=TuningProgress,
     summary="Cancel a tuning after its current trial; the finished trials stay, nothing is registered",
     responses=errors(404, 409, 422, 503, *WRITES, s404="No tuning of this id", s409="The tuning has already ended"),
