@@ -459,7 +459,7 @@ class IrisService:
             if running:
                 raise InputError(
                     f"Tuning {running[0]} is still running in this process: wait for it (GET /tune/{running[0]}) "
-                    f"or cancel it (POST /tune/{running[0]}/cancel) first.",
+                    f"or cancel it (DELETE /tune/{running[0]}) first.",
                     409,
                 )
             moment = utc_now()

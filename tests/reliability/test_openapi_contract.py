@@ -1,12 +1,12 @@
 """The OpenAPI document is the contract, tested as a client would test it, against the real server process.
 
-1. Schemathesis's command line (`st run`) with every check (`--checks all`: status codes, content types,
-   response schemas, negative data rejected, positive data accepted, unsupported methods, the stateful
-   checks), positive and negative modes (positive only in the stateful sequences: see the
-   settings), and its four phases: the schema's examples, coverage (each
-   parameter's boundaries and each documented status), fuzzing, and stateful sequences that follow the
-   document's links (train -> run, predict -> prediction lookup, batch -> run and predictions.csv).
-   It must find nothing. Its settings are in schemathesis.toml beside this file.
+1. Schemathesis's command line (`st run`) with every check but use-after-free (`--checks all`: status
+   codes, content types, response schemas, negative data rejected, positive data accepted, unsupported
+   methods, the stateful checks), positive and negative modes (positive only in the stateful sequences:
+   see schemathesis.toml), and its four phases: the schema's examples, coverage (each parameter's
+   boundaries and each documented status), fuzzing, and stateful sequences that follow the document's
+   links (train -> run, predict -> prediction lookup, batch -> run and predictions.csv, tune -> progress
+   and cancel). It must find nothing. Its settings are in schemathesis.toml beside this file.
 2. A client generated from the document by openapi-python-client parses a success and an error of every
    route into the document's models (an undocumented status or a body that does not fit raises).
 """
@@ -89,6 +89,11 @@ def test_schemathesis_finds_nothing_with_every_check_and_phase(served, tmp_path)
         f"{served.url}/openapi.json",
         "--checks",
         "all",
+        # The API's one DELETE, DELETE /tune/{id}, cancels a tuning, as the API says: the tuning and its
+        # finished trials stay on record (MLflow runs) and readable, so a GET after it answers 200 by design,
+        # not the 404 this check expects after a deletion (ST301). (`--checks all` overrides the settings file.)
+        "--exclude-checks",
+        "use_after_free",
         "--phases",
         "examples,coverage,fuzzing,stateful",
         "--max-examples",

@@ -54,11 +54,11 @@ OPERATIONS = [
     "GET /monitoring",
     "POST /tune",
     "GET /tune/{tuning_id}",
-    "POST /tune/{tuning_id}/cancel",
+    "DELETE /tune/{tuning_id}",
 ]
 # A finished tuning cannot be cancelled: the handler found it and said so (409), as far as it can go
 # without a tuning running at that moment.
-ENDED = {"POST /tune/{tuning_id}/cancel": 409}
+ENDED = {"DELETE /tune/{tuning_id}": 409}
 
 
 # Operations whose handlers no random input reaches (a random id or path names nothing; a random file is
@@ -96,7 +96,7 @@ def with_examples(
     label = paths["/feedback"]["post"]["requestBody"]["content"]["application/json"]
     label["example"] = {"prediction_id": prediction_id, "true_label": "setosa"}
     parameter("/tune/{tuning_id}", "tuning_id", tuning_id)
-    parameter("/tune/{tuning_id}/cancel", "tuning_id", tuning_id, method="post")
+    parameter("/tune/{tuning_id}", "tuning_id", tuning_id, method="delete")
     tune = paths["/tune"]["post"]["requestBody"]["content"]["application/json"]
     tune["example"] = SMALL_TUNING
     return raw

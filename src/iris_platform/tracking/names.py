@@ -227,6 +227,6 @@ P_TRIAL = "trial"  # a trial's number, from 1
 M_TRIAL_SCORE = "trial_score"  # on the parent, one step per trial
 M_BEST_SCORE = "best_score"  # on the parent, the best so far, one step per trial
 T_TUNING_STATUS = "tuning_status"  # running, finished, cancelled, failed
-T_TUNING_CANCEL = "tuning_cancel_requested"  # set by POST /tune/{id}/cancel; read between trials
+T_TUNING_CANCEL = "tuning_cancel_requested"  # set by DELETE /tune/{id}; read between trials
 T_TUNING_BEST_RUN = "tuning_best_run_id"
 T_TUNING_MODEL_VERSION = "tuning_model_version"

@@ -74,8 +74,8 @@ def get_tuning(service: ServiceDep, tuning_id: str = _TUNING_ID) -> dict[str, An
     return service.tuning(tuning_id)
 
 
-@router.post(
-    "/tune/{tuning_id}/cancel",
+@router.delete(
+    "/tune/{tuning_id}",
     response_model=TuningProgress,
     summary="Cancel a tuning after its current trial; the finished trials stay, nothing is registered",
     responses=errors(404, 409, 422, 503, *WRITES, s404="No tuning of this id", s409="The tuning has already ended"),

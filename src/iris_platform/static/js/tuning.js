@@ -1,6 +1,6 @@
 // The "Tune hyperparameters" card: a form that starts a tuning (POST /tune, JSON) of a model type over values of
 // its hyperparameters (GET /model_types lists them), then its progress, read every second (GET /tune/{id}) until it
-// ends: trials done, the trials' table and chart, a Cancel button (POST /tune/{id}/cancel), and what was registered.
+// ends: trials done, the trials' table and chart, a Cancel button (DELETE /tune/{id}), and what was registered.
 
 import { api } from "./api.js";
 import { drawChart } from "./charts.js";
@@ -236,7 +236,7 @@ async function cancel() {
   const button = byId("tune-cancel");
   button.disabled = true;
   try {
-    const progress = await api(`/tune/${encodeURIComponent(following)}/cancel`, { method: "POST" });
+    const progress = await api(`/tune/${encodeURIComponent(following)}`, { method: "DELETE" });
     render(progress);
   } catch (error) {
     byId("tune-outcome-text").textContent = `Cancelling failed: ${error.message}`;
