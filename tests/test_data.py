@@ -112,7 +112,11 @@ def test_target_column_chosen_by_name_anywhere_in_the_file():
         (pd.DataFrame({"x": [1.0, 2.0, 3.0], "label": ["a", "a", "a"]}), None, ["only one class", "'a'"]),
         (pd.DataFrame({"x": [1.0, 2.0], "label": ["a", "b"]}), "colour", ["'colour'", "not a column", "'label'"]),
         (pd.DataFrame({"x": [1.0, "wide", 3.0], "label": ["a", "b", "a"]}), None, ["'x'", "numeric", "[2]", "wide"]),
-        (pd.DataFrame({"x": [1.0, None, 3.0], "label": ["a", "b", "a"]}), None, ["'x'", "blank", "[2]"]),
+        (
+            pd.DataFrame({"x": [1.0, None, 3.0], "label": ["a", "b", "a"]}),
+            None,
+            ["'x'", "blank", "[2]", "impute=median"],
+        ),
         (pd.DataFrame({"x": [1.0, 2.0, 3.0], "label": [0.5, 1.0, 1.5]}), None, ["non-integer"]),
         (pd.DataFrame({"x": [1.0, 2.0, 3.0], "label": ["a", None, "b"]}), None, ["'label'", "blank", "[2]"]),
         (pd.DataFrame({"label": ["a", "b"]}), None, ["only the target column"]),
@@ -131,7 +135,7 @@ def test_target_column_chosen_by_name_anywhere_in_the_file():
 )
 def test_prepare_training_data_refuses_unusable_data(frame, target, fragments):
     with pytest.raises(InputError) as raised:
-        prepare_training_data(frame, target)
+        prepare_training_data(frame, target, impute="none")  # blanks refused, as asked
     assert 400 <= raised.value.status_code < 500
     for fragment in fragments:
         assert fragment.lower() in raised.value.detail.lower(), raised.value.detail
@@ -378,3 +382,42 @@ def test_a_quoted_value_with_a_line_break_is_read_as_one_value():
     body = '5.1,3.5,1.4,0.2,"set\nosa"\n4.9,3.0,1.4,0.2,virginica\n'
     frame = read_csv_upload((HEADER_LINE + body).encode(), "data.csv")
     assert frame["species"].tolist() == ["set\nosa", "virginica"]
+
+
+def test_blank_cells_are_kept_for_the_model_to_impute_and_counted():
+    frame = pd.DataFrame(
+        {"x": [1.0, None, 3.0, 4.0, None], "z": [" ", "2", "3", "4", "5"], "label": ["a", "b", "a", "b", "a"]}
+    )
+    data = prepare_training_data(frame)  # impute=median, the default
+    assert data.imputed_cells == {"x": 2, "z": 1}  # a blank text cell in a numeric column is a blank too
+    assert data.preprocessing == "median_imputation" and data.impute == "median"
+    assert np.isnan(data.X["x"].to_numpy()).tolist() == [False, True, False, False, True]
+    complete = prepare_training_data(frame.fillna(0.0).assign(z=[1, 2, 3, 4, 5]))
+    assert complete.imputed_cells == {} and complete.preprocessing == "none"
+
+
+def test_infinite_cells_are_refused_even_with_imputation():
+    frame = pd.DataFrame({"x": [1.0, float("inf"), 3.0], "label": ["a", "b", "a"]})
+    with pytest.raises(InputError, match=r"'x' has infinite values in data row\(s\) \[2\]"):
+        prepare_training_data(frame)
+
+
+def test_constant_columns_are_left_out_and_named():
+    frame = pd.DataFrame(
+        {
+            "x": [1.0, 2.0, 3.0, 4.0],
+            "year": [2007, 2007, 2007, 2007],
+            "empty": [None, None, None, None],
+            "label": ["a", "b", "a", "b"],
+        }
+    )
+    data = prepare_training_data(frame)
+    assert data.feature_names == ["x"] and list(data.X.columns) == ["x"]
+    assert data.constant_columns == ["year", "empty"] and data.imputed_cells == {}
+    with pytest.raises(InputError, match="single value in every row"):
+        prepare_training_data(frame[["year", "empty", "label"]])
+
+
+def test_an_unknown_impute_choice_is_refused_with_the_choices():
+    with pytest.raises(InputError, match="impute must be one of 'median', 'none', got 'mean'"):
+        prepare_training_data(pd.DataFrame({"x": [1.0, 2.0], "label": ["a", "b"]}), impute="mean")

@@ -89,12 +89,15 @@ IRIS_PARAMS = {
     "n_samples": "150",
     "n_classes": "3",
     "data_source": "sklearn_iris",
+    "preprocessing": "none",
+    "n_numeric_features": "4",
+    "n_text_features": "0",
 }
 EVALUATION = "evaluation"
 THREE_CLASS_EVIDENCE = ["evaluation/confusion_matrix.json", "evaluation/per_class_metrics.json"]
 ANSWER_HEAD = ["status", "run_id", "model_path", "model_version", *TRAINING_METRICS]
 ANSWER_TAIL = ["model_type", "hyperparameters", "cv_folds", "runtime", "classification_report", "confusion_matrix"]
-ANSWER_TAIL += ["dropped_columns", "model_metadata"]
+ANSWER_TAIL += ["dropped_columns", "constant_columns", "preprocessing", "imputed_cells", "model_metadata"]
 
 
 # -- the platform and what it answers -------------------------------------------------------------------

@@ -136,10 +136,11 @@ def test_bodies_refuse_fields_they_do_not_take(document):
         assert set(train[media]["schema"]["properties"]) == {"model_type", *HYPERPARAMETERS, "test_size", "cv_folds"}
         assert train[media]["schema"]["additionalProperties"] is False
     multipart = train["multipart/form-data"]["schema"]
-    assert multipart["dependentRequired"] == {"target_column": ["file"], "keep_columns": ["file"]}
+    assert multipart["dependentRequired"] == {"target_column": ["file"], "keep_columns": ["file"], "impute": ["file"]}
     assert set(multipart["properties"]) == {"file", "model_type", *HYPERPARAMETERS, "test_size", "cv_folds"} | {
         "target_column",
         "keep_columns",
+        "impute",
     }
 
 

@@ -59,6 +59,10 @@ def upload_training(platform):
     return train(platform.client, file=("my iris.csv", content), n_estimators=FAST_TREES, test_size=0.3)
 
 
+# Four numeric features with no blank cell: no step before the classifier.
+NUMERIC_ONLY = {"preprocessing": "none", "n_numeric_features": 4, "n_text_features": 0}
+
+
 def check_training_run(platform, body, expected_params):
     """The run has exactly the contract's params (with these values) and the response's metrics."""
     run = platform.mlflow.get_run(body["run_id"])
@@ -131,9 +135,13 @@ def test_iris_training_response(iris_training):
         "classification_report",
         "confusion_matrix",
         "dropped_columns",
+        "constant_columns",
+        "preprocessing",
+        "imputed_cells",
         "model_metadata",
     ]
     assert body["dropped_columns"] == [] and body["model_metadata"]["dropped_columns"] == []
+    assert body["constant_columns"] == [] and body["imputed_cells"] == {} and body["preprocessing"] == "none"
     # The default model type, every hyperparameter it takes (the given and the defaults), no cross-validation.
     assert body["model_type"] == "random_forest"
     assert body["hyperparameters"] == {"n_estimators": 100, "max_depth": None, "min_samples_leaf": 1}
@@ -164,6 +172,7 @@ def test_iris_training_run_params_and_metrics(platform, iris_training):
             "n_samples": 150,
             "n_classes": 3,
             "data_source": "sklearn_iris",
+            **NUMERIC_ONLY,
         },
     )
 
@@ -233,6 +242,8 @@ def test_upload_with_sklearn_headers_and_string_labels(platform, upload_training
             "n_classes": 3,
             "data_source": "uploaded_csv",
             "input_file": "my iris.csv",
+            "impute": "median",
+            **NUMERIC_ONLY,
         },
     )
     metadata = check_model_files(platform, body, tmp_path)
@@ -320,6 +331,8 @@ def test_kaggle_iris_csv_trains_on_the_four_measurements_and_reports_the_dropped
             "data_source": "uploaded_csv",
             "input_file": "Iris.csv",
             names.P_DROPPED_COLUMNS: "Id",
+            "impute": "median",
+            **NUMERIC_ONLY,
         },
     )
     metadata = check_model_files(platform, body, tmp_path)  # the file on disk and the registered version's

@@ -24,7 +24,15 @@ from iris_platform.errors import InputError, NoModelError
 from iris_platform.memory import releasing_memory
 from iris_platform.ml.batch_stream import predict_csv
 from iris_platform.ml.compiled_model import CompiledModel, convert, to_tree_input
-from iris_platform.ml.data import TrainingData, load_iris_training_data, prepare_training_data, read_csv_upload
+from iris_platform.ml.data import (
+    DEFAULT_IMPUTE,
+    TrainingData,
+    check_impute,
+    load_iris_training_data,
+    prepare_training_data,
+    read_csv_upload,
+)
+from iris_platform.ml.data import IMPUTE_CHOICES as IMPUTE_CHOICES  # the API documents it
 from iris_platform.ml.features import parse_features
 from iris_platform.ml.inference import Prediction, Predictor, compiled_predictor, training_bounds
 from iris_platform.ml.metadata import ModelMetadata
@@ -251,6 +259,7 @@ class IrisService:
         test_size: float = 0.2,
         target_column: str | None = None,
         keep_columns: str | None = None,
+        impute: str | None = None,
         model_type: str = DEFAULT_MODEL_TYPE,
         cv_folds: int = 0,
         **hyperparameters: Any,
@@ -260,7 +269,7 @@ class IrisService:
         resolved = resolve_hyperparameters(chosen, hyperparameters)
         check_parameters(test_size, cv_folds)
         if content is None:
-            for name, value in (("target_column", target_column), ("keep_columns", keep_columns)):
+            for name, value in (("target_column", target_column), ("keep_columns", keep_columns), ("impute", impute)):
                 if value is not None:
                     raise InputError(
                         f"{name} applies to an uploaded CSV and no file was sent: send the file with it as "
@@ -268,7 +277,8 @@ class IrisService:
                     )
             data, source = load_iris_training_data(), names.DATA_SOURCE_IRIS
         else:
-            data = prepare_training_data(read_csv_upload(content, filename), target_column, keep_columns)
+            chosen_impute = check_impute(DEFAULT_IMPUTE if impute is None else impute)
+            data = prepare_training_data(read_csv_upload(content, filename), target_column, keep_columns, chosen_impute)
             source = names.DATA_SOURCE_CSV
         check_folds(data, cv_folds)  # before a run is opened: a refused request leaves none
         check_neighbours(data, chosen, resolved, test_size, cv_folds)
@@ -303,13 +313,19 @@ class IrisService:
             names.P_N_SAMPLES: len(data.y),
             names.P_N_CLASSES: len(data.class_names),
             names.P_DATA_SOURCE: source,
+            names.P_PREPROCESSING: data.preprocessing,
+            names.P_N_NUMERIC_FEATURES: len(data.feature_names),
+            names.P_N_TEXT_FEATURES: 0,  # text columns are refused (not yet encoded)
         }
         if cv_folds:
             params[names.P_CV_FOLDS] = cv_folds
         if source == names.DATA_SOURCE_CSV:
             params[names.P_INPUT_FILE] = _upload_name(filename)
+            params[names.P_IMPUTE] = data.impute
         if data.dropped_columns:
             params[names.P_DROPPED_COLUMNS] = ",".join(data.dropped_columns)
+        if data.constant_columns:
+            params[names.P_CONSTANT_COLUMNS] = ",".join(data.constant_columns)
         return params
 
     def _fit_logged(
@@ -428,6 +444,9 @@ class IrisService:
             "classification_report": trained.classification_report,
             "confusion_matrix": trained.confusion_matrix,
             "dropped_columns": data.dropped_columns,
+            "constant_columns": data.constant_columns,
+            "preprocessing": data.preprocessing,
+            "imputed_cells": data.imputed_cells,
             "model_metadata": metadata.to_dict(),
         }
 

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.helpers.data import PENGUIN_BLANKS, csv_bytes, penguins
+
 from .conftest import Server, open_dashboard, screenshot, training_runs, wait_rows
 from .page_modules import call, detail, exports, formatted, missing
 
@@ -96,6 +98,7 @@ def check_card(page: Page, answer: dict, run: dict) -> None:
         "model type": f"{answer['model_type']} ({run['params']['model_type']})",
         "runtime": answer["runtime"],
         **{name: formatted(page, "formatHyperparameter", v) for name, v in answer["hyperparameters"].items()},
+        "preprocessing": run["params"]["preprocessing"],  # the Iris data: nothing before the classifier
     }
     assert table_rows(page, f"{card} table.model-summary") == expected
     if answer["cv_folds"]:
@@ -453,3 +456,36 @@ def test_a_run_without_evaluation_artifacts_shows_none(page: Page, server: Serve
     expect(page.locator("#run-dialog-body h3")).to_have_text(["Params", "Metrics", "Tags", "Artifacts"])
     expect(page.locator("#run-dialog-body canvas")).to_have_count(0)
     expect(page.locator('[data-result="error"]')).to_have_count(0)
+
+
+def test_a_table_with_blank_cells_trains_with_imputation_or_is_refused(
+    page: Page, server: Server, watch, tmp_path: Path
+):
+    table = tmp_path / "penguins.csv"
+    table.write_bytes(csv_bytes(penguins()))
+    open_dashboard(page, server)
+    wait_model_types(page)
+    assert page.input_value("#impute") == ""  # the server's default: the median
+    page.set_input_files("#train-file", str(table))
+    choose(page, "random_forest")
+    page.fill("#n-estimators", FAST["random_forest"]["n_estimators"])
+    request, answer = submit_training(page)
+    assert "impute" not in sent_fields(request)  # left out: the default
+    run = run_of(server, answer["run_id"])
+    assert run["params"]["preprocessing"] == "median_imputation" and run["params"]["impute"] == "median"
+    card = '[data-result="training"] table.model-summary'
+    shown = table_rows(page, card)
+    assert shown["preprocessing"] == f"median_imputation (blank cells filled: bill_length: {PENGUIN_BLANKS})"
+    assert shown["left out (one value)"] == "year" == run["params"]["constant_columns"]
+
+    # Asked to refuse blanks, the server does, naming the column; no run is added.
+    runs_before = len(training_runs(server))
+    page.select_option("#impute", "none")
+    request, refused = submit_training(page, expect_status=422)
+    assert "impute" in sent_fields(request)
+    assert "'bill_length_mm' has blank" in refused["detail"]
+    expect(page.locator('[data-result="error"]')).to_contain_text("bill_length_mm")
+    assert len(training_runs(server)) == runs_before
+    # The browser logs the refusal it was asked to provoke; nothing else may be logged.
+    assert sum(PROVOKED_422 in m for m in watch.console_errors) == 1, watch.console_errors
+    watch.console_errors[:] = [m for m in watch.console_errors if PROVOKED_422 not in m]

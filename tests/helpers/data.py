@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 # Well inside the Iris clusters: every reasonable forest predicts these classes.
@@ -46,3 +47,26 @@ def samples_csv(samples: list[dict[str, float]], **extra_columns: list[Any]) -> 
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+PENGUIN_BLANKS = 10
+
+
+def penguins(rows: int = 150, seed: int = 0) -> pd.DataFrame:
+    """A penguins-style table: three measurements, a year that never changes, ten blank bill lengths."""
+    rng = np.random.default_rng(seed)
+    species = np.array(["Adelie", "Chinstrap", "Gentoo"])[np.arange(rows) % 3]
+    bill = {"Adelie": 38.8, "Chinstrap": 48.8, "Gentoo": 47.5}
+    depth = {"Adelie": 18.3, "Chinstrap": 18.4, "Gentoo": 15.0}
+    flipper = {"Adelie": 190.0, "Chinstrap": 196.0, "Gentoo": 217.0}
+    frame = pd.DataFrame(
+        {
+            "bill_length_mm": [round(bill[s] + rng.normal(0, 1.5), 1) for s in species],
+            "bill_depth_mm": [round(depth[s] + rng.normal(0, 0.6), 1) for s in species],
+            "flipper_length_mm": [round(flipper[s] + rng.normal(0, 4), 0) for s in species],
+            "year": 2007,
+            "species": species,
+        }
+    )
+    frame.loc[rng.choice(rows, PENGUIN_BLANKS, replace=False), "bill_length_mm"] = np.nan
+    return frame

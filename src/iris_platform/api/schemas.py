@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from iris_platform.service import (
     DEFAULT_MODEL_TYPE,
     HYPERPARAMETERS,
+    IMPUTE_CHOICES,
     MAX_CV_FOLDS,
     MAX_TRIALS,
     MODEL_TYPES,
@@ -119,6 +120,16 @@ TrainParameters = create_model(
             "row identifiers (named id, index, row_id, <name>_id or Unnamed: 0 and unique; or unique row numbers "
             "1..n or 0..n-1), which are otherwise left out and listed in the answer's dropped_columns; only with "
             "a file",
+        ),
+    ),
+    impute=(
+        str | None,
+        Field(
+            default=None,
+            description="Blank cells of the uploaded CSV's numeric columns: median (the default) fills them with the "
+            "column's median, in a first step of the saved model that fills blanks the same way at prediction; none "
+            "refuses the file, naming the rows; only with a file",
+            json_schema_extra={"enum": list(IMPUTE_CHOICES)},
         ),
     ),
 )
@@ -348,6 +359,9 @@ TrainResponse = create_model(  # type: ignore[call-overload]
     confusion_matrix=(list[list[int]], ...),
     # The upload's columns left out of the features as row identifiers, as the file names them.
     dropped_columns=(list[str], ...),
+    constant_columns=(list[str], Field(description="The upload's columns left out because they hold one value")),
+    preprocessing=(str, Field(description="Before the classifier: median_imputation or none")),
+    imputed_cells=(dict[str, int], Field(description="Per feature, the blank cells filled with its median")),
     model_metadata=(dict[str, Any], ...),
 )
 

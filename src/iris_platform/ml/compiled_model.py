@@ -51,7 +51,7 @@ def convert(estimator: Any, n_features: int) -> bytes | None:
                 model = to_onnx(
                     estimator,
                     initial_types=[("X", tensor_type([None, n_features]))],
-                    options={id(estimator): {"zipmap": False}},
+                    options={id(_classifier_of(estimator)): {"zipmap": False}},
                 ).SerializeToString()
             _session(model, 1)  # onnxruntime must accept the graph, not only skl2onnx make it
             return model
@@ -59,6 +59,12 @@ def convert(estimator: Any, n_features: int) -> bytes | None:
             failures.append(f"{tensor_type.__name__}: {str(exc)[:300]}")
     log.warning("ONNX conversion failed, serving with scikit-learn: %s", "; ".join(failures))
     return None
+
+
+def _classifier_of(estimator: Any) -> Any:
+    """The classifier itself: a Pipeline's last step (its probabilities are the graph's output)."""
+    steps = getattr(estimator, "steps", None)
+    return steps[-1][1] if steps else estimator
 
 
 def _session(onnx_bytes: bytes, threads: int) -> Any:
@@ -112,7 +118,7 @@ class ParityReport:
 def parity_inputs(X_train: np.ndarray, seed: int = 0) -> np.ndarray:
     """The training rows plus random rows spread over (and beyond) the training range."""
     X_train = np.asarray(X_train, dtype=float)
-    low, high = X_train.min(axis=0), X_train.max(axis=0)
+    low, high = np.nanmin(X_train, axis=0), np.nanmax(X_train, axis=0)  # blanks: imputed by the model
     span = np.maximum(high - low, 1.0)
     rng = np.random.default_rng(seed)
     random_rows = rng.uniform(low - span, high + span, size=(RANDOM_ROWS, X_train.shape[1]))

@@ -36,6 +36,10 @@ _PANDAS_INDEX_NAME = re.compile(r"unnamed_\d+(_\d+)?")  # "Unnamed: 0", pandas' 
 # numbers themselves: unique integers from 0 or 1 up, with no gap (in any order), in a file of at
 # least this many rows (in a small file, 1, 2, 3 may well be a measurement).
 _MIN_ROWS_FOR_ROW_NUMBERS = 10
+# What a blank numeric cell of a training file becomes: the column's median (the model's first step
+# fills it in, at training and at prediction), or a refusal that names the rows.
+IMPUTE_CHOICES = ("median", "none")
+DEFAULT_IMPUTE = "median"
 
 
 @dataclass
@@ -47,6 +51,16 @@ class TrainingData:
     target_column: str
     # The file's columns left out of the features as row identifiers, as the file names them.
     dropped_columns: list[str] = field(default_factory=list)
+    # Columns left out because they hold one value (or none) in every row: nothing to learn from.
+    constant_columns: list[str] = field(default_factory=list)
+    # Blank cells per feature (normalised name), filled in with the column's median by the model.
+    imputed_cells: dict[str, int] = field(default_factory=dict)
+    impute: str | None = None  # an upload's choice for blank cells (IMPUTE_CHOICES)
+
+    @property
+    def preprocessing(self) -> str:
+        """The steps the saved model runs before the classifier: `median_imputation` or `none`."""
+        return "median_imputation" if self.imputed_cells else "none"
 
 
 def load_iris_training_data() -> TrainingData:
@@ -187,7 +201,9 @@ def _column_at(header: list[str], index: int) -> str | None:
     return header[index] if 0 <= index < len(header) else None
 
 
-def numeric_column(series: pd.Series, name: str) -> np.ndarray:
+def numeric_column(series: pd.Series, name: str, blanks_allowed: bool = False, hint: str = "") -> np.ndarray:
+    """The column as floats; text that is no number is refused, and blanks too unless `blanks_allowed`
+    (they are then NaN, to be imputed); infinite values always."""
     if not pd.api.types.is_numeric_dtype(series):  # text cells: a blank one is missing, not a bad number
         series = series.where(series.astype(str).str.strip() != "", None)
     values = pd.to_numeric(series, errors="coerce")
@@ -206,12 +222,17 @@ def numeric_column(series: pd.Series, name: str) -> np.ndarray:
             "fix or remove those cells."
         )
     array = values.to_numpy(dtype=float)
-    missing = ~np.isfinite(array)
+    missing = np.isinf(array) if blanks_allowed else ~np.isfinite(array)
+    if missing.any() and blanks_allowed:
+        rows = list(series.index[missing][:_SHOW] + 1)
+        raise InputError(
+            f"Column '{name}' has infinite values in data row(s) {[int(r) for r in rows]}: fix or remove those cells."
+        )
     if missing.any():
         rows = list(series.index[missing][:_SHOW] + 1)  # the index: a streamed block's rows start past 0
         raise InputError(
             f"Column '{name}' has blank, NaN or infinite values in data row(s) {[int(r) for r in rows]}: "
-            "fill in or remove those rows."
+            f"fill in or remove those rows{hint}."
         )
     return array
 
@@ -318,12 +339,26 @@ def _encode_target(series: pd.Series, name: str, hint: str = "") -> tuple[np.nda
     return indexes, names
 
 
+def check_impute(impute: str) -> str:
+    if impute not in IMPUTE_CHOICES:
+        raise InputError(
+            f"impute must be one of {', '.join(repr(c) for c in IMPUTE_CHOICES)}, got {str(impute)[:100]!r}: "
+            "median fills a numeric column's blank cells with its median, none refuses them."
+        )
+    return impute
+
+
 def prepare_training_data(
-    frame: pd.DataFrame, target_column: str | None = None, keep_columns: str | Sequence[str] | None = None
+    frame: pd.DataFrame,
+    target_column: str | None = None,
+    keep_columns: str | Sequence[str] | None = None,
+    impute: str = DEFAULT_IMPUTE,
 ) -> TrainingData:
     """The features and classes of an uploaded table. Row identifiers (see _IDENTIFIER_NAMES) are left out of
     the features, but for those `keep_columns` names (comma-separated, or a list; names as in the file or
-    normalised)."""
+    normalised); so are columns of one value. With impute=median blank numeric cells are kept (NaN) for the
+    model's imputer; with impute=none they are refused."""
+    check_impute(impute)
     columns = normalised_columns(frame.columns)
     target = _resolve_target(frame, columns, target_column)
     target_given = bool(target_column and target_column.strip())
@@ -346,7 +381,20 @@ def prepare_training_data(
             f"{sorted(RESERVED_FEATURE_NAMES)}: rename them."
         )
     _check_text_features(frame, feature_columns, target, target_given)
-    features = {normalise_column_name(c): numeric_column(frame[c], c) for c in feature_columns}
+    blanks_allowed = impute == "median"
+    refusal_hint = "" if blanks_allowed else ", or send impute=median to fill them with the column's median"
+    features = {
+        normalise_column_name(c): numeric_column(frame[c], c, blanks_allowed, refusal_hint) for c in feature_columns
+    }
+    constant = [c for c, values in zip(feature_columns, features.values(), strict=True) if _is_constant(values)]
+    if constant and len(constant) == len(feature_columns):
+        raise InputError(
+            f"Every feature column ({column_list(constant)}) holds a single value in every row, or none: "
+            "nothing to learn from; add columns that vary between rows."
+        )
+    for column in constant:
+        del features[normalise_column_name(column)]
+    feature_columns = [c for c in feature_columns if c not in constant]
     for column, values in zip(feature_columns, features.values(), strict=False):
         huge = np.abs(values) > FLOAT32_MAX
         if huge.any():
@@ -373,4 +421,13 @@ def prepare_training_data(
         class_names=class_names,
         target_column=target,
         dropped_columns=dropped,
+        constant_columns=constant,
+        impute=impute,
+        imputed_cells={f: n for f, values in features.items() if (n := int(np.isnan(values).sum()))},
     )
+
+
+def _is_constant(values: np.ndarray) -> bool:
+    """One value, or none, in every filled cell: a column a model cannot learn from."""
+    filled = values[~np.isnan(values)]
+    return filled.size == 0 or bool(np.all(filled == filled[0]))

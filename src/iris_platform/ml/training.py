@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from iris_platform.drift import reference_profile
 from iris_platform.errors import InputError
@@ -96,6 +97,23 @@ def check_neighbours(
         )
 
 
+def build_estimator(
+    model_type: ModelType, hyperparameters: dict[str, Any], random_state: int, data: TrainingData
+) -> Any:
+    """The model to fit: the classifier, behind a median imputer when the table has blank cells (the
+    saved Pipeline fills them in the same way at prediction)."""
+    classifier = model_type.build(hyperparameters, random_state)
+    if not data.imputed_cells:
+        return classifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+
+    # keep_empty_features: a column blank in every row of a split keeps its place (as 0), so the model's
+    # inputs stay the table's features.
+    imputer = SimpleImputer(strategy="median", keep_empty_features=True)
+    return Pipeline([("impute", imputer), ("classifier", classifier)])
+
+
 def _split(data: TrainingData, test_size: float, random_state: int) -> list[Any]:
     from sklearn.model_selection import train_test_split
 
@@ -133,7 +151,7 @@ def cross_validated(
     from sklearn.model_selection import StratifiedKFold
 
     labels = list(range(len(data.class_names)))
-    prototype = model_type.build(hyperparameters, random_state)
+    prototype = build_estimator(model_type, hyperparameters, random_state, data)
     folds = StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=random_state)
     per_fold: list[dict[str, float]] = []
     for train_rows, test_rows in folds.split(data.X, data.y):
@@ -167,7 +185,7 @@ def train_model(
     check_folds(data, cv_folds)
     check_neighbours(data, model_type, hyperparameters, test_size, cv_folds)
     X_train, X_test, y_train, y_test = _split(data, test_size, random_state)
-    estimator = model_type.build(hyperparameters, random_state)
+    estimator = build_estimator(model_type, hyperparameters, random_state, data)
     try:
         estimator.fit(X_train, y_train)
     except ValueError as exc:  # e.g. a training split of one class, which most models refuse
@@ -188,7 +206,7 @@ def train_model(
     matrix = confusion_matrix(y_test, predicted, labels=labels).tolist()
     ranges = {f: [float(data.X[f].min()), float(data.X[f].max())] for f in data.feature_names}
     profile = reference_profile(
-        {f: X_train[f].to_numpy() for f in data.feature_names},
+        {f: _filled(X_train[f], data.X[f]) for f in data.feature_names},
         data.class_names,
         np.asarray(y_train),
         test_probabilities.max(axis=1),
@@ -197,6 +215,12 @@ def train_model(
     shown = evidence(np.asarray(y_test), test_probabilities, data.class_names, report, matrix)
     metrics.update(shown.metrics)
     return TrainedModel(estimator, metrics, report, matrix, shown, ranges, len(y_train), len(y_test), profile)
+
+
+def _filled(split: pd.Series, whole: pd.Series) -> np.ndarray:
+    """The split's filled cells of a feature (the whole column's if the split has none): blanks have no bin."""
+    values = split.dropna()
+    return (values if len(values) else whole.dropna()).to_numpy()
 
 
 def _full_proba(estimator: Any, X: Any, n_classes: int) -> np.ndarray:

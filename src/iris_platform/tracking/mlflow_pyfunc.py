@@ -54,6 +54,7 @@ class IrisClassifier(PythonModel):
         self.class_column: str = columns["predicted_class"]
         self.confidence_column: str = columns["confidence"]
         self.probability_columns: list[str] = list(columns["probabilities"])
+        self.imputes_blanks: bool = bool(columns.get("imputes_blanks", False))  # absent in older models
         # The estimator saw class indexes; a class absent from its training split has no column.
         self._present = np.asarray(self.estimator.classes_, dtype=np.int64)
         self._names = np.asarray(self.class_names, dtype=object)
@@ -70,14 +71,16 @@ class IrisClassifier(PythonModel):
                 frame = None
         else:  # an array or a list of rows, columns in feature order
             values = np.asarray(model_input, dtype=float).reshape(-1, len(self.feature_names))
-        finite = np.isfinite(values)
+        # NaN is a blank cell: the model's imputer fills it in, if it has one; infinity never.
+        finite = ~np.isinf(values) if self.imputes_blanks else np.isfinite(values)
         if not finite.all():  # the platform refuses them too
             rows, columns = np.nonzero(~finite)
             bad = sorted({self.feature_names[c] for c in columns})
+            what = "infinity" if self.imputes_blanks else "NaN or infinity"
             raise MlflowException.invalid_parameter_value(
-                f"Features {bad} must be finite numbers: row(s) {rows[:5].tolist()} hold NaN or infinity."
+                f"Features {bad} must be finite numbers: row(s) {rows[:5].tolist()} hold {what}."
             )
-        if frame is None or np.abs(values).max(initial=0.0) > _FLOAT32_MAX:
+        if frame is None or np.nanmax(np.abs(values), initial=0.0) > _FLOAT32_MAX:
             values = np.clip(values, -_FLOAT32_MAX, _FLOAT32_MAX)
             frame = pd.DataFrame(values, columns=self.feature_names)
         raw = self.estimator.predict_proba(frame)

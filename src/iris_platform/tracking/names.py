@@ -39,6 +39,15 @@ P_INPUT_FILE = "input_file"
 # An upload's columns left out of the features as row identifiers, comma-separated as the file names
 # them; logged only when there are some (absent, not empty, means none: other runs' params are unchanged).
 P_DROPPED_COLUMNS = "dropped_columns"
+# What the saved model does before its classifier: "median_imputation" (blank cells of the training table
+# filled with the column's median, also at prediction) or "none"; the features it takes by kind.
+P_PREPROCESSING = "preprocessing"
+P_N_NUMERIC_FEATURES = "n_numeric_features"
+P_N_TEXT_FEATURES = "n_text_features"
+# An upload's choice for blank numeric cells ("median" or "none"), and its columns left out because they
+# hold one value in every row (comma-separated, logged only when there are some).
+P_IMPUTE = "impute"
+P_CONSTANT_COLUMNS = "constant_columns"
 DATA_SOURCE_IRIS = "sklearn_iris"
 DATA_SOURCE_CSV = "uploaded_csv"
 

@@ -241,6 +241,8 @@ class RunWriter:
             "predicted_class": names.COL_PREDICTED_CLASS,
             "confidence": names.COL_CONFIDENCE,
             "probabilities": probability_columns,
+            # A Pipeline whose first step fills blank cells: the pyfunc passes NaN on to it.
+            "imputes_blanks": "impute" in dict(getattr(estimator, "steps", [])),
         }
         client = self.store.client
         # Create the logged model in the run's own experiment: left to itself, log_model files it

@@ -21,7 +21,7 @@ from iris_platform.api.schemas import ModelTypesResponse, TrainParameters, Train
 from iris_platform.service import DEFAULT_MODEL_TYPE, HYPERPARAMETERS, MAX_CV_FOLDS, MODEL_TYPES
 
 router = APIRouter(tags=["training"])
-CSV_OPTIONS = ("target_column", "keep_columns")  # only with an uploaded CSV
+CSV_OPTIONS = ("target_column", "keep_columns", "impute")  # only with an uploaded CSV
 
 _SEND = (
     "Send the training parameters as a JSON object or as form fields, with a CSV file as multipart form data "

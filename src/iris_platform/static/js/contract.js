@@ -30,6 +30,11 @@ export const P_N_CLASSES = "n_classes";
 export const P_DATA_SOURCE = "data_source";
 export const P_INPUT_FILE = "input_file";
 export const P_DROPPED_COLUMNS = "dropped_columns";
+export const P_PREPROCESSING = "preprocessing";
+export const P_N_NUMERIC_FEATURES = "n_numeric_features";
+export const P_N_TEXT_FEATURES = "n_text_features";
+export const P_IMPUTE = "impute";
+export const P_CONSTANT_COLUMNS = "constant_columns";
 export const DATA_SOURCE_IRIS = "sklearn_iris";
 export const DATA_SOURCE_CSV = "uploaded_csv";
 

@@ -93,7 +93,15 @@ function modelSummary(data) {
     ["model type", `${data.model_type} (${data.model_metadata.model_type})`],
     ["runtime", data.runtime],
     ...Object.entries(data.hyperparameters).map(([name, value]) => [name, formatHyperparameter(value)]),
+    ["preprocessing", preprocessingText(data)],
+    ...(data.constant_columns?.length ? [["left out (one value)", data.constant_columns.join(", ")]] : []),
   ]);
+}
+
+/** The steps before the classifier, with the blank cells the imputer filled per feature. */
+function preprocessingText(data) {
+  const filled = Object.entries(data.imputed_cells ?? {}).map(([feature, n]) => `${feature}: ${n}`);
+  return filled.length ? `${data.preprocessing} (blank cells filled: ${filled.join(", ")})` : data.preprocessing;
 }
 
 /** With cv_folds: each metric's mean ± standard deviation over the folds; a two-class target's curve areas. */
