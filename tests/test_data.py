@@ -421,3 +421,20 @@ def test_constant_columns_are_left_out_and_named():
 def test_an_unknown_impute_choice_is_refused_with_the_choices():
     with pytest.raises(InputError, match="impute must be one of 'median', 'none', got 'mean'"):
         prepare_training_data(pd.DataFrame({"x": [1.0, 2.0], "label": ["a", "b"]}), impute="mean")
+
+
+def test_an_id_column_with_a_blank_cell_is_still_left_out():
+    # One blank cell makes pandas read the ids as floats: they still only identify rows.
+    frame = pd.DataFrame({"id": [1, 2, None, 4], "x": [1.0, 2.0, 3.0, 4.5], "label": ["a", "b", "a", "b"]})
+    data = prepare_training_data(frame)
+    assert data.dropped_columns == ["id"] and data.feature_names == ["x"]
+
+
+def test_the_impute_hint_is_given_for_blank_cells_only():
+    blank = pd.DataFrame({"x": [1.0, None, 3.0], "label": ["a", "b", "a"]})
+    with pytest.raises(InputError, match="send impute=median"):
+        prepare_training_data(blank, impute="none")
+    infinite = pd.DataFrame({"x": [1.0, float("inf"), 3.0], "label": ["a", "b", "a"]})
+    with pytest.raises(InputError) as raised:
+        prepare_training_data(infinite, impute="none")
+    assert "infinite" in raised.value.detail and "impute" not in raised.value.detail

@@ -232,7 +232,7 @@ def numeric_column(series: pd.Series, name: str, blanks_allowed: bool = False, h
         rows = list(series.index[missing][:_SHOW] + 1)  # the index: a streamed block's rows start past 0
         raise InputError(
             f"Column '{name}' has blank, NaN or infinite values in data row(s) {[int(r) for r in rows]}: "
-            f"fill in or remove those rows{hint}."
+            f"fill in or remove those rows{hint if np.isnan(array).any() else ''}."
         )
     return array
 
@@ -276,6 +276,9 @@ def _is_identifier(series: pd.Series, key: str) -> bool:
     if key in _IDENTIFIER_NAMES or key.endswith("_id") or _PANDAS_INDEX_NAME.fullmatch(key):
         if integers:
             return bool(series.is_unique)
+        if pd.api.types.is_float_dtype(series):  # integers with a blank cell read as floats: still ids
+            filled = series.dropna()
+            return bool(len(filled)) and bool((filled == filled.round()).all()) and bool(filled.is_unique)
         # Unique text ("A-001"): an identifier, and no feature a forest can take anyway.
         return _is_text(series) and series.notna().all() and bool(series.is_unique)
     if not integers or len(series) < _MIN_ROWS_FOR_ROW_NUMBERS or not series.is_unique:

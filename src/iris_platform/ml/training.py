@@ -22,8 +22,10 @@ def warm_up() -> None:
     """Import scikit-learn (about a second) after start-up rather than before it: a server in an
     empty directory has no model to load and can answer at once; the first training then finds it loaded."""
     import sklearn.ensemble  # noqa: F401
+    import sklearn.impute  # noqa: F401
     import sklearn.metrics  # noqa: F401
     import sklearn.model_selection  # noqa: F401
+    import sklearn.pipeline  # noqa: F401
 
     for model_type in MODEL_TYPES.values():
         __import__(model_type.module)
@@ -41,7 +43,7 @@ class Candidate:
 
 @dataclass
 class TrainedModel:
-    estimator: Any  # a fitted scikit-learn classifier
+    estimator: Any  # a fitted scikit-learn classifier, or a Pipeline of an imputer and one
     metrics: dict[str, float]  # held-out, then cv_<metric>_mean and _std when cross-validated
     classification_report: dict[str, Any]
     confusion_matrix: list[list[int]]

@@ -73,7 +73,7 @@ class IrisClassifier(PythonModel):
             values = np.asarray(model_input, dtype=float).reshape(-1, len(self.feature_names))
         # NaN is a blank cell: the model's imputer fills it in, if it has one; infinity never.
         finite = ~np.isinf(values) if self.imputes_blanks else np.isfinite(values)
-        if not finite.all():  # the platform refuses them too
+        if not finite.all():  # as the platform's own checks
             rows, columns = np.nonzero(~finite)
             bad = sorted({self.feature_names[c] for c in columns})
             what = "infinity" if self.imputes_blanks else "NaN or infinity"
