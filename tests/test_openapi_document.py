@@ -13,6 +13,7 @@ import signal
 import pytest
 
 from tests.helpers.api import wait_for_writer
+from tests.helpers.contract import MODEL_TYPE_NAMES
 from tests.helpers.data import IRIS_FEATURES
 
 ERROR_REF = "#/components/schemas/ErrorResponse"
@@ -118,15 +119,6 @@ HYPERPARAMETERS = {
     "n_neighbors",
     "weights",
 }
-MODEL_TYPES = [
-    "random_forest",
-    "extra_trees",
-    "hist_gradient_boosting",
-    "gradient_boosting",
-    "logistic_regression",
-    "svc",
-    "knn",
-]
 
 
 def test_bodies_refuse_fields_they_do_not_take(document):
@@ -146,7 +138,7 @@ def test_bodies_refuse_fields_they_do_not_take(document):
 
 def test_train_documents_the_model_types_and_the_bounds_the_server_checks(document):
     fields = document["paths"]["/train"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
-    assert fields["model_type"]["enum"] == MODEL_TYPES and fields["model_type"]["default"] == "random_forest"
+    assert fields["model_type"]["enum"] == MODEL_TYPE_NAMES and fields["model_type"]["default"] == "random_forest"
     assert (fields["n_estimators"]["minimum"], fields["n_estimators"]["maximum"]) == (1, 1000)
     assert {k: fields["cv_folds"][k] for k in ("type", "minimum", "maximum", "default")} == {
         "type": "integer",

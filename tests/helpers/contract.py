@@ -11,4 +11,14 @@ TRAINING_EXPERIMENT = "iris_classification"
 INFERENCE_EXPERIMENT = "iris_inference"
 EXPERIMENTS = (TRAINING_EXPERIMENT, INFERENCE_EXPERIMENT)
 TRAINING_METRICS = ("accuracy", "precision", "recall", "f1_score")
+# The model types /train takes, in the order GET /model_types lists them.
+MODEL_TYPE_NAMES = [
+    "random_forest",
+    "extra_trees",
+    "hist_gradient_boosting",
+    "gradient_boosting",
+    "logistic_regression",
+    "svc",
+    "knn",
+]
 PREDICTION_ID_TAG = "prediction_id"

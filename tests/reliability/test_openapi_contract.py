@@ -26,6 +26,7 @@ import httpx2
 import pytest
 
 from tests.helpers.api import FAST_TREES
+from tests.helpers.contract import MODEL_TYPE_NAMES
 from tests.helpers.data import SETOSA
 from tests.helpers.server_process import ServerProcess
 
@@ -202,15 +203,7 @@ def exercise_every_route(client: Any, foreign: Any, client_package: Any, models:
     # training: the model types, JSON parameters, and a CSV as multipart
     types = ok(call("training.model_types"), "ModelTypesResponse")
     assert types.default == "random_forest" and types.max_cv_folds == 20
-    assert [t.name for t in types.model_types] == [
-        "random_forest",
-        "extra_trees",
-        "hist_gradient_boosting",
-        "gradient_boosting",
-        "logistic_regression",
-        "svc",
-        "knn",
-    ]
+    assert [t.name for t in types.model_types] == MODEL_TYPE_NAMES
     error(call("training.model_types", via=foreign), 400, "host name")
     knn = models.TrainJsonBody.from_dict({"model_type": "knn", "n_neighbors": 3, "cv_folds": 3})
     neighbours = ok(call("training.train", body=knn), "TrainResponse")
