@@ -17,22 +17,14 @@ from scipy import stats
 
 from tests.helpers.api import FAST_TREES, assert_error, predict, predict_batch, train, wait_for_writer, wait_until
 from tests.helpers.data import csv_bytes, iris_frame, read_json
+from tests.helpers.drift import independent_psi
 from tests.helpers.mlflow_reads import all_runs, download_artifact, read_artifact_csv, version_files
 from tests.helpers.platform import Platform, open_platform
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
-# -- an independent PSI, from the profile's bin edges ----------------------------------------------
-
-
-def independent_psi(reference: dict[str, Any], values: np.ndarray) -> float:
-    """PSI as Evidently computes it: proportions in the reference's bins, empty bins clipped to 0.0001."""
-    edges = np.concatenate(([-np.inf], reference["bin_edges"], [np.inf]))
-    counts, _ = np.histogram(values, bins=edges)  # bins closed on the left, as the platform's
-    actual = np.where(counts == 0, 0.0001, counts / len(values))
-    expected = np.where(np.array(reference["proportions"]) == 0, 0.0001, reference["proportions"])
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
+# -- an independent chi-square ----------------------------------------------------------------------
 
 
 def chi_square_pvalue(counts: list[int], priors: list[float]) -> float:

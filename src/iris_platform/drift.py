@@ -105,6 +105,7 @@ class _FeatureCounts:
     below: np.ndarray = field(init=False)  # per point: current values < point
     at_or_below: np.ndarray = field(init=False)  # per point: current values <= point
     kept: list[np.ndarray] = field(default_factory=list)
+    n: int = 0  # values counted: a blank cell (NaN, imputed by the model) is not one
 
     def __post_init__(self) -> None:
         self.bins = np.zeros(len(self.cuts) + 1, dtype=np.int64)
@@ -187,7 +188,11 @@ class DriftAccumulator:
             return
         keeping = self.n + len(X) <= KEEP_VALUES
         for i, (_, counts) in self.features.items():
-            ordered = np.sort(X[:, i])
+            values = X[:, i]
+            if np.isnan(values).any():
+                values = values[~np.isnan(values)]
+            ordered = np.sort(values)
+            counts.n += len(ordered)
             counts.add_bins(ordered)
             if keeping:
                 counts.kept.append(ordered)
@@ -210,14 +215,14 @@ class DriftAccumulator:
         pvalues: dict[str, float] = {}
         n = self.n
         for name, counts in self.features.values():
-            expected = np.asarray(self.profile["features"][name]["proportions"], dtype=float)
-            psis[name] = psi(expected, counts.bins / max(n, 1))
-            if n == 0:
+            if counts.n == 0:  # no filled value of this feature (every one blank, or no rows)
                 continue
+            expected = np.asarray(self.profile["features"][name]["proportions"], dtype=float)
+            psis[name] = psi(expected, counts.bins / counts.n)
             if counts.kept:
                 pvalues[name] = float(ks_2samp(np.concatenate(counts.kept), counts.sample).pvalue)
             else:
-                pvalues[name] = ks_pvalue_from_distance(counts.ks_distance(n), n, len(counts.sample))
+                pvalues[name] = ks_pvalue_from_distance(counts.ks_distance(counts.n), counts.n, len(counts.sample))
         priors = np.asarray(list(self.profile["class_priors"].values()), dtype=float)
         class_p: float | None = None
         seen = priors > 0

@@ -397,6 +397,7 @@ class IrisService:
             data_source=params[names.P_DATA_SOURCE],
             input_file=params.get(names.P_INPUT_FILE),
             dropped_columns=data.dropped_columns,
+            preprocessing=data.preprocessing,
             model_type=model_type.estimator_class,
             n_estimators=hyperparameters.get("n_estimators"),
             hyperparameters=hyperparameters,
@@ -643,7 +644,7 @@ class IrisService:
 
     def predict_one(self, values: Mapping[str, Any]) -> dict[str, Any]:
         predictor = self.require_predictor()
-        features = parse_features(values, predictor.feature_names)
+        features = parse_features(values, predictor.feature_names, blanks_allowed=predictor.imputes_blanks)
         prediction = predictor.predict_one(features)
         record = prediction_record(predictor, features, prediction)
         self.writer.submit(record)

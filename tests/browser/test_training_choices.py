@@ -478,6 +478,19 @@ def test_a_table_with_blank_cells_trains_with_imputation_or_is_refused(
     assert shown["preprocessing"] == f"median_imputation (blank cells filled: bill_length: {PENGUIN_BLANKS})"
     assert shown["left out (one value)"] == "year" == run["params"]["constant_columns"]
 
+    # The prediction form follows the new model: its three features, none required (a blank is filled in).
+    features = answer["model_metadata"]["feature_names"]
+    page.wait_for_function("n => document.querySelectorAll('#feature-inputs input').length === n", arg=len(features))
+    inputs = page.eval_on_selector_all("#feature-inputs input", "is => is.map(i => [i.name, i.required])")
+    assert inputs == [[f, False] for f in features]
+    page.fill("#feature-bill_length", "")
+    page.fill("#feature-bill_depth", "15")
+    page.fill("#feature-flipper_length", "217")
+    with page.expect_response(lambda r: urlsplit(r.url).path == "/predict") as predicted:
+        page.click("#predict-form button[type=submit]")
+    assert predicted.value.status == 200, predicted.value.text()
+    expect(page.locator('[data-result="prediction"] .big')).to_have_text(predicted.value.json()["class_name"])
+
     # Asked to refuse blanks, the server does, naming the column; no run is added.
     runs_before = len(training_runs(server))
     page.select_option("#impute", "none")

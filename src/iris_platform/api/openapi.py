@@ -19,21 +19,26 @@ from iris_platform.service import IrisService
 _NUMBER = {"type": "number", "minimum": -sys.float_info.max, "maximum": sys.float_info.max}
 
 
-def features_schema(feature_names: list[str]) -> dict[str, Any]:
+def features_schema(feature_names: list[str], blanks_allowed: bool = False) -> dict[str, Any]:
+    # A model that imputes takes null for a feature it is not given a value of: it fills in the median.
+    kind = {"type": ["number", "null"]} if blanks_allowed else {}
+    blank = " (null: filled in with the training median)" if blanks_allowed else ""
     return {
         "type": "object",
-        "properties": {name: {**_NUMBER, "description": f"The feature '{name}'"} for name in feature_names},
+        "properties": {
+            name: {**_NUMBER, **kind, "description": f"The feature '{name}'{blank}"} for name in feature_names
+        },
         "required": list(feature_names),
         "additionalProperties": False,
         "example": {name: 1.0 for name in feature_names},
     }
 
 
-def with_features(document: dict[str, Any], feature_names: list[str]) -> dict[str, Any]:
+def with_features(document: dict[str, Any], feature_names: list[str], blanks_allowed: bool = False) -> dict[str, Any]:
     document = copy.deepcopy(document)
     body = document["paths"]["/predict"]["post"]["requestBody"]
     for media in body["content"].values():
-        media["schema"] = features_schema(feature_names)
+        media["schema"] = features_schema(feature_names, blanks_allowed)
     body["description"] = f"The serving model's features: {', '.join(feature_names)}."
     return document
 
@@ -57,14 +62,15 @@ def install(app: FastAPI, service: IrisService) -> None:
     def generate() -> dict[str, Any]:
         return errors_as_json(fastapi_document())
 
-    built: dict[tuple[str, ...], dict[str, Any]] = {}
+    built: dict[tuple[tuple[str, ...], bool], dict[str, Any]] = {}
 
     def document() -> dict[str, Any]:
         predictor = service.predictor
         features = tuple(predictor.feature_names) if predictor is not None else ()
-        if features not in built:
+        key = (features, predictor is not None and predictor.imputes_blanks)
+        if key not in built:
             built.clear()
-            built[features] = with_features(generate(), list(features)) if features else generate()
-        return built[features]
+            built[key] = with_features(generate(), list(features), key[1]) if features else generate()
+        return built[key]
 
     app.openapi = document  # type: ignore[method-assign]

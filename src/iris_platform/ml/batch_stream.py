@@ -89,22 +89,25 @@ def _arrow_error(exc: Exception, header: list[str], label: str) -> InputError:
     )
 
 
-def _as_numbers(column: pa.Array, name: str, first_row: int) -> np.ndarray:
+def _as_numbers(column: pa.Array, name: str, first_row: int, blanks_allowed: bool) -> np.ndarray:
+    if blanks_allowed:  # a blank cell is null, then NaN: the model fills it in
+        column = pc.if_else(pc.equal(pc.utf8_trim_whitespace(column), ""), pa.scalar(None, pa.string()), column)
     try:
         return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:
         # Slow path, only to name the rows at fault.
         values = pd.Series(column.to_pylist(), index=range(first_row, first_row + len(column)))
-        return numeric_column(values, name)
+        return numeric_column(values, name, blanks_allowed)
 
 
-def _features(batch: pa.RecordBatch, columns: list[str], first_row: int) -> np.ndarray:
-    X = np.column_stack([_as_numbers(batch.column(c), c, first_row) for c in columns])
-    bad = ~np.isfinite(X)
+def _features(batch: pa.RecordBatch, columns: list[str], first_row: int, blanks_allowed: bool) -> np.ndarray:
+    X = np.column_stack([_as_numbers(batch.column(c), c, first_row, blanks_allowed) for c in columns])
+    bad = np.isinf(X) if blanks_allowed else ~np.isfinite(X)
     if bad.any():
         row, col = np.argwhere(bad)[0]
+        what = "an infinite" if blanks_allowed else "a blank, NaN or infinite"
         raise InputError(
-            f"Column '{columns[col]}' has a blank, NaN or infinite value in data row {first_row + int(row) + 1}: "
+            f"Column '{columns[col]}' has {what} value in data row {first_row + int(row) + 1}: "
             "fill in or remove that row."
         )
     return X
@@ -193,7 +196,7 @@ def predict_csv(
                 if batch.num_rows == 0:
                     continue
                 _check_one_row_per_line(batch, header, seen, label)
-                X = _features(batch, features, seen)
+                X = _features(batch, features, seen, predictor.imputes_blanks)
                 result = predictor.predict_batch(X)
                 totals.add(result)
                 if drift is not None:
@@ -249,7 +252,7 @@ class _InlineRows:
             return []
         X = np.concatenate(self.features)
         columns = [
-            X[:, self.position[c]].tolist() if c in self.position else _json_values(self.text[c]) for c in self.kept
+            _numbers(X[:, self.position[c]]) if c in self.position else _json_values(self.text[c]) for c in self.kept
         ]
         inputs = [dict(zip(self.kept, values, strict=True)) for values in zip(*columns, strict=True)]
         # `input` second, after `sample_index`: the row's own fields can never clash with a column's name.
@@ -257,6 +260,11 @@ class _InlineRows:
             {"sample_index": row["sample_index"], "input": values, **row}
             for row, values in zip(self.predictions, inputs, strict=True)
         ]
+
+
+def _numbers(values: np.ndarray) -> list[float | None]:
+    """A feature's inline values; a blank cell (NaN, filled in by the model) is null: JSON has no NaN."""
+    return [None if v != v else v for v in values.tolist()]
 
 
 def _json_values(cells: list[str]) -> list[Any]:

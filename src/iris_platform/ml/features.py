@@ -122,8 +122,9 @@ def json_repr(value: Any) -> str:
     return repr(value)[:40]
 
 
-def parse_features(values: Mapping[str, Any], feature_names: list[str]) -> list[float]:
-    """One feature set from a form or JSON object, checked against the model's features."""
+def parse_features(values: Mapping[str, Any], feature_names: list[str], blanks_allowed: bool = False) -> list[float]:
+    """One feature set from a form or JSON object, checked against the model's features. With
+    `blanks_allowed` (a model that imputes), null or an empty field is a blank: NaN, for the model to fill."""
     given: dict[str, Any] = {}
     for key, value in values.items():
         name = normalise_column_name(key)
@@ -139,4 +140,8 @@ def parse_features(values: Mapping[str, Any], feature_names: list[str]) -> list[
         if unknown:
             parts.append(f"unknown field(s) {unknown}")
         raise InputError(f"{' and '.join(parts).capitalize()}: send exactly the model's features {feature_names}.")
-    return [_as_number(f, given[f]) for f in feature_names]
+    return [math.nan if blanks_allowed and _is_blank(given[f]) else _as_number(f, given[f]) for f in feature_names]
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,11 @@ class Predictor:
         self._ranges = {f: ranges[f] for f in self.feature_names if f in ranges}
 
     @property
+    def imputes_blanks(self) -> bool:
+        """Whether the model fills in a blank feature itself (its first step imputes the median)."""
+        return self.metadata.preprocessing == "median_imputation"
+
+    @property
     def runtime(self) -> str:
         return "onnxruntime" if self.compiled is not None else "scikit-learn"
 
@@ -100,7 +106,8 @@ class Predictor:
         flagged = []
         for name, value in zip(self.feature_names, values, strict=False):
             bounds = self._ranges.get(name)
-            if bounds and not (bounds[0] <= value <= bounds[1]):
+            # A blank (NaN) is filled in by the model with a training median: inside the range.
+            if bounds and not math.isnan(value) and not (bounds[0] <= value <= bounds[1]):
                 flagged.append(name)
         return flagged
 

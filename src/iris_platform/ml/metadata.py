@@ -22,6 +22,9 @@ class ModelMetadata:
     input_file: str | None = None
     # The file's columns left out of the features as row identifiers (absent from older metadata: none).
     dropped_columns: list[str] = field(default_factory=list)
+    # What the saved model does before its classifier: "median_imputation" fills blank cells (at
+    # prediction too), "none" (and older metadata) takes only filled-in features.
+    preprocessing: str = "none"
     model_type: str | None = None  # the scikit-learn class, as the param model_type
     n_estimators: int | None = None  # for the models that have trees or stages (as older metadata has it)
     test_size: float | None = None

@@ -16,7 +16,8 @@ export async function loadModels() {
     const data = await api("/models");
     list.replaceChildren();
     const current = data.models.find((m) => m.is_current);
-    renderFeatureInputs(current?.metadata ? current.metadata.feature_names : IRIS_FEATURES);
+    renderFeatureInputs(current?.metadata ? current.metadata.feature_names : IRIS_FEATURES,
+      current?.metadata?.preprocessing === "median_imputation");
     if (data.registry_error) list.append(el("li", { class: "empty", text: `Model registry unreachable: ${data.registry_error}` }));
     if (data.models.length === 0) list.append(el("li", { class: "empty", text: "No saved models yet." }));
     for (const model of data.models) {

@@ -10,8 +10,9 @@ import { showResult, withBusy } from "./results.js";
 export const IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"];
 const IRIS_DEFAULTS = { sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2 };
 
-/** An input per feature; a value typed in already is kept for a feature of the same name. */
-export function renderFeatureInputs(features) {
+/** An input per feature; a value typed in already is kept for a feature of the same name. A model that
+ * imputes takes a blank field (it fills in the training median), so then no field is required. */
+export function renderFeatureInputs(features, blanksAllowed = false) {
   const box = document.getElementById("feature-inputs");
   const previous = Object.fromEntries([...box.querySelectorAll("input")].map((i) => [i.name, i.value]));
   box.replaceChildren();
@@ -20,7 +21,8 @@ export function renderFeatureInputs(features) {
     const value = previous[name] ?? IRIS_DEFAULTS[name] ?? "";
     box.append(el("div", {},
       el("label", { for: id, text: name }),
-      el("input", { id, name, type: "number", step: "any", required: "", value: String(value) })));
+      el("input", { id, name, type: "number", step: "any", value: String(value),
+        ...(blanksAllowed ? { placeholder: "blank: the training median" } : { required: "" }) })));
   }
 }
 
