@@ -475,7 +475,7 @@ class IrisService:
         for hyperparameters in planned:
             check_neighbours(data, chosen, hyperparameters, test_size, cv_folds)
         with self._tuning_lock:
-            running = [t.run_id for t in self._tunings.values() if t.status == RUNNING]
+            running = [t.run_id for t in self._tunings.values() if not t.ended.is_set()]
             if running:
                 raise InputError(
                     f"Tuning {running[0]} is still running in this process: wait for it (GET /tune/{running[0]}) "

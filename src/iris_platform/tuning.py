@@ -72,6 +72,15 @@ class Tuning:
     error: str | None = None
     finished_ms: int | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    # Set once the parent run has ended in MLflow: until then the tuning is shown running (or cancelling),
+    # so "finished" is never answered for a run MLflow still holds RUNNING.
+    ended: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def shown_status(self) -> str:
+        if self.ended.is_set() and self.status not in (RUNNING, "cancelling"):
+            return self.status
+        return "cancelling" if self.cancel.is_set() or self.status == "cancelling" else RUNNING
 
     @property
     def scored_by(self) -> str:
@@ -85,7 +94,7 @@ class Tuning:
         done = [t for t in self.trials if t.status in ("finished", "failed")]
         return {
             "tuning_id": self.run_id,
-            "status": "cancelling" if self.status == RUNNING and self.cancel.is_set() else self.status,
+            "status": self.shown_status,
             "model_type": self.model_type,
             "search": self.search,
             "metric": self.metric,
@@ -152,6 +161,7 @@ def run_tuning(tuning: Tuning, steps: TuningSteps) -> None:
             steps.end(tuning)
         except Exception:
             log.exception("tuning %s: could not end its run", tuning.run_id)
+        tuning.ended.set()
 
 
 def _number(text: str | None, default: float = 0.0) -> float:
@@ -173,6 +183,8 @@ def tuning_from_runs(parent: Run, children: list[Run]) -> Tuning:
         status = "cancelling"
     if status == RUNNING and parent.info.status != "RUNNING":  # its process died: the run was ended for it
         status = FAILED
+    if status not in (RUNNING, "cancelling") and parent.info.status == "RUNNING":  # its run is being ended
+        status = "cancelling" if tags.get(names.T_TUNING_CANCEL) == "1" else RUNNING
     trials = []
     for child in children:
         number = int(_number(child.data.params.get(names.P_TRIAL)))
@@ -212,6 +224,8 @@ def tuning_from_runs(parent: Run, children: list[Run]) -> Tuning:
         finished_ms=parent.info.end_time,
     )
     tuning.promoted = tuning.promote and tuning.model_version is not None
+    if parent.info.status != "RUNNING":
+        tuning.ended.set()
     # Trials not yet started are not in MLflow: n_trials says how many were planned.
     planned = int(_number(params.get(names.P_N_TRIALS), len(trials)))
     tuning.trials += [Trial(n, {}) for n in range(len(trials) + 1, planned + 1)]

@@ -185,17 +185,26 @@ def test_csv_round_trip_keeps_values_or_names_the_bad_column(tally):
         table["target"] = labels
         content = table.to_csv(index=False).encode()
         if kind != "valid":
-            with pytest.raises(InputError) as refused:
-                prepare_training_data(read_csv_upload(content, "random.csv"), "target")
+            with pytest.raises(InputError) as refused:  # impute=none: a blank or NaN cell is a fault too
+                prepare_training_data(read_csv_upload(content, "random.csv"), "target", impute="none")
             assert 400 <= refused.value.status_code < 500, refused.value.status_code
             assert f"'{culprit}'" in refused.value.detail, (kind, culprit, refused.value.detail)
             tally(f"invalid, {kind}: refused naming the column")
             return
-        data = prepare_training_data(read_csv_upload(content, "random.csv"), "target")  # no InputError
         features = [c for c in table.columns if c != "target"]
-        assert data.feature_names == [normalise_column_name(str(c).strip()) for c in features]
+        # A column of one value is left out (nothing to learn from); a table of only such columns is refused.
+        constant = [i for i, c in enumerate(features) if len(set(values[i])) == 1]
+        if len(constant) == len(features):
+            with pytest.raises(InputError, match="single value in every row"):
+                prepare_training_data(read_csv_upload(content, "random.csv"), "target")
+            tally("valid: every column of one value, refused")
+            return
+        data = prepare_training_data(read_csv_upload(content, "random.csv"), "target")  # no InputError
+        kept = [i for i in range(len(features)) if i not in constant]
+        assert data.constant_columns == [str(features[i]).strip() for i in constant]
+        assert data.feature_names == [normalise_column_name(str(features[i]).strip()) for i in kept]
         assert not set(data.feature_names) & RESERVED_FEATURE_NAMES
-        expected = np.array([values[i] for i in range(len(names))], dtype=float).T
+        expected = np.array([values[i] for i in kept], dtype=float).T
         assert np.array_equal(data.X.to_numpy(), expected), (content, data.X)
         decoded = [data.class_names[i] for i in data.y]
         assert decoded == [str(v) for v in pd.read_csv(io.BytesIO(content))["target"]]
