@@ -23,6 +23,7 @@ from iris_platform.ml.features import (
     normalise_column_name,
     normalised_columns,
 )
+from iris_platform.tracking import names
 
 _SHOW = 5  # how many offending rows or values a message lists
 # Training reads the whole file into a table, fits, converts and parity-checks a model of every
@@ -60,7 +61,7 @@ class TrainingData:
     @property
     def preprocessing(self) -> str:
         """The steps the saved model runs before the classifier: `median_imputation` or `none`."""
-        return "median_imputation" if self.imputed_cells else "none"
+        return names.PREPROCESSING_MEDIAN_IMPUTATION if self.imputed_cells else names.PREPROCESSING_NONE
 
 
 def load_iris_training_data() -> TrainingData:

@@ -15,6 +15,7 @@ from iris_platform.ml.compiled_model import CompiledModel, check_parity, near_ti
 from iris_platform.ml.features import FLOAT32_MAX
 from iris_platform.ml.model_store import StoredModel
 from iris_platform.ml.model_types import float32_features
+from iris_platform.tracking import names
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class Predictor:
     @property
     def imputes_blanks(self) -> bool:
         """Whether the model fills in a blank feature itself (its first step imputes the median)."""
-        return self.metadata.preprocessing == "median_imputation"
+        return self.metadata.preprocessing == names.PREPROCESSING_MEDIAN_IMPUTATION
 
     @property
     def runtime(self) -> str:

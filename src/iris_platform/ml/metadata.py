@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iris_platform.errors import InputError
+from iris_platform.tracking import names
 
 
 @dataclass
@@ -24,7 +25,7 @@ class ModelMetadata:
     dropped_columns: list[str] = field(default_factory=list)
     # What the saved model does before its classifier: "median_imputation" fills blank cells (at
     # prediction too), "none" (and older metadata) takes only filled-in features.
-    preprocessing: str = "none"
+    preprocessing: str = names.PREPROCESSING_NONE
     model_type: str | None = None  # the scikit-learn class, as the param model_type
     n_estimators: int | None = None  # for the models that have trees or stages (as older metadata has it)
     test_size: float | None = None

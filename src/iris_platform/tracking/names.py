@@ -44,6 +44,8 @@ P_DROPPED_COLUMNS = "dropped_columns"
 P_PREPROCESSING = "preprocessing"
 P_N_NUMERIC_FEATURES = "n_numeric_features"
 P_N_TEXT_FEATURES = "n_text_features"
+PREPROCESSING_MEDIAN_IMPUTATION = "median_imputation"
+PREPROCESSING_NONE = "none"
 # An upload's choice for blank numeric cells ("median" or "none"), and its columns left out because they
 # hold one value in every row (comma-separated, logged only when there are some).
 P_IMPUTE = "impute"

@@ -1,7 +1,7 @@
 // The "Saved models" card: the registered versions, which one serves, loading another, rolling back.
 
 import { api, post } from "./api.js";
-import { CHAMPION_ALIAS, M_ACCURACY } from "./contract.js";
+import { CHAMPION_ALIAS, M_ACCURACY, PREPROCESSING_MEDIAN_IMPUTATION } from "./contract.js";
 import { el } from "./dom.js";
 import { formatNumber } from "./format.js";
 import { loadHealth } from "./health.js";
@@ -17,7 +17,7 @@ export async function loadModels() {
     list.replaceChildren();
     const current = data.models.find((m) => m.is_current);
     renderFeatureInputs(current?.metadata ? current.metadata.feature_names : IRIS_FEATURES,
-      current?.metadata?.preprocessing === "median_imputation");
+      current?.metadata?.preprocessing === PREPROCESSING_MEDIAN_IMPUTATION);
     if (data.registry_error) list.append(el("li", { class: "empty", text: `Model registry unreachable: ${data.registry_error}` }));
     if (data.models.length === 0) list.append(el("li", { class: "empty", text: "No saved models yet." }));
     for (const model of data.models) {
