@@ -232,29 +232,27 @@ class RunReader:
                 return
             page += 1
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
+    def _existing_run(self, run_id: str, what: str, id_rule: str) -> Run:
+        """The run of this id, else a 422 (not an id: `id_rule` says what one is) or a 404 naming `what`."""
         if not _RUN_ID.match(run_id):
-            raise InputError(f"'{run_id[:100]}' is not an MLflow run id: a run id is 32 hexadecimal characters.")
+            raise InputError(f"'{run_id[:100]}' is not {id_rule}.")
         try:
-            run = self.store.client.get_run(run_id)
+            return self.store.client.get_run(run_id)
         except MlflowException as exc:
             if is_not_found(exc):
-                raise InputError(f"No run with id '{run_id}' exists.", status_code=404) from None
+                raise InputError(f"No {what} with id '{run_id}' exists.", status_code=404) from None
             raise
-        return self.run_dict(run, full=True)
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return self.run_dict(
+            self._existing_run(run_id, "run", "an MLflow run id: a run id is 32 hexadecimal characters"), full=True
+        )
 
     def tuning_runs(self, tuning_id: str) -> tuple[Run, list[Run]]:
         """A tuning's parent run and its trials' child runs (by the tag mlflow.parentRunId)."""
-        if not _RUN_ID.match(tuning_id):
-            raise InputError(
-                f"'{tuning_id[:100]}' is not a tuning id: a tuning id is its run's id, 32 hexadecimal characters."
-            )
-        try:
-            parent = self.store.client.get_run(tuning_id)
-        except MlflowException as exc:
-            if is_not_found(exc):
-                raise InputError(f"No tuning with id '{tuning_id}' exists.", status_code=404) from None
-            raise
+        parent = self._existing_run(
+            tuning_id, "tuning", "a tuning id: a tuning id is its run's id, 32 hexadecimal characters"
+        )
         if parent.data.tags.get(names.T_RUN_KIND) != names.RUN_KIND_TUNING:
             raise InputError(f"Run '{tuning_id}' is not a tuning: POST /tune answers a tuning's id.", status_code=404)
         children = self.store.client.search_runs(
