@@ -3,8 +3,9 @@ many predictions (a batch file, a window of single predictions) compared with it
 
 The ML core builds the profile; the batch path and the tracking worker compute reports; neither needs
 the other. Per feature: the population stability index (PSI) over the profile's 10 quantile bins and
-the two-sample Kolmogorov-Smirnov test against the training sample; for the predictions, the
-chi-square test of the predicted class counts against the training class priors.
+the two-sample Kolmogorov-Smirnov test against the training sample; for a text feature, PSI over its
+categories (and one bin for texts the training never had) and the chi-square test of their counts;
+for the predictions, the chi-square test of the predicted class counts against the training class priors.
 """
 
 from __future__ import annotations
@@ -55,22 +56,47 @@ def _feature_profile(values: np.ndarray, rng: np.random.Generator) -> dict[str, 
     }
 
 
+def _category_counts(codes: np.ndarray, n_categories: int) -> np.ndarray:
+    """Counts per category, then of unseen texts (code -1) in the last bin."""
+    counts = np.bincount(np.asarray(codes, dtype=np.int64) + 1, minlength=n_categories + 1)
+    return np.concatenate((counts[1:], counts[:1]))
+
+
+def _text_feature_profile(codes: np.ndarray, categories: Sequence[str]) -> dict[str, Any]:
+    counts = _category_counts(codes, len(categories))
+    return {
+        "kind": "text",
+        "categories": [str(c) for c in categories],
+        "proportions": [float(p) for p in counts / max(len(codes), 1)],  # the last: unseen texts (0 here)
+    }
+
+
 def reference_profile(
     features: Mapping[str, np.ndarray],
     class_names: Sequence[str],
     class_indexes: np.ndarray,
     test_confidences: np.ndarray,
     random_state: int = 0,
+    categories: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
-    """The profile of a training: per feature its bins, proportions, moments and a sample; the class
-    priors of the training labels; the model's confidence on the held-out split."""
+    """The profile of a training: per feature its bins, proportions, moments and a sample (a text
+    feature, given in `categories`: its values are codes, and its proportions are per category); the
+    class priors of the training labels; the model's confidence on the held-out split."""
     rng = np.random.default_rng(random_state)
     priors = np.bincount(class_indexes, minlength=len(class_names)) / max(len(class_indexes), 1)
     confidences = np.asarray(test_confidences, dtype=float)
+    categories = categories or {}
     return {
         "format": PROFILE_FORMAT,
         "n_rows": int(len(class_indexes)),
-        "features": {str(f): _feature_profile(np.asarray(v, dtype=float), rng) for f, v in features.items()},
+        "features": {
+            str(f): (
+                _text_feature_profile(v, categories[f])
+                if f in categories
+                else _feature_profile(np.asarray(v, dtype=float), rng)
+            )
+            for f, v in features.items()
+        },
         "class_priors": {str(c): float(p) for c, p in zip(class_names, priors, strict=True)},
         "confidence": {
             "bin_edges": CONFIDENCE_EDGES,
@@ -132,6 +158,32 @@ class _FeatureCounts:
         return float(max(np.max(np.abs(at - ranks)), np.max(np.abs(below - before))))
 
 
+@dataclass
+class _TextCounts:
+    """A text feature's counts per category, then of unseen texts."""
+
+    counts: np.ndarray
+    n: int = 0
+
+    def add(self, codes: np.ndarray) -> None:
+        self.counts += _category_counts(codes, len(self.counts) - 1)
+        self.n += len(codes)
+
+
+def chi2_pvalue(counts: np.ndarray, proportions: np.ndarray) -> float:
+    """Chi-square test of counts against proportions over the categories training had; any count where
+    the training had none (an unseen text) is a difference no sample explains: p = 0."""
+    from scipy.stats import chisquare
+
+    seen = proportions > 0
+    if counts[~seen].any():
+        return 0.0
+    observed = counts[seen]
+    if seen.sum() < 2 or observed.sum() == 0:
+        return 1.0
+    return float(chisquare(observed, proportions[seen] / proportions[seen].sum() * observed.sum()).pvalue)
+
+
 @dataclass(frozen=True)
 class DriftReport:
     n: int
@@ -144,12 +196,15 @@ class DriftReport:
     drift_detected: bool
     class_shares: dict[str, float]
     confidence_mean: float | None
+    # Text features' test (KS does not apply to categories).
+    chi2_pvalue: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "n": self.n,
             "psi": dict(self.psi),
             "ks_pvalue": dict(self.ks_pvalue),
+            "chi2_pvalue": dict(self.chi2_pvalue),
             "class_drift_pvalue": self.class_drift_pvalue,
             "drifted_features": list(self.drifted_features),
             "warned_features": list(self.warned_features),
@@ -163,17 +218,23 @@ class DriftReport:
 class DriftAccumulator:
     """Predictions' inputs and classes, added chunk by chunk, compared with a profile at the end.
 
-    `feature_names` are the columns in the order `add` receives them; features the profile lacks
-    are skipped (a model trained before profiles existed has none).
+    `feature_names` are the columns in the order `add` receives them (a text feature's as codes,
+    text_features.FeatureLayout); features the profile lacks are skipped (a model trained before
+    profiles existed has none).
     """
 
     def __init__(self, profile: Mapping[str, Any], feature_names: Sequence[str]):
         self.profile = profile
         self.class_names = list(profile["class_priors"])
         self.features: dict[int, tuple[str, _FeatureCounts]] = {}
+        self.texts: dict[int, tuple[str, _TextCounts]] = {}
+        self.feature_names = list(feature_names)
         for i, name in enumerate(feature_names):
             spec = profile["features"].get(name)
             if spec is None:
+                continue
+            if spec.get("kind") == "text":
+                self.texts[i] = (name, _TextCounts(np.zeros(len(spec["proportions"]), dtype=np.int64)))
                 continue
             sample = np.sort(np.asarray(spec["sample"], dtype=float))
             counts = _FeatureCounts(np.asarray(spec["bin_edges"], dtype=float), sample, np.unique(sample))
@@ -182,11 +243,24 @@ class DriftAccumulator:
         self.confidence_sum = 0.0
         self.n = 0
 
+    def matrix(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Feature values by name (a text feature's as its text) as the matrix `add` takes: text as codes."""
+        X = np.full((len(rows), len(self.feature_names)), np.nan)
+        for i, name in enumerate(self.feature_names):
+            if i in self.texts:
+                lookup = {c: k for k, c in enumerate(self.profile["features"][name]["categories"])}
+                X[:, i] = [lookup.get(str(r.get(name)), -1) for r in rows]
+            else:
+                X[:, i] = [_number(r.get(name)) for r in rows]
+        return X
+
     def add(self, X: np.ndarray, class_indexes: np.ndarray, confidences: np.ndarray | None = None) -> None:
         X = np.asarray(X, dtype=float)
         if len(X) == 0:
             return
         keeping = self.n + len(X) <= KEEP_VALUES
+        for i, (_, text_counts) in self.texts.items():
+            text_counts.add(X[:, i])
         for i, (_, counts) in self.features.items():
             values = X[:, i]
             if np.isnan(values).any():
@@ -223,6 +297,13 @@ class DriftAccumulator:
                 pvalues[name] = float(ks_2samp(np.concatenate(counts.kept), counts.sample).pvalue)
             else:
                 pvalues[name] = ks_pvalue_from_distance(counts.ks_distance(counts.n), counts.n, len(counts.sample))
+        chi2: dict[str, float] = {}
+        for name, text_counts in self.texts.values():
+            if text_counts.n == 0:
+                continue
+            expected = np.asarray(self.profile["features"][name]["proportions"], dtype=float)
+            psis[name] = psi(expected, text_counts.counts / text_counts.n)
+            chi2[name] = chi2_pvalue(text_counts.counts, expected)
         priors = np.asarray(list(self.profile["class_priors"].values()), dtype=float)
         class_p: float | None = None
         seen = priors > 0
@@ -232,7 +313,8 @@ class DriftAccumulator:
             class_p = float(chisquare(observed, expected_counts).pvalue)
             if self.class_counts[~seen].any():  # a class the training data never had
                 class_p = 0.0
-        drifted = [f for f in psis if psis[f] >= thresholds.psi_alert and pvalues.get(f, 1.0) < thresholds.p_value]
+        tested = {**pvalues, **chi2}
+        drifted = [f for f in psis if psis[f] >= thresholds.psi_alert and tested.get(f, 1.0) < thresholds.p_value]
         warned = [f for f in psis if psis[f] >= thresholds.psi_warn and f not in drifted]
         class_drift = class_p is not None and class_p < thresholds.p_value
         return DriftReport(
@@ -246,7 +328,15 @@ class DriftAccumulator:
             drift_detected=bool(drifted) or class_drift,
             class_shares={c: float(k / max(n, 1)) for c, k in zip(self.class_names, self.class_counts, strict=True)},
             confidence_mean=self.confidence_sum / n if n else None,
+            chi2_pvalue=chi2,
         )
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def finite(value: float | None) -> bool:

@@ -46,6 +46,7 @@ from iris_platform.ml.search_space import SEARCHES as SEARCHES
 from iris_platform.ml.search_space import TUNING_METRICS as TUNING_METRICS
 from iris_platform.ml.search_space import check_metric
 from iris_platform.ml.search_space import trials as search_trials
+from iris_platform.ml.text_features import FeatureLayout
 from iris_platform.ml.training import MAX_CV_FOLDS as MAX_CV_FOLDS
 from iris_platform.ml.training import (
     Candidate,
@@ -104,7 +105,7 @@ def _ensure_experiments(store: TrackingStore) -> None:
         log.warning("MLflow tracking store %s is unreachable: %s", redact_uri(store.tracking_uri), describe(exc))
 
 
-def prediction_record(predictor: Predictor, features: list[float], prediction: Prediction) -> InferenceRecord:
+def prediction_record(predictor: Predictor, features: list[float | str], prediction: Prediction) -> InferenceRecord:
     """The journal's record of one answered prediction, stamped now."""
     return new_record(
         model_path=predictor.model_path,
@@ -228,7 +229,7 @@ class IrisService:
             test_size=0.3,
             random_state=0,
         )
-        onnx_bytes = convert(trained.estimator, len(data.feature_names))
+        onnx_bytes = convert(trained.estimator, FeatureLayout(data.feature_names))
         if onnx_bytes is not None:
             CompiledModel(onnx_bytes).predict_proba(to_tree_input(data.X.to_numpy()[:5]))
         _training_input(data, names.DATA_SOURCE_IRIS, None)
@@ -314,8 +315,8 @@ class IrisService:
             names.P_N_CLASSES: len(data.class_names),
             names.P_DATA_SOURCE: source,
             names.P_PREPROCESSING: data.preprocessing,
-            names.P_N_NUMERIC_FEATURES: len(data.feature_names),
-            names.P_N_TEXT_FEATURES: 0,  # text columns are refused (not yet encoded)
+            names.P_N_NUMERIC_FEATURES: len(data.numeric_features),
+            names.P_N_TEXT_FEATURES: len(data.text_features),
         }
         if cv_folds:
             params[names.P_CV_FOLDS] = cv_folds
@@ -389,7 +390,14 @@ class IrisService:
         `promote`. Returns the training's answer."""
         model_type, hyperparameters = candidate.model_type, candidate.hyperparameters
         stamp = run_stamp(moment)
-        model_uri = self.runs.log_mlflow_model(run_id, trained.estimator, data.X, data.class_names)
+        model_uri = self.runs.log_mlflow_model(
+            run_id,
+            trained.estimator,
+            data.X,
+            data.class_names,
+            imputes_blanks=bool(data.imputed_cells),
+            text_features=data.text_features,
+        )
         metadata = ModelMetadata(
             feature_names=data.feature_names,
             class_names=data.class_names,
@@ -398,6 +406,7 @@ class IrisService:
             input_file=params.get(names.P_INPUT_FILE),
             dropped_columns=data.dropped_columns,
             preprocessing=data.preprocessing,
+            text_categories=trained.text_categories,
             model_type=model_type.estimator_class,
             n_estimators=hyperparameters.get("n_estimators"),
             hyperparameters=hyperparameters,
@@ -412,9 +421,10 @@ class IrisService:
             mlflow_model_uri=model_uri,
         )
         # Convert once here; the ONNX file is kept only if it matches scikit-learn.
-        onnx_bytes = convert(trained.estimator, len(data.feature_names))
+        layout = FeatureLayout(data.feature_names, trained.text_categories)
+        onnx_bytes = convert(trained.estimator, layout)
         checked = StoredModel(trained.estimator, metadata, "", onnx_bytes)
-        predictor, compiled_report = compiled_predictor(checked, data.X.to_numpy())
+        predictor, compiled_report = compiled_predictor(checked, layout.encode(data.X))
         metadata.compiled = compiled_report
         keep_onnx = onnx_bytes if predictor.compiled is not None else None
         model_file, metadata, files = self.store.save(
@@ -448,6 +458,7 @@ class IrisService:
             "constant_columns": data.constant_columns,
             "preprocessing": data.preprocessing,
             "imputed_cells": data.imputed_cells,
+            "text_features": trained.text_categories,
             "model_metadata": metadata.to_dict(),
         }
 
@@ -644,7 +655,9 @@ class IrisService:
 
     def predict_one(self, values: Mapping[str, Any]) -> dict[str, Any]:
         predictor = self.require_predictor()
-        features = parse_features(values, predictor.feature_names, blanks_allowed=predictor.imputes_blanks)
+        features = parse_features(
+            values, predictor.feature_names, predictor.imputes_blanks, predictor.layout.categories
+        )
         prediction = predictor.predict_one(features)
         record = prediction_record(predictor, features, prediction)
         self.writer.submit(record)
@@ -659,6 +672,7 @@ class IrisService:
             "model_path": predictor.model_path,
             "model_version": predictor.version,
             "out_of_range_features": predictor.out_of_range(features),
+            "unseen_categories": predictor.unseen_categories(features),
         }
 
     def predict_batch(self, source: BinaryIO, filename: str | None) -> dict[str, Any]:
@@ -679,7 +693,11 @@ class IrisService:
                 statistics=streamed.statistics,
                 predictions_csv=output,
                 inputs=[batch_input(name=_upload_name(filename), sha256=sha256, rows=streamed.total)],
-                extra_metrics=drift_metrics(report) if report else None,
+                extra_metrics={
+                    **(drift_metrics(report) if report else {}),
+                    **{names.unseen_metric(f): n for f, n in streamed.unseen_categories.items()},
+                }
+                or None,
                 tags=drift_tags(report, self.thresholds) if report else None,
             )
             metrics.observe_tracking_write("batch", time.perf_counter() - started)
@@ -700,6 +718,7 @@ class IrisService:
             "predictions": streamed.first_rows,
             "predictions_url": f"/mlflow/run/{run_id}/artifacts/{names.PREDICTIONS_ARTIFACT}",
             "replaced_columns": streamed.replaced_columns,
+            "unseen_categories": streamed.unseen_categories,
             "batch_statistics": streamed.statistics.as_dict(),
             "drift": report.as_dict() if report else None,
         }

@@ -52,8 +52,13 @@ def read_json(path: Path) -> Any:
 PENGUIN_BLANKS = 10
 
 
-def penguins(rows: int = 150, seed: int = 0) -> pd.DataFrame:
-    """A penguins-style table: three measurements, a year that never changes, ten blank bill lengths."""
+# Where each species lives (as in the Palmer penguins data): Adelie on every island, the others on one.
+PENGUIN_ISLANDS = {"Adelie": ["Biscoe", "Dream", "Torgersen"], "Chinstrap": ["Dream"], "Gentoo": ["Biscoe"]}
+
+
+def penguins(rows: int = 150, seed: int = 0, island: bool = False) -> pd.DataFrame:
+    """A penguins-style table: three measurements, a year that never changes, ten blank bill lengths;
+    with `island`, a text column `island` first (where the penguin lives)."""
     rng = np.random.default_rng(seed)
     species = np.array(["Adelie", "Chinstrap", "Gentoo"])[np.arange(rows) % 3]
     bill = {"Adelie": 38.8, "Chinstrap": 48.8, "Gentoo": 47.5}
@@ -69,4 +74,6 @@ def penguins(rows: int = 150, seed: int = 0) -> pd.DataFrame:
         }
     )
     frame.loc[rng.choice(rows, PENGUIN_BLANKS, replace=False), "bill_length_mm"] = np.nan
+    if island:
+        frame.insert(0, "island", [PENGUIN_ISLANDS[s][i // 3 % len(PENGUIN_ISLANDS[s])] for i, s in enumerate(species)])
     return frame

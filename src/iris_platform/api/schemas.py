@@ -249,6 +249,10 @@ class PredictResponse(BaseModel):
     model_path: str
     model_version: str | None
     out_of_range_features: list[str]
+    unseen_categories: dict[str, str] = Field(
+        description="Text features given a text the training never had, with that text: the model ignores it "
+        "(its one-hot inputs are all 0)"
+    )
 
 
 class BatchStatisticsOut(BaseModel):
@@ -286,15 +290,23 @@ class DriftOut(BaseModel):
     """Drift of many predictions' inputs and classes against the model's training data (reference profile)."""
 
     n: int = Field(description="Rows compared.")
-    psi: dict[str, float] = Field(description="Population stability index per feature over 10 training quantile bins.")
+    psi: dict[str, float] = Field(
+        description="Population stability index per feature over 10 training quantile bins (a text feature: over "
+        "its categories and one bin of texts the training never had)."
+    )
     ks_pvalue: dict[str, float] = Field(
-        description="Two-sample Kolmogorov-Smirnov p-value per feature against the training sample."
+        description="Two-sample Kolmogorov-Smirnov p-value per numeric feature against the training sample."
+    )
+    chi2_pvalue: dict[str, float] = Field(
+        description="Chi-square p-value per text feature of its categories' counts against the training "
+        "proportions (0 when a text the training never had appears)."
     )
     class_drift_pvalue: float | None = Field(
         description="Chi-square p-value of the predicted class counts against the training class priors."
     )
     drifted_features: list[str] = Field(
-        description="Features whose PSI reaches IRIS_DRIFT_PSI_ALERT with a KS p-value below IRIS_DRIFT_P_VALUE."
+        description="Features whose PSI reaches IRIS_DRIFT_PSI_ALERT with a KS (text: chi-square) p-value below "
+        "IRIS_DRIFT_P_VALUE."
     )
     warned_features: list[str] = Field(description="Other features whose PSI reaches IRIS_DRIFT_PSI_WARN.")
     class_drift: bool = Field(description="Whether the class p-value is below IRIS_DRIFT_P_VALUE.")
@@ -329,6 +341,10 @@ class BatchResponse(BaseModel):
             "Input columns named like an added column (a predictions file sent again): the new values replace them."
         )
     )
+    unseen_categories: dict[str, int] = Field(
+        description="Per text feature, the rows holding a text the training never had (the model ignores it); "
+        "logged as the run's unseen_categories_<feature> metrics"
+    )
     batch_statistics: BatchStatisticsOut
     drift: DriftOut | None = Field(
         description="The rows against the training data (null for a model trained before reference profiles)."
@@ -360,8 +376,21 @@ TrainResponse = create_model(  # type: ignore[call-overload]
     # The upload's columns left out of the features as row identifiers, as the file names them.
     dropped_columns=(list[str], ...),
     constant_columns=(list[str], Field(description="The upload's columns left out because they hold one value")),
-    preprocessing=(str, Field(description="Before the classifier: median_imputation or none")),
-    imputed_cells=(dict[str, int], Field(description="Per feature, the blank cells filled with its median")),
+    preprocessing=(
+        str,
+        Field(
+            description="Before the classifier, its steps joined by '+': median_imputation, one_hot_encoding "
+            "(text features), or none"
+        ),
+    ),
+    imputed_cells=(
+        dict[str, int],
+        Field(description="Per feature, the blank cells filled in (a number's with its median, a text's as blank)"),
+    ),
+    text_features=(
+        dict[str, list[str]],
+        Field(description="Per text feature, the categories its one-hot encoding learned (any other text is ignored)"),
+    ),
     model_metadata=(dict[str, Any], ...),
 )
 

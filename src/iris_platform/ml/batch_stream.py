@@ -14,7 +14,7 @@ probability with PROBABILITY_DECIMALS decimals.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -30,6 +30,7 @@ from iris_platform.errors import InputError
 from iris_platform.ml.data import check_csv_header, numeric_column
 from iris_platform.ml.features import feature_columns
 from iris_platform.ml.inference import Predictor, prediction_rows
+from iris_platform.ml.text_features import UNSEEN
 from iris_platform.tracking import names
 
 BLOCK_BYTES = 8 * 1024 * 1024
@@ -66,6 +67,8 @@ class StreamedBatch:
     replaced_columns: list[str]
     # The rows' inputs and classes against the model's reference profile (None: the model has none).
     drift: DriftAccumulator | None = None
+    # Per text feature, the cells holding a text the training never had (ignored by the model).
+    unseen_categories: dict[str, int] = field(default_factory=dict)
 
 
 def output_columns(classes: list[str]) -> list[str]:
@@ -100,8 +103,39 @@ def _as_numbers(column: pa.Array, name: str, first_row: int, blanks_allowed: boo
         return numeric_column(values, name, blanks_allowed)
 
 
-def _features(batch: pa.RecordBatch, columns: list[str], first_row: int, blanks_allowed: bool) -> np.ndarray:
-    X = np.column_stack([_as_numbers(batch.column(c), c, first_row, blanks_allowed) for c in columns])
+def _as_codes(
+    column: pa.Array, name: str, categories: pa.Array, first_row: int, blanks_allowed: bool
+) -> tuple[np.ndarray, int]:
+    """A text feature's cells as codes (text_features.FeatureLayout), and how many hold a text unseen at training."""
+    text = pc.utf8_trim_whitespace(column)
+    blank = pc.equal(text, "")
+    if not blanks_allowed and pc.any(blank).as_py():
+        row = first_row + pc.index(blank, True).as_py() + 1
+        raise InputError(f"Column '{name}' has a blank value in data row {row}: fill in or remove that row.")
+    codes = pc.index_in(text, value_set=categories)  # null: a text the training never had
+    unseen = pc.sum(pc.and_(pc.is_null(codes), pc.invert(blank))).as_py() or 0
+    return pc.fill_null(codes, UNSEEN).to_numpy(zero_copy_only=False).astype(float), int(unseen)
+
+
+def _features(
+    batch: pa.RecordBatch,
+    columns: list[str],
+    first_row: int,
+    blanks_allowed: bool,
+    text: dict[int, pa.Array],
+    unseen: list[int],
+) -> np.ndarray:
+    """The block's feature matrix; `text`: a text feature's categories by its position, whose unseen
+    texts are added to `unseen` (per position)."""
+    parts = []
+    for i, c in enumerate(columns):
+        if i in text:
+            codes, n_unseen = _as_codes(batch.column(c), c, text[i], first_row, blanks_allowed)
+            unseen[i] += n_unseen
+            parts.append(codes)
+        else:
+            parts.append(_as_numbers(batch.column(c), c, first_row, blanks_allowed))
+    X = np.column_stack(parts)
     bad = np.isinf(X) if blanks_allowed else ~np.isfinite(X)
     if bad.any():
         row, col = np.argwhere(bad)[0]
@@ -180,7 +214,11 @@ def predict_csv(
 
     totals = StatisticsAccumulator(classes)
     drift = DriftAccumulator(predictor.profile, predictor.feature_names) if predictor.profile else None
-    inline = _InlineRows(kept, features, classes, inline_limit)
+    layout = predictor.layout
+    text = {i: pa.array(layout.categories[f], pa.string()) for i, f in layout.text_positions.items()}
+    unseen = [0] * len(features)
+    # A text feature's inline value is its text as written, not its code.
+    inline = _InlineRows(kept, {c: i for i, c in enumerate(features) if i not in text}, classes, inline_limit)
     class_cells = pa.array([_csv_field(c) for c in classes], type=pa.string())
     seen = 0
     try:
@@ -196,7 +234,7 @@ def predict_csv(
                 if batch.num_rows == 0:
                     continue
                 _check_one_row_per_line(batch, header, seen, label)
-                X = _features(batch, features, seen, predictor.imputes_blanks)
+                X = _features(batch, features, seen, predictor.imputes_blanks, text, unseen)
                 result = predictor.predict_batch(X)
                 totals.add(result)
                 if drift is not None:
@@ -218,20 +256,22 @@ def predict_csv(
         first_rows=inline.rows(),
         replaced_columns=[c for c in header if c in added],
         drift=drift,
+        unseen_categories={layout.feature_names[i]: unseen[i] for i in text},
     )
 
 
 class _InlineRows:
     """The answer's first rows: each row's prediction, and under `input` its kept input columns.
 
-    A feature is the number predicted on; another column is given as numbers (int where every cell
-    is an integer, else float, a blank cell as null) when every non-blank cell of the listed rows is
-    one, and as the text written otherwise. One type per column, decided once all rows are in.
+    A numeric feature is the number predicted on; another column (a text feature too) is given as
+    numbers (int where every cell is an integer, else float, a blank cell as null) when every non-blank
+    cell of the listed rows is one, and as the text written otherwise. One type per column, decided
+    once all rows are in.
     """
 
-    def __init__(self, kept: list[str], features: list[str], classes: list[str], limit: int):
+    def __init__(self, kept: list[str], numeric: dict[str, int], classes: list[str], limit: int):
         self.kept = kept
-        self.position = {c: i for i, c in enumerate(features)}
+        self.position = numeric  # a numeric feature's column in X
         self.classes = classes
         self.limit = limit
         self.predictions: list[dict[str, Any]] = []

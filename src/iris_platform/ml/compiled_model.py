@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from iris_platform.ml.text_features import FeatureLayout
+
 log = logging.getLogger(__name__)
 
 # Probabilities must equal scikit-learn's to this tolerance (the API promises 1e-5).
@@ -31,7 +33,19 @@ def to_tree_input(X: np.ndarray) -> np.ndarray:
     return np.asarray(X, dtype=np.float32).astype(np.float64)
 
 
-def convert(estimator: Any, n_features: int) -> bytes | None:
+def _initial_types(layout: FeatureLayout, tensor_type: Any) -> list[tuple[str, Any]]:
+    """One input "X" of every feature; for a table with text, one input per column (by its name), as
+    the model's ColumnTransformer selects them."""
+    if not layout.has_text:
+        return [("X", tensor_type([None, len(layout.feature_names)]))]
+    from skl2onnx.common.data_types import StringTensorType
+
+    return [
+        (f, StringTensorType([None, 1]) if layout.is_text(f) else tensor_type([None, 1])) for f in layout.feature_names
+    ]
+
+
+def convert(estimator: Any, layout: FeatureLayout) -> bytes | None:
     """The estimator as ONNX bytes (probabilities as a plain tensor), or None if it cannot be converted.
 
     Float64 inputs first; some of skl2onnx's converters (extra trees, boosting) only make a graph
@@ -50,7 +64,7 @@ def convert(estimator: Any, n_features: int) -> bytes | None:
                 warnings.simplefilter("ignore", FutureWarning)
                 model = to_onnx(
                     estimator,
-                    initial_types=[("X", tensor_type([None, n_features]))],
+                    initial_types=_initial_types(layout, tensor_type),
                     options={id(_classifier_of(estimator)): {"zipmap": False}},
                 ).SerializeToString()
             _session(model, 1)  # onnxruntime must accept the graph, not only skl2onnx make it
@@ -80,22 +94,30 @@ class CompiledModel:
     """An onnxruntime session per use: one thread for single rows, all cores for batches.
 
     `float32_features`: the model's scikit-learn form compares features as float32 (decision trees),
-    so inputs are rounded the same way first; other models get them as they are.
+    so inputs are rounded the same way first; other models get them as they are. `layout`: a model of
+    a table with text takes a column per input, its text features as text (X holds their codes).
     """
 
-    def __init__(self, onnx_bytes: bytes, float32_features: bool = True):
+    def __init__(self, onnx_bytes: bytes, float32_features: bool = True, layout: FeatureLayout | None = None):
         self.float32_features = float32_features
         self._single = _session(onnx_bytes, 1)
         self._batch = _session(onnx_bytes, 0)  # 0: onnxruntime picks one thread per core
         self._output = self._single.get_outputs()[1].name
-        # The graph's input type: float64, or float32 where only that converted (see convert).
-        self._dtype = np.float32 if self._single.get_inputs()[0].type == "tensor(float)" else np.float64
+        self._layout = layout if layout is not None and layout.has_text else None
+        # The graph's numeric input type: float64, or float32 where only that converted (see convert).
+        numeric = [i.type for i in self._single.get_inputs() if i.type != "tensor(string)"]
+        self._dtype = np.float32 if numeric and numeric[0] == "tensor(float)" else np.float64
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         X = to_tree_input(X) if self.float32_features else np.asarray(X, dtype=np.float64)
         session = self._single if len(X) <= 64 else self._batch
-        proba = session.run([self._output], {"X": X.astype(self._dtype, copy=False)})[0]
-        return np.asarray(proba, dtype=np.float64)
+        if self._layout is not None:
+            feeds = self._layout.onnx_feeds(X, self._dtype)
+        else:
+            feeds = {"X": X.astype(self._dtype, copy=False)}
+        proba = session.run([self._output], feeds)[0]
+        # A float32 sum of trees' votes can end a rounding error past 1 (1.0000001): no probability does.
+        return np.clip(np.asarray(proba, dtype=np.float64), 0.0, 1.0)
 
 
 @dataclass
@@ -115,13 +137,17 @@ class ParityReport:
         }
 
 
-def parity_inputs(X_train: np.ndarray, seed: int = 0) -> np.ndarray:
-    """The training rows plus random rows spread over (and beyond) the training range."""
+def parity_inputs(X_train: np.ndarray, layout: FeatureLayout | None = None, seed: int = 0) -> np.ndarray:
+    """The training rows plus random rows spread over (and beyond) the training range; a text feature's
+    random codes are its categories and unseen texts."""
     X_train = np.asarray(X_train, dtype=float)
     low, high = np.nanmin(X_train, axis=0), np.nanmax(X_train, axis=0)  # blanks: imputed by the model
     span = np.maximum(high - low, 1.0)
     rng = np.random.default_rng(seed)
     random_rows = rng.uniform(low - span, high + span, size=(RANDOM_ROWS, X_train.shape[1]))
+    categories = layout.categories if layout is not None else {}
+    for i, feature in (layout.text_positions if layout is not None else {}).items():
+        random_rows[:, i] = rng.integers(-1, len(categories[feature]), size=RANDOM_ROWS)  # -1: UNSEEN
     return np.vstack([X_train, random_rows])
 
 

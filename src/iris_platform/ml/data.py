@@ -41,11 +41,14 @@ _MIN_ROWS_FOR_ROW_NUMBERS = 10
 # fills it in, at training and at prediction), or a refusal that names the rows.
 IMPUTE_CHOICES = ("median", "none")
 DEFAULT_IMPUTE = "median"
+# A text column becomes one model input per distinct text (one-hot): beyond this many it is more
+# likely names or free text than categories, which one-hot encoding cannot learn from.
+MAX_TEXT_CATEGORIES = 200
 
 
 @dataclass
 class TrainingData:
-    X: pd.DataFrame  # float columns named by normalised feature names
+    X: pd.DataFrame  # columns named by normalised feature names: floats, and text (str) for text features
     y: np.ndarray  # class indexes 0..k-1
     feature_names: list[str]
     class_names: list[str]
@@ -54,14 +57,21 @@ class TrainingData:
     dropped_columns: list[str] = field(default_factory=list)
     # Columns left out because they hold one value (or none) in every row: nothing to learn from.
     constant_columns: list[str] = field(default_factory=list)
-    # Blank cells per feature (normalised name), filled in with the column's median by the model.
+    # Blank cells per feature (normalised name): a number's filled in with the column's median by the
+    # model, a text's taken as the category "" (blank).
     imputed_cells: dict[str, int] = field(default_factory=dict)
     impute: str | None = None  # an upload's choice for blank cells (IMPUTE_CHOICES)
+    # The features (normalised names) that hold text: one-hot encoded by the model.
+    text_features: list[str] = field(default_factory=list)
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [f for f in self.feature_names if f not in self.text_features]
 
     @property
     def preprocessing(self) -> str:
-        """The steps the saved model runs before the classifier: `median_imputation` or `none`."""
-        return names.PREPROCESSING_MEDIAN_IMPUTATION if self.imputed_cells else names.PREPROCESSING_NONE
+        """The steps the saved model runs before the classifier (names.preprocessing_of)."""
+        return names.preprocessing_of(imputes=bool(self.imputed_cells), one_hot=bool(self.text_features))
 
 
 def load_iris_training_data() -> TrainingData:
@@ -301,22 +311,40 @@ def _is_text(series: pd.Series) -> bool:
 
 def _check_text_features(frame: pd.DataFrame, features: list[str], target: str, target_given: bool) -> None:
     """The target taken by default (the last column) is numeric and a text column is left among the features:
-    that text column is most likely the class column, placed elsewhere."""
+    that text column is most likely the class column, placed elsewhere; training on it as a feature needs
+    the target named."""
     if target_given or _is_text(frame[target]):
         return
-    texts = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c]) and _is_text(frame[c])]
+    texts = [c for c in features if _is_text(frame[c])]
     if not texts:
         return
     taken = f"the last column ('{target}') was taken as the target because target_column was not given"
     if len(texts) == 1:
         raise InputError(
-            f"Column '{texts[0]}' holds text, so it cannot be a feature; {taken}: "
-            f"send target_column={texts[0]} if it holds the classes, or else remove the column."
+            f"Column '{texts[0]}' holds text and {taken}: send target_column={texts[0]} if it holds the classes, "
+            f"or target_column={target} to learn from '{texts[0]}' as a text feature."
         )
     raise InputError(
-        f"Columns {column_list(texts)} hold text, so they cannot be features; {taken}: send target_column "
-        "naming the one that holds the classes, and remove the others."
+        f"Columns {column_list(texts)} hold text and {taken}: send target_column naming the one that holds the "
+        "classes (the others are then text features)."
     )
+
+
+def text_column(series: pd.Series, name: str, blanks_allowed: bool, hint: str = "") -> np.ndarray:
+    """A text feature's cells as stripped text; a blank cell is "" (a category of its own), refused unless
+    `blanks_allowed`; a column of too many distinct texts is refused."""
+    cells = series.astype(object).where(series.notna(), "").astype(str).str.strip()
+    blank = cells == ""
+    if blank.any() and not blanks_allowed:
+        rows = [int(r) + 1 for r in series.index[blank][:_SHOW]]
+        raise InputError(f"Column '{name}' has blank values in data row(s) {rows}: fill in or remove those rows{hint}.")
+    distinct = cells.nunique()
+    if distinct > MAX_TEXT_CATEGORIES:
+        raise InputError(
+            f"Column '{name}' holds {distinct:,} different texts: a text column is one-hot encoded, one model input "
+            f"per text, and at most {MAX_TEXT_CATEGORIES} are taken; remove the column or group its values."
+        )
+    return cells.to_numpy(dtype=object)
 
 
 def _encode_target(series: pd.Series, name: str, hint: str = "") -> tuple[np.ndarray, list[str]]:
@@ -377,7 +405,7 @@ def prepare_training_data(
             "to train on them."
         )
     if not feature_columns:
-        raise InputError("The file has only the target column: add at least one numeric feature column.")
+        raise InputError("The file has only the target column: add at least one feature column.")
     clashing = [c for c in feature_columns if normalise_column_name(c) in RESERVED_FEATURE_NAMES]
     if clashing:
         raise InputError(
@@ -386,9 +414,16 @@ def prepare_training_data(
         )
     _check_text_features(frame, feature_columns, target, target_given)
     blanks_allowed = impute == "median"
-    refusal_hint = "" if blanks_allowed else ", or send impute=median to fill them with the column's median"
-    features = {
-        normalise_column_name(c): numeric_column(frame[c], c, blanks_allowed, refusal_hint) for c in feature_columns
+    texts = {c for c in feature_columns if _is_text(frame[c])}
+    numeric_hint = "" if blanks_allowed else ", or send impute=median to fill them with the column's median"
+    text_hint = "" if blanks_allowed else ", or send impute=median to take a blank as a category of its own"
+    features: dict[str, np.ndarray] = {
+        normalise_column_name(c): (
+            text_column(frame[c], c, blanks_allowed, text_hint)
+            if c in texts
+            else numeric_column(frame[c], c, blanks_allowed, numeric_hint)
+        )
+        for c in feature_columns
     }
     constant = [c for c, values in zip(feature_columns, features.values(), strict=True) if _is_constant(values)]
     if constant and len(constant) == len(feature_columns):
@@ -399,7 +434,10 @@ def prepare_training_data(
     for column in constant:
         del features[normalise_column_name(column)]
     feature_columns = [c for c in feature_columns if c not in constant]
+    text_features = [normalise_column_name(c) for c in feature_columns if c in texts]
     for column, values in zip(feature_columns, features.values(), strict=False):
+        if column in texts:
+            continue
         huge = np.abs(values) > FLOAT32_MAX
         if huge.any():
             rows = [int(r) + 1 for r in frame.index[huge][:_SHOW]]
@@ -427,11 +465,18 @@ def prepare_training_data(
         dropped_columns=dropped,
         constant_columns=constant,
         impute=impute,
-        imputed_cells={f: n for f, values in features.items() if (n := int(np.isnan(values).sum()))},
+        imputed_cells={f: n for f, values in features.items() if (n := int(_blank(values).sum()))},
+        text_features=text_features,
     )
+
+
+def _blank(values: np.ndarray) -> np.ndarray:
+    return values == "" if values.dtype == object else np.isnan(values)
 
 
 def _is_constant(values: np.ndarray) -> bool:
     """One value, or none, in every filled cell: a column a model cannot learn from."""
+    if values.dtype == object:  # text: a blank is a category of its own
+        return len(set(values.tolist())) <= 1
     filled = values[~np.isnan(values)]
     return filled.size == 0 or bool(np.all(filled == filled[0]))

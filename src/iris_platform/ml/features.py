@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -122,9 +122,27 @@ def json_repr(value: Any) -> str:
     return repr(value)[:40]
 
 
-def parse_features(values: Mapping[str, Any], feature_names: list[str], blanks_allowed: bool = False) -> list[float]:
-    """One feature set from a form or JSON object, checked against the model's features. With
-    `blanks_allowed` (a model that imputes), null or an empty field is a blank: NaN, for the model to fill."""
+def _as_text(name: str, value: Any) -> str:
+    """A text feature's value: text, stripped (a number is taken as written: a category may be "3")."""
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value)
+    raise InputError(
+        f"Feature '{name}' must be a non-blank text (one of the categories the model was trained on), "
+        f"got {json_repr(value)}."
+    )
+
+
+def parse_features(
+    values: Mapping[str, Any],
+    feature_names: list[str],
+    blanks_allowed: bool = False,
+    text_features: Collection[str] = (),
+) -> list[float | str]:
+    """One feature set from a form or JSON object, checked against the model's features: numbers, and text
+    for `text_features`. With `blanks_allowed` (a model that imputes), null or an empty field is a blank:
+    NaN for a number, "" for a text, for the model to fill in."""
     given: dict[str, Any] = {}
     for key, value in values.items():
         name = normalise_column_name(key)
@@ -140,7 +158,15 @@ def parse_features(values: Mapping[str, Any], feature_names: list[str], blanks_a
         if unknown:
             parts.append(f"unknown field(s) {unknown}")
         raise InputError(f"{' and '.join(parts).capitalize()}: send exactly the model's features {feature_names}.")
-    return [math.nan if blanks_allowed and _is_blank(given[f]) else _as_number(f, given[f]) for f in feature_names]
+    parsed: list[float | str] = []
+    for f in feature_names:
+        if blanks_allowed and _is_blank(given[f]):
+            parsed.append("" if f in text_features else math.nan)
+        elif f in text_features:
+            parsed.append(_as_text(f, given[f]))
+        else:
+            parsed.append(_as_number(f, given[f]))
+    return parsed
 
 
 def _is_blank(value: Any) -> bool:

@@ -15,6 +15,7 @@ from iris_platform.ml.compiled_model import CompiledModel, check_parity, near_ti
 from iris_platform.ml.features import FLOAT32_MAX
 from iris_platform.ml.model_store import StoredModel
 from iris_platform.ml.model_types import float32_features
+from iris_platform.ml.text_features import BLANK, FeatureLayout
 from iris_platform.tracking import names
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class Predictor:
         self.version: str | None = None
         self.compiled = compiled
         self.feature_names: list[str] = list(stored.metadata.feature_names)
+        # Which features are text, and their categories: the matrix holds their codes.
+        self.layout = FeatureLayout(self.feature_names, stored.metadata.text_categories)
         self.class_names: list[str] = list(stored.metadata.class_names)
         # The training data's profile, which drift is measured against (None for older models).
         self.profile = stored.profile
@@ -62,14 +65,15 @@ class Predictor:
     @property
     def imputes_blanks(self) -> bool:
         """Whether the model fills in a blank feature itself (its first step imputes the median)."""
-        return self.metadata.preprocessing == names.PREPROCESSING_MEDIAN_IMPUTATION
+        return names.PREPROCESSING_MEDIAN_IMPUTATION in names.preprocessing_steps(self.metadata.preprocessing)
 
     @property
     def runtime(self) -> str:
         return "onnxruntime" if self.compiled is not None else "scikit-learn"
 
     def sklearn_proba(self, X: np.ndarray) -> np.ndarray:
-        frame = pd.DataFrame(_tree_range(X), columns=self.feature_names)
+        X = _tree_range(X)
+        frame = self.layout.frame(X) if self.layout.has_text else pd.DataFrame(X, columns=self.feature_names)
         raw = self.estimator.predict_proba(frame)
         if len(self._columns) == len(self.class_names):
             return raw
@@ -87,8 +91,28 @@ class Predictor:
             proba[ties] = self.sklearn_proba(np.asarray(X)[ties])
         return proba
 
-    def predict_one(self, values: list[float]) -> Prediction:
-        proba = self.predict_proba(np.asarray([values]))[0]
+    def row(self, values: list[float | str]) -> np.ndarray:
+        """One feature set (numbers, text for text features) as the matrix's row: text as its code."""
+        return np.array(
+            [
+                [
+                    self.layout.code(f, v) if isinstance(v, str) else v
+                    for f, v in zip(self.feature_names, values, strict=True)
+                ]
+            ],
+            dtype=float,
+        )
+
+    def unseen_categories(self, values: list[float | str]) -> dict[str, str]:
+        """The text features whose text the training never had (ignored by the model), with that text."""
+        return {
+            f: v
+            for f, v in zip(self.feature_names, values, strict=True)
+            if isinstance(v, str) and v != BLANK and self.layout.code(f, v) < 0
+        }
+
+    def predict_one(self, values: list[float | str]) -> Prediction:
+        proba = self.predict_proba(self.row(values))[0]
         index = int(np.argmax(proba))
         return Prediction(
             index=index,
@@ -102,13 +126,15 @@ class Predictor:
         indexes = np.argmax(proba, axis=1)
         return BatchResult(indexes=indexes, confidences=proba[np.arange(len(indexes)), indexes], probabilities=proba)
 
-    def out_of_range(self, values: list[float]) -> list[str]:
-        """Features outside the range seen in training: served, but worth a second look."""
+    def out_of_range(self, values: list[float | str]) -> list[str]:
+        """Numeric features outside the range seen in training: served, but worth a second look."""
         flagged = []
         for name, value in zip(self.feature_names, values, strict=False):
             bounds = self._ranges.get(name)
             # A blank (NaN) is filled in by the model with a training median: inside the range.
-            if bounds and not math.isnan(value) and not (bounds[0] <= value <= bounds[1]):
+            if isinstance(value, str) or not bounds or math.isnan(value):
+                continue
+            if not (bounds[0] <= value <= bounds[1]):
                 flagged.append(name)
         return flagged
 
@@ -120,8 +146,9 @@ def compiled_predictor(stored: StoredModel, X_check: np.ndarray) -> tuple[Predic
     if stored.onnx_bytes is None:
         return reference, {"runtime": "scikit-learn", "reason": "no ONNX form"}
     try:
-        compiled = CompiledModel(stored.onnx_bytes, float32_features(stored.metadata.model_type))
-        report = check_parity(compiled, reference.sklearn_proba, parity_inputs(X_check))
+        layout = reference.layout
+        compiled = CompiledModel(stored.onnx_bytes, float32_features(stored.metadata.model_type), layout)
+        report = check_parity(compiled, reference.sklearn_proba, parity_inputs(X_check, layout))
     except Exception as exc:
         log.warning("compiled model unusable, serving with scikit-learn: %s", exc)
         return reference, {"runtime": "scikit-learn", "reason": f"{type(exc).__name__}: {exc}"[:300]}
@@ -133,8 +160,12 @@ def compiled_predictor(stored: StoredModel, X_check: np.ndarray) -> tuple[Predic
 
 def training_bounds(stored: StoredModel) -> np.ndarray:
     """Rows at the corners of the training range: where a saved model's compiled form is checked again."""
-    ranges = stored.metadata.feature_ranges
-    return np.array([ranges.get(f, [0.0, 1.0]) for f in stored.metadata.feature_names], dtype=float).T
+    ranges, categories = stored.metadata.feature_ranges, stored.metadata.text_categories
+    corners = [
+        [0.0, float(len(categories[f]) - 1)] if f in categories else ranges.get(f, [0.0, 1.0])
+        for f in stored.metadata.feature_names
+    ]
+    return np.array(corners, dtype=float).T
 
 
 def prediction_rows(

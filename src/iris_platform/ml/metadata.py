@@ -26,6 +26,8 @@ class ModelMetadata:
     # What the saved model does before its classifier: "median_imputation" fills blank cells (at
     # prediction too), "none" (and older metadata) takes only filled-in features.
     preprocessing: str = names.PREPROCESSING_NONE
+    # Per text feature, the categories its one-hot encoder learned, in its order (absent: no text feature).
+    text_categories: dict[str, list[str]] = field(default_factory=dict)
     model_type: str | None = None  # the scikit-learn class, as the param model_type
     n_estimators: int | None = None  # for the models that have trees or stages (as older metadata has it)
     test_size: float | None = None
@@ -86,6 +88,12 @@ class ModelMetadata:
         values["metrics"] = dict(data.get("metrics") or {})
         values["feature_ranges"] = dict(data.get("feature_ranges") or {})
         values["hyperparameters"] = dict(data.get("hyperparameters") or {})
+        categories = data.get("text_categories")
+        values["text_categories"] = (
+            {str(f): [str(c) for c in cats] for f, cats in categories.items() if isinstance(cats, list)}
+            if isinstance(categories, dict)
+            else {}
+        )
         dropped = data.get("dropped_columns")
         values["dropped_columns"] = [str(c) for c in dropped] if isinstance(dropped, list) else []
         return cls(**values, source=dict(data))

@@ -13,6 +13,7 @@ from iris_platform.errors import InputError
 from iris_platform.ml.data import TrainingData
 from iris_platform.ml.evaluation import Evidence, evidence
 from iris_platform.ml.model_types import MODEL_TYPES, ModelType
+from iris_platform.ml.text_features import FeatureLayout
 from iris_platform.tracking import names
 
 MAX_CV_FOLDS = 20
@@ -21,11 +22,13 @@ MAX_CV_FOLDS = 20
 def warm_up() -> None:
     """Import scikit-learn (about a second) after start-up rather than before it: a server in an
     empty directory has no model to load and can answer at once; the first training then finds it loaded."""
+    import sklearn.compose  # noqa: F401
     import sklearn.ensemble  # noqa: F401
     import sklearn.impute  # noqa: F401
     import sklearn.metrics  # noqa: F401
     import sklearn.model_selection  # noqa: F401
     import sklearn.pipeline  # noqa: F401
+    import sklearn.preprocessing  # noqa: F401
 
     for model_type in MODEL_TYPES.values():
         __import__(model_type.module)
@@ -43,7 +46,7 @@ class Candidate:
 
 @dataclass
 class TrainedModel:
-    estimator: Any  # a fitted scikit-learn classifier, or a Pipeline of an imputer and one
+    estimator: Any  # a fitted scikit-learn classifier, or a Pipeline of its preprocessing and one
     metrics: dict[str, float]  # held-out, then cv_<metric>_mean and _std when cross-validated
     classification_report: dict[str, Any]
     confusion_matrix: list[list[int]]
@@ -53,6 +56,8 @@ class TrainedModel:
     n_test: int
     # The training data's profile that drift is measured against (drift.reference_profile).
     profile: dict[str, Any]
+    # Per text feature, the categories its one-hot encoder learned (in its order): what codes index.
+    text_categories: dict[str, list[str]]
 
 
 def check_parameters(test_size: float, cv_folds: int = 0) -> None:
@@ -102,10 +107,11 @@ def check_neighbours(
 def build_estimator(
     model_type: ModelType, hyperparameters: dict[str, Any], random_state: int, data: TrainingData
 ) -> Any:
-    """The model to fit: the classifier, behind a median imputer when the table has blank cells (the
-    saved Pipeline fills them in the same way at prediction)."""
+    """The model to fit: the classifier, behind its preprocessing when the table needs some (the saved
+    Pipeline does the same at prediction): a median imputer when the table has blank cells, a one-hot
+    encoder for text features (a text unseen at training is ignored: all its inputs 0)."""
     classifier = model_type.build(hyperparameters, random_state)
-    if not data.imputed_cells:
+    if not data.imputed_cells and not data.text_features:
         return classifier
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -113,7 +119,25 @@ def build_estimator(
     # keep_empty_features: a column blank in every row of a split keeps its place (as 0), so the model's
     # inputs stay the table's features.
     imputer = SimpleImputer(strategy="median", keep_empty_features=True)
-    return Pipeline([("impute", imputer), ("classifier", classifier)])
+    if not data.text_features:
+        return Pipeline([("impute", imputer), ("classifier", classifier)])
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    numeric = data.numeric_features
+    steps: list[tuple[str, Any, list[str]]] = []
+    if numeric:
+        steps.append(("numeric", imputer if data.imputed_cells else "passthrough", numeric))
+    steps.append(("text", OneHotEncoder(handle_unknown="ignore", sparse_output=False), data.text_features))
+    return Pipeline([("encode", ColumnTransformer(steps)), ("classifier", classifier)])
+
+
+def text_categories(estimator: Any, data: TrainingData) -> dict[str, list[str]]:
+    """The categories a fitted model's one-hot encoder learned, per text feature."""
+    if not data.text_features:
+        return {}
+    encoder = estimator.named_steps["encode"].named_transformers_["text"]
+    return {f: [str(c) for c in cats] for f, cats in zip(data.text_features, encoder.categories_, strict=True)}
 
 
 def _split(data: TrainingData, test_size: float, random_state: int) -> list[Any]:
@@ -206,23 +230,32 @@ def train_model(
         y_test, predicted, labels=labels, target_names=data.class_names, output_dict=True, zero_division=0
     )
     matrix = confusion_matrix(y_test, predicted, labels=labels).tolist()
-    ranges = {f: [float(data.X[f].min()), float(data.X[f].max())] for f in data.feature_names}
+    categories = text_categories(estimator, data)
+    layout = FeatureLayout(data.feature_names, categories)
+    ranges = {f: [float(data.X[f].min()), float(data.X[f].max())] for f in data.numeric_features}
+    train_codes = layout.encode(X_train)
     profile = reference_profile(
-        {f: _filled(X_train[f], data.X[f]) for f in data.feature_names},
+        {f: _filled(train_codes[:, i], data.X[f], layout) for i, f in enumerate(data.feature_names)},
         data.class_names,
         np.asarray(y_train),
         test_probabilities.max(axis=1),
         random_state=random_state,
+        categories=categories,
     )
     shown = evidence(np.asarray(y_test), test_probabilities, data.class_names, report, matrix)
     metrics.update(shown.metrics)
-    return TrainedModel(estimator, metrics, report, matrix, shown, ranges, len(y_train), len(y_test), profile)
+    return TrainedModel(
+        estimator, metrics, report, matrix, shown, ranges, len(y_train), len(y_test), profile, categories
+    )
 
 
-def _filled(split: pd.Series, whole: pd.Series) -> np.ndarray:
-    """The split's filled cells of a feature (the whole column's if the split has none): blanks have no bin."""
-    values = split.dropna()
-    return (values if len(values) else whole.dropna()).to_numpy()
+def _filled(split: np.ndarray, whole: pd.Series, layout: FeatureLayout) -> np.ndarray:
+    """The split's filled cells of a numeric feature (the whole column's if the split has none): blanks have
+    no bin. A text feature's codes as they are: a blank is a category."""
+    if layout.is_text(str(whole.name)):
+        return split
+    values = split[~np.isnan(split)]
+    return values if len(values) else whole.dropna().to_numpy(dtype=float)
 
 
 def _full_proba(estimator: Any, X: Any, n_classes: int) -> np.ndarray:

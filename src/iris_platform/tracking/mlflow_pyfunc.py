@@ -15,7 +15,8 @@ Artifacts of the model:
   `class_names` (by class index), and the output columns `predicted_class`, `confidence` and
   `probabilities` (one per class, in class order).
 
-`predict` takes a table of the feature columns (by the platform's normalised names; floats) and
+`predict` takes a table of the feature columns (by the platform's normalised names; floats, and text
+for the `text_features` the Pipeline one-hot encodes) and
 answers a pandas DataFrame, one row per input row: the class name, its probability, and the
 probability of every class, the columns of the platform's batch predictions CSV.
 """
@@ -55,12 +56,58 @@ class IrisClassifier(PythonModel):
         self.confidence_column: str = columns["confidence"]
         self.probability_columns: list[str] = list(columns["probabilities"])
         self.imputes_blanks: bool = bool(columns.get("imputes_blanks", False))  # absent in older models
+        self.text_features: list[str] = list(columns.get("text_features", []))  # absent in older models
         # The estimator saw class indexes; a class absent from its training split has no column.
         self._present = np.asarray(self.estimator.classes_, dtype=np.int64)
         self._names = np.asarray(self.class_names, dtype=object)
 
+    def _with_text(self, model_input: Any) -> pd.DataFrame:
+        """A table with text features as the Pipeline takes it: numbers as floats, text stripped (a blank
+        is "", refused unless the model imputes)."""
+        if not isinstance(model_input, pd.DataFrame):
+            rows = np.asarray(model_input, dtype=object).reshape(-1, len(self.feature_names))
+            model_input = pd.DataFrame(rows, columns=self.feature_names)
+        frame = model_input[self.feature_names].copy()
+        for name in self.text_features:
+            column = frame[name].astype(object)
+            text = column.where(column.notna(), "").astype(str).str.strip()
+            if not self.imputes_blanks and (text == "").any():
+                blank = np.flatnonzero(text.to_numpy() == "")
+                raise MlflowException.invalid_parameter_value(
+                    f"Feature '{name}' must be a non-blank text: row(s) {blank[:5].tolist()} are blank."
+                )
+            frame[name] = text
+        numeric = [f for f in self.feature_names if f not in self.text_features]
+        if numeric:
+            values = frame[numeric].to_numpy(dtype=float)
+            self._check_finite(values, numeric)
+            frame[numeric] = np.clip(values, -_FLOAT32_MAX, _FLOAT32_MAX)
+        return frame
+
+    def _check_finite(self, values: np.ndarray, feature_names: list[str]) -> None:
+        # NaN is a blank cell: the model's imputer fills it in, if it has one; infinity never.
+        finite = ~np.isinf(values) if self.imputes_blanks else np.isfinite(values)
+        if not finite.all():  # as the platform's own checks
+            rows, columns = np.nonzero(~finite)
+            bad = sorted({feature_names[c] for c in columns})
+            what = "infinity" if self.imputes_blanks else "NaN or infinity"
+            raise MlflowException.invalid_parameter_value(
+                f"Features {bad} must be finite numbers: row(s) {rows[:5].tolist()} hold {what}."
+            )
+
     def predict_proba(self, model_input: Any) -> np.ndarray:
         """Every class's probability for each row (rows by class index), as the platform computes them."""
+        raw = self.estimator.predict_proba(self._table(model_input))
+        if len(self._present) == len(self.class_names):
+            return np.asarray(raw, dtype=float)
+        proba = np.zeros((raw.shape[0], len(self.class_names)))
+        proba[:, self._present] = raw
+        return proba
+
+    def _table(self, model_input: Any) -> pd.DataFrame:
+        """The rows as the estimator takes them, checked as the platform checks them."""
+        if self.text_features:
+            return self._with_text(model_input)
         frame = None
         if isinstance(model_input, pd.DataFrame):
             # The signature has already put the columns in feature order: then the table goes as it is.
@@ -71,24 +118,11 @@ class IrisClassifier(PythonModel):
                 frame = None
         else:  # an array or a list of rows, columns in feature order
             values = np.asarray(model_input, dtype=float).reshape(-1, len(self.feature_names))
-        # NaN is a blank cell: the model's imputer fills it in, if it has one; infinity never.
-        finite = ~np.isinf(values) if self.imputes_blanks else np.isfinite(values)
-        if not finite.all():  # as the platform's own checks
-            rows, columns = np.nonzero(~finite)
-            bad = sorted({self.feature_names[c] for c in columns})
-            what = "infinity" if self.imputes_blanks else "NaN or infinity"
-            raise MlflowException.invalid_parameter_value(
-                f"Features {bad} must be finite numbers: row(s) {rows[:5].tolist()} hold {what}."
-            )
+        self._check_finite(values, self.feature_names)
         if frame is None or np.nanmax(np.abs(values), initial=0.0) > _FLOAT32_MAX:
             values = np.clip(values, -_FLOAT32_MAX, _FLOAT32_MAX)
             frame = pd.DataFrame(values, columns=self.feature_names)
-        raw = self.estimator.predict_proba(frame)
-        if len(self._present) == len(self.class_names):
-            return np.asarray(raw, dtype=float)
-        proba = np.zeros((raw.shape[0], len(self.class_names)))
-        proba[:, self._present] = raw
-        return proba
+        return frame
 
     def predict(
         self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None

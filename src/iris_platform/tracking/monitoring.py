@@ -19,6 +19,7 @@ def drift_metrics(report: DriftReport) -> dict[str, float]:
     metrics: dict[str, float] = {names.M_DRIFT_DETECTED: 1.0 if report.drift_detected else 0.0}
     metrics.update({names.psi_metric(f): v for f, v in report.psi.items()})
     metrics.update({names.ks_pvalue_metric(f): v for f, v in report.ks_pvalue.items()})
+    metrics.update({names.chi2_pvalue_metric(f): v for f, v in report.chi2_pvalue.items()})
     if report.class_drift_pvalue is not None:
         metrics[names.M_CLASS_DRIFT_PVALUE] = report.class_drift_pvalue
     return metrics

@@ -39,13 +39,27 @@ P_INPUT_FILE = "input_file"
 # An upload's columns left out of the features as row identifiers, comma-separated as the file names
 # them; logged only when there are some (absent, not empty, means none: other runs' params are unchanged).
 P_DROPPED_COLUMNS = "dropped_columns"
-# What the saved model does before its classifier: "median_imputation" (blank cells of the training table
-# filled with the column's median, also at prediction) or "none"; the features it takes by kind.
+# What the saved model does before its classifier, its steps joined by "+": "median_imputation" (blank
+# cells of the training table filled in, numbers with the column's median and text as a category of its
+# own, also at prediction), "one_hot_encoding" (text features), or "none"; the features it takes by kind.
 P_PREPROCESSING = "preprocessing"
 P_N_NUMERIC_FEATURES = "n_numeric_features"
 P_N_TEXT_FEATURES = "n_text_features"
 PREPROCESSING_MEDIAN_IMPUTATION = "median_imputation"
+PREPROCESSING_ONE_HOT_ENCODING = "one_hot_encoding"
 PREPROCESSING_NONE = "none"
+PREPROCESSING_SEPARATOR = "+"
+
+
+def preprocessing_of(*, imputes: bool, one_hot: bool) -> str:
+    steps = [PREPROCESSING_MEDIAN_IMPUTATION] * imputes + [PREPROCESSING_ONE_HOT_ENCODING] * one_hot
+    return PREPROCESSING_SEPARATOR.join(steps) or PREPROCESSING_NONE
+
+
+def preprocessing_steps(preprocessing: str | None) -> list[str]:
+    return [s for s in (preprocessing or PREPROCESSING_NONE).split(PREPROCESSING_SEPARATOR) if s != PREPROCESSING_NONE]
+
+
 # An upload's choice for blank numeric cells ("median" or "none"), and its columns left out because they
 # hold one value in every row (comma-separated, logged only when there are some).
 P_IMPUTE = "impute"
@@ -127,6 +141,8 @@ REFERENCE_PROFILE_ARTIFACT = "reference_profile.json"
 # Drift metrics on every batch run, every `single_window` run and every drift window run.
 PSI_PREFIX = "psi_"
 KS_PVALUE_PREFIX = "ks_pvalue_"
+# A text feature's test is chi-square, of its categories' counts against the training proportions.
+CHI2_PVALUE_PREFIX = "chi2_pvalue_"
 M_CLASS_DRIFT_PVALUE = "class_drift_pvalue"
 M_DRIFT_DETECTED = "drift_detected"
 # Comma-separated feature names ("" when none): drifted (PSI at the alert level and KS p below the bound),
@@ -200,6 +216,19 @@ def psi_metric(feature: str) -> str:
 
 def ks_pvalue_metric(feature: str) -> str:
     return KS_PVALUE_PREFIX + key_part(feature)
+
+
+def chi2_pvalue_metric(feature: str) -> str:
+    return CHI2_PVALUE_PREFIX + key_part(feature)
+
+
+# On a batch run of a model with text features: per text feature, the rows holding a text the
+# training never had (the model ignores it).
+UNSEEN_CATEGORIES_PREFIX = "unseen_categories_"
+
+
+def unseen_metric(feature: str) -> str:
+    return UNSEEN_CATEGORIES_PREFIX + key_part(feature)
 
 
 # Cross-validation (cv_folds >= 2): per training metric, its mean and standard deviation over the folds.

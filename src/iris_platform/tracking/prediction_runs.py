@@ -122,7 +122,7 @@ class PredictionRunWriter:
         drift = DriftAccumulator(profile, features)
         index = {c: i for i, c in enumerate(profile["class_priors"])}
         drift.add(
-            np.array([[r["features"].get(f, np.nan) for f in features] for r in records], dtype=float),
+            drift.matrix([r["features"] for r in records]),
             np.array([index.get(r["class_name"], 0) for r in records]),
             np.array([r["confidence"] for r in records]),
         )

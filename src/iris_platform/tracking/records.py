@@ -19,7 +19,7 @@ class InferenceRecord(TypedDict):
     time_ms: int
     model_path: str
     model_version: str | None  # absent from records journaled before the registry
-    features: dict[str, float]
+    features: dict[str, float | str]  # a text feature: its text
     class_index: int
     class_name: str
     confidence: float
@@ -41,7 +41,7 @@ def new_record(
     *,
     model_path: str,
     model_version: str | None,
-    features: dict[str, float],
+    features: dict[str, float | str],
     class_index: int,
     class_name: str,
     confidence: float,

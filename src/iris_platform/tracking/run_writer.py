@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -84,13 +84,14 @@ def skops_trusted_types(estimator: Any) -> list[str]:
     return untrusted
 
 
-def mlflow_signature(feature_names: list[str], class_names: list[str]) -> Any:
-    """The MLflow model's signature: the features in, the class name, confidence and probabilities out."""
+def mlflow_signature(feature_names: list[str], class_names: list[str], text_features: Collection[str] = ()) -> Any:
+    """The MLflow model's signature: the features in (numbers, text for text features), the class name,
+    confidence and probabilities out."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
     return ModelSignature(
-        inputs=Schema([ColSpec("double", str(f)) for f in feature_names]),
+        inputs=Schema([ColSpec("string" if f in text_features else "double", str(f)) for f in feature_names]),
         outputs=Schema(
             [
                 ColSpec("string", names.COL_PREDICTED_CLASS),
@@ -214,7 +215,16 @@ class RunWriter:
                 pip_requirements=[],
             )
 
-    def log_mlflow_model(self, run_id: str, estimator: Any, example: Any, class_names: list[str]) -> str:
+    def log_mlflow_model(
+        self,
+        run_id: str,
+        estimator: Any,
+        example: Any,
+        class_names: list[str],
+        *,
+        imputes_blanks: bool = False,
+        text_features: Sequence[str] = (),
+    ) -> str:
         """Log the MLflow model so `mlflow models serve -m models:/<model_id>` serves it; returns its URI.
 
         The model is a pyfunc from code (`mlflow_pyfunc.py`, standalone) answering, for each row of
@@ -234,15 +244,17 @@ class RunWriter:
             f"numpy=={importlib.metadata.version('numpy')}",
             f"pandas=={importlib.metadata.version('pandas')}",
         ]
-        signature = mlflow_signature(feature_names, class_names)
+        signature = mlflow_signature(feature_names, class_names, text_features)
         columns = {
             "feature_names": feature_names,
             "class_names": [str(c) for c in class_names],
             "predicted_class": names.COL_PREDICTED_CLASS,
             "confidence": names.COL_CONFIDENCE,
             "probabilities": probability_columns,
-            # A Pipeline whose first step fills blank cells: the pyfunc passes NaN on to it.
-            "imputes_blanks": "impute" in dict(getattr(estimator, "steps", [])),
+            # A Pipeline whose first step fills blank cells: the pyfunc passes NaN (a text's "") on to it.
+            "imputes_blanks": imputes_blanks,
+            # Features the Pipeline one-hot encodes: passed as text.
+            "text_features": list(text_features),
         }
         client = self.store.client
         # Create the logged model in the run's own experiment: left to itself, log_model files it

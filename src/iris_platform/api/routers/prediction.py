@@ -101,7 +101,8 @@ def find_prediction(
 router = APIRouter(tags=["prediction"])
 _BODY = {
     "required": True,
-    "description": "The serving model's features, each a number (GET /openapi.json lists the serving model's).",
+    "description": "The serving model's features, each a number, or a text for a text feature (GET /openapi.json "
+    "lists the serving model's).",
     "content": {t: {"schema": _FEATURES_SCHEMA} for t in (JSON, URLENCODED, MULTIPART)},
 }
 router.add_api_route(
