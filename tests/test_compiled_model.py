@@ -14,6 +14,7 @@ from iris_platform.ml.data import load_iris_training_data
 from iris_platform.ml.inference import Predictor, compiled_predictor
 from iris_platform.ml.metadata import ModelMetadata
 from iris_platform.ml.model_store import ModelStore, StoredModel, sha256_hex
+from iris_platform.ml.text_features import FeatureLayout
 from tests.helpers.api import FAST_TREES, assert_error, load_model, predict, train
 from tests.helpers.data import IRIS_CLASSES, IRIS_FEATURES, SETOSA
 from tests.helpers.platform import open_platform
@@ -156,7 +157,7 @@ def two_tree_forest():
     X, y = data.X.iloc[rows], data.y[rows]
     forest = RandomForestClassifier(n_estimators=2, random_state=3).fit(X, y)
     metadata = ModelMetadata(feature_names=IRIS_FEATURES, class_names=IRIS_CLASSES)
-    return StoredModel(forest, metadata, "two_trees.pkl", convert(forest, len(IRIS_FEATURES)))
+    return StoredModel(forest, metadata, "two_trees.pkl", convert(forest, FeatureLayout(IRIS_FEATURES)))
 
 
 def test_a_compiled_predictor_resolves_ties_like_scikit_learn(two_tree_forest):

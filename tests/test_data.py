@@ -326,12 +326,28 @@ def test_two_text_columns_without_target_column_are_both_named():
     assert "['species', 'colour'] hold text" in detail and "target_column" in detail and "'petal_width'" in detail
 
 
-def test_a_text_column_beside_a_text_target_keeps_the_numeric_message():
+def test_a_text_column_beside_a_text_target_is_a_text_feature():
+    colours = ["red", "green", "blue"] * 50
+    frame = iris_frame().assign(colour=colours)[["colour", *IRIS_FEATURES, "species"]]
+    data = prepare_training_data(frame)
+    assert data.text_features == ["colour"] and data.feature_names == ["colour", *IRIS_FEATURES]
+    assert data.X["colour"].tolist() == colours
+    assert data.preprocessing == "one_hot_encoding"
+
+
+def test_a_text_column_of_one_value_is_left_out_as_constant():
     frame = iris_frame().assign(colour="red")[["colour", *IRIS_FEATURES, "species"]]
+    data = prepare_training_data(frame)
+    assert data.constant_columns == ["colour"] and data.text_features == []
+
+
+def test_a_few_words_in_a_numeric_column_keep_the_numeric_message():
+    frame = iris_frame()
+    frame["sepal_length"] = frame["sepal_length"].astype(object)
+    frame.loc[7, "sepal_length"] = "n/a cm"
     with pytest.raises(InputError) as raised:
         prepare_training_data(frame)
-    assert "Column 'colour' must be numeric" in raised.value.detail
-    assert "target_column" not in raised.value.detail
+    assert "Column 'sepal_length' must be numeric, but data row(s) [8]" in raised.value.detail
 
 
 # -- stray double quotes ----------------------------------------------------------------------------

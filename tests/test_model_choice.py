@@ -34,6 +34,7 @@ from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_
 from iris_platform.ml.compiled_model import convert
 from iris_platform.ml.inference import Predictor
 from iris_platform.ml.model_store import ModelStore
+from iris_platform.ml.text_features import FeatureLayout
 from tests.helpers.api import assert_error, predict, wait_for_writer
 from tests.helpers.contract import TRAINING_EXPERIMENT, TRAINING_METRICS
 from tests.helpers.data import IRIS_CLASSES, IRIS_FEATURES, SETOSA, VERSICOLOR, VIRGINICA, csv_bytes, iris_frame
@@ -97,7 +98,7 @@ EVALUATION = "evaluation"
 THREE_CLASS_EVIDENCE = ["evaluation/confusion_matrix.json", "evaluation/per_class_metrics.json"]
 ANSWER_HEAD = ["status", "run_id", "model_path", "model_version", *TRAINING_METRICS]
 ANSWER_TAIL = ["model_type", "hyperparameters", "cv_folds", "runtime", "classification_report", "confusion_matrix"]
-ANSWER_TAIL += ["dropped_columns", "constant_columns", "preprocessing", "imputed_cells", "model_metadata"]
+ANSWER_TAIL += ["dropped_columns", "constant_columns", "preprocessing", "imputed_cells", "text_features", "model_metadata"]
 
 
 # -- the platform and what it answers -------------------------------------------------------------------
@@ -203,7 +204,7 @@ def test_the_runtime_is_onnxruntime_exactly_when_the_model_converts_and_matches(
     done = trained[name]
     metadata = done.body["model_metadata"]
     stored = stored_model(platform, done.body)
-    converts = convert(stored.estimator, len(IRIS_FEATURES)) is not None
+    converts = convert(stored.estimator, FeatureLayout(IRIS_FEATURES)) is not None
     if done.body["runtime"] == "onnxruntime":
         assert converts
         assert metadata["compiled"]["parity_ok"] is True and metadata["compiled"]["max_abs_diff"] <= 1e-6

@@ -138,6 +138,7 @@ def test_iris_training_response(iris_training):
         "constant_columns",
         "preprocessing",
         "imputed_cells",
+        "text_features",
         "model_metadata",
     ]
     assert body["dropped_columns"] == [] and body["model_metadata"]["dropped_columns"] == []

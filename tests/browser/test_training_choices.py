@@ -502,3 +502,41 @@ def test_a_table_with_blank_cells_trains_with_imputation_or_is_refused(
     # The browser logs the refusal it was asked to provoke; nothing else may be logged.
     assert sum(PROVOKED_422 in m for m in watch.console_errors) == 1, watch.console_errors
     watch.console_errors[:] = [m for m in watch.console_errors if PROVOKED_422 not in m]
+
+
+def test_a_text_column_gets_a_text_input_offering_its_categories(page: Page, server: Server, tmp_path: Path):
+    table = tmp_path / "penguins.csv"
+    table.write_bytes(csv_bytes(penguins(island=True)))
+    open_dashboard(page, server)
+    wait_model_types(page)
+    page.set_input_files("#train-file", str(table))
+    choose(page, "random_forest")
+    page.fill("#n-estimators", FAST["random_forest"]["n_estimators"])
+    _, answer = submit_training(page)
+    islands = answer["text_features"]["island"]
+    shown = table_rows(page, '[data-result="training"] table.model-summary')
+    assert shown["island (text)"] == ", ".join(islands)
+    assert shown["preprocessing"].startswith("median_imputation+one_hot_encoding")
+
+    # The form follows the model: a text input for the island, offering the islands it was trained on.
+    page.wait_for_selector("#feature-island")
+    assert page.get_attribute("#feature-island", "type") == "text"
+    offered = page.eval_on_selector_all("#feature-island-categories option", "os => os.map(o => o.value)")
+    assert offered == islands
+    page.fill("#feature-island", "Dream")
+    page.fill("#feature-bill_length", "48.8")
+    page.fill("#feature-bill_depth", "18.4")
+    page.fill("#feature-flipper_length", "196")
+    with page.expect_response(lambda r: urlsplit(r.url).path == "/predict") as predicted:
+        page.click("#predict-form button[type=submit]")
+    assert predicted.value.status == 200, predicted.value.text()
+    assert predicted.value.json()["class_name"] == "Chinstrap"
+    expect(page.locator('[data-result="prediction"] .big')).to_have_text("Chinstrap")
+    expect(page.locator('[data-result="prediction"] .unseen-categories')).to_have_count(0)
+
+    # A text the model never saw is sent as it is, ignored by the model, and named under the answer.
+    page.fill("#feature-island", "Atlantis")
+    with page.expect_response(lambda r: urlsplit(r.url).path == "/predict") as predicted:
+        page.click("#predict-form button[type=submit]")
+    assert predicted.value.json()["unseen_categories"] == {"island": "Atlantis"}
+    expect(page.locator('[data-result="prediction"] .unseen-categories')).to_contain_text("island = Atlantis")

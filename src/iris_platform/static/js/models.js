@@ -1,7 +1,7 @@
 // The "Saved models" card: the registered versions, which one serves, loading another, rolling back.
 
 import { api, post } from "./api.js";
-import { CHAMPION_ALIAS, M_ACCURACY, PREPROCESSING_MEDIAN_IMPUTATION } from "./contract.js";
+import { CHAMPION_ALIAS, M_ACCURACY, PREPROCESSING_MEDIAN_IMPUTATION, PREPROCESSING_SEPARATOR } from "./contract.js";
 import { el } from "./dom.js";
 import { formatNumber } from "./format.js";
 import { loadHealth } from "./health.js";
@@ -16,8 +16,9 @@ export async function loadModels() {
     const data = await api("/models");
     list.replaceChildren();
     const current = data.models.find((m) => m.is_current);
+    const steps = (current?.metadata?.preprocessing ?? "").split(PREPROCESSING_SEPARATOR);
     renderFeatureInputs(current?.metadata ? current.metadata.feature_names : IRIS_FEATURES,
-      current?.metadata?.preprocessing === PREPROCESSING_MEDIAN_IMPUTATION);
+      steps.includes(PREPROCESSING_MEDIAN_IMPUTATION), current?.metadata?.text_categories ?? {});
     if (data.registry_error) list.append(el("li", { class: "empty", text: `Model registry unreachable: ${data.registry_error}` }));
     if (data.models.length === 0) list.append(el("li", { class: "empty", text: "No saved models yet." }));
     for (const model of data.models) {

@@ -94,6 +94,8 @@ function modelSummary(data) {
     ["runtime", data.runtime],
     ...Object.entries(data.hyperparameters).map(([name, value]) => [name, formatHyperparameter(value)]),
     ["preprocessing", preprocessingText(data)],
+    ...Object.entries(data.text_features ?? {}).map(([feature, categories]) =>
+      [`${feature} (text)`, categories.map((c) => c === "" ? "(blank)" : c).join(", ")]),
     ...(data.constant_columns?.length ? [["left out (one value)", data.constant_columns.join(", ")]] : []),
   ]);
 }
