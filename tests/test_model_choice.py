@@ -98,7 +98,14 @@ EVALUATION = "evaluation"
 THREE_CLASS_EVIDENCE = ["evaluation/confusion_matrix.json", "evaluation/per_class_metrics.json"]
 ANSWER_HEAD = ["status", "run_id", "model_path", "model_version", *TRAINING_METRICS]
 ANSWER_TAIL = ["model_type", "hyperparameters", "cv_folds", "runtime", "classification_report", "confusion_matrix"]
-ANSWER_TAIL += ["dropped_columns", "constant_columns", "preprocessing", "imputed_cells", "text_features", "model_metadata"]
+ANSWER_TAIL += [
+    "dropped_columns",
+    "constant_columns",
+    "preprocessing",
+    "imputed_cells",
+    "text_features",
+    "model_metadata",
+]
 
 
 # -- the platform and what it answers -------------------------------------------------------------------
