@@ -13,7 +13,7 @@ from sklearn.model_selection import train_test_split
 
 from iris_platform.ml.model_store import ModelStore
 from iris_platform.tracking import names
-from tests.helpers.api import FAST_TREES, assert_error, predict, predict_batch, train, wait_for_writer
+from tests.helpers.api import FAST_TREES, assert_error, predict, predict_batch, train, wait_for_writer, wait_until
 from tests.helpers.data import PENGUIN_ISLANDS, csv_bytes, penguins, read_json
 from tests.helpers.mlflow_reads import (
     all_runs,
@@ -151,12 +151,7 @@ def test_batch_drift_of_a_text_feature_is_over_its_categories(platform, trained,
     profile = read_json(download_artifact(platform.mlflow, trained["run_id"], "reference_profile.json", tmp_path))
     assert profile["features"]["island"]["categories"] == ISLANDS
     # Independently: the training split's island shares, and the batch's, with a bin for unseen texts.
-    train_counts = training_split(table)["island"].value_counts()
-    expected = np.array([train_counts.get(i, 0) for i in ISLANDS] + [0]) / train_counts.sum()
-    batch_counts = np.array([(rows["island"] == i).sum() for i in ISLANDS] + [5])
-    actual = batch_counts / len(rows)
-    e, a = np.clip(expected, 1e-4, None), np.clip(actual, 1e-4, None)
-    psi = float(np.sum((a - e) * np.log(a / e)))
+    psi = independent_text_psi(table, rows["island"].tolist())
     drift = answer["drift"]
     assert drift["psi"]["island"] == pytest.approx(psi)
     assert drift["chi2_pvalue"]["island"] == 0.0  # a text the training never had
@@ -169,8 +164,42 @@ def test_batch_drift_of_a_text_feature_is_over_its_categories(platform, trained,
     seen["island"] = [ISLANDS[i % 3] for i in range(len(seen))]
     answer = predict_batch(platform.client, csv_bytes(seen))
     counts = np.array([(seen["island"] == i).sum() for i in ISLANDS])
-    shares = expected[:-1]
+    train_counts = training_split(table)["island"].value_counts()
+    shares = np.array([train_counts.get(i, 0) for i in ISLANDS]) / train_counts.sum()
     assert answer["drift"]["chi2_pvalue"]["island"] == pytest.approx(chisquare(counts, shares * counts.sum()).pvalue)
+
+
+def independent_text_psi(table: pd.DataFrame, islands: list[str]) -> float:
+    """PSI of `islands` against the training split's island shares, with a bin for unseen texts (0.0001 for
+    an empty bin), computed here from the table itself."""
+    train_counts = training_split(table)["island"].value_counts()
+    expected = np.array([train_counts.get(i, 0) for i in ISLANDS] + [0]) / train_counts.sum()
+    counts = np.array([islands.count(i) for i in ISLANDS] + [sum(i not in ISLANDS for i in islands)])
+    e, a = np.clip(expected, 1e-4, None), np.clip(counts / len(islands), 1e-4, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def test_a_drift_window_of_single_predictions_compares_the_texts(tmp_path, table):
+    with open_platform(tmp_path, drift_window=10) as platform:
+        train(platform.client, file=("penguins.csv", csv_bytes(table)), n_estimators=FAST_TREES)
+        islands = ["Dream"] * 8 + ["Atlantis"] * 2
+        for island in islands:
+            sent = {"island": island, "bill_length_mm": 48.8, "bill_depth_mm": 18.4, "flipper_length_mm": 196}
+            predict(platform.client, sent)
+        wait_for_writer(platform.client)
+        runs = wait_until(
+            lambda: all_runs(
+                platform.mlflow,
+                "iris_inference",
+                "params.prediction_type = 'drift_window' and attributes.status = 'FINISHED'",
+            ),
+            20,
+            "a drift window run",
+        )
+        metrics = runs[0].data.metrics
+        assert metrics[names.psi_metric("island")] == pytest.approx(independent_text_psi(table, islands))
+        assert metrics[names.chi2_pvalue_metric("island")] == 0.0  # Atlantis: never seen in training
+        assert "island" in runs[0].data.tags[names.T_DRIFTED_FEATURES].split(",")
 
 
 def test_the_mlflow_model_takes_text(platform, trained, pipeline):
