@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
+import shutil
 import sys
 import tempfile
 import threading
@@ -84,6 +85,47 @@ def skops_trusted_types(estimator: Any) -> list[str]:
     return untrusted
 
 
+# The trusted types found per model structure (models_alike): computing them takes a skops dump of the
+# whole model, as long as the one MLflow then writes, so it is done once per structure in a process.
+_TRUSTED_TYPES: dict[tuple[str, ...], list[str]] = {}
+_TRUSTED_TYPES_LOCK = threading.Lock()
+
+
+def models_alike(estimator: Any) -> tuple[str, ...]:
+    """The classes a model is made of (itself, its steps and their parts): such models hold alike types."""
+    parts = [estimator, *(v for v in estimator.get_params(deep=True).values() if hasattr(v, "get_params"))]
+    return tuple(sorted({f"{type(p).__module__}.{type(p).__qualname__}" for p in parts}))
+
+
+def _save_sklearn_model(estimator: Any, folder: Path, pip_requirements: list[str]) -> None:
+    """The estimator as a skops `mlflow.sklearn` model, trusting the types found for models alike; MLflow
+    reloads what it wrote with them, so a type such a model did not hold before is found then and added."""
+    import mlflow.sklearn
+    from mlflow.exceptions import MlflowException
+
+    def save(trusted: list[str]) -> None:
+        mlflow.sklearn.save_model(
+            estimator,
+            str(folder),
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+            skops_trusted_types=trusted,
+            pip_requirements=pip_requirements,
+        )
+
+    key = models_alike(estimator)
+    with _TRUSTED_TYPES_LOCK:
+        known = _TRUSTED_TYPES.get(key)
+    if known is not None:
+        try:
+            return save(known)
+        except MlflowException:  # untrusted types: computed below, as for a model of a new structure
+            shutil.rmtree(folder, ignore_errors=True)
+    trusted = sorted({*(known or []), *skops_trusted_types(estimator)})
+    save(trusted)
+    with _TRUSTED_TYPES_LOCK:
+        _TRUSTED_TYPES[key] = trusted
+
+
 def mlflow_signature(feature_names: list[str], class_names: list[str], text_features: Collection[str] = ()) -> Any:
     """The MLflow model's signature: the features in (numbers, text for text features), the class name,
     confidence and probabilities out."""
@@ -106,17 +148,9 @@ def _model_artifacts(
     folder: Path, estimator: Any, columns: dict[str, Any], pip_requirements: list[str]
 ) -> tuple[Path, Path]:
     """The pyfunc's two artifacts in `folder`: the forest as a skops `mlflow.sklearn` model (trusting only
-    the types computed from it) and the columns JSON."""
-    import mlflow.sklearn
-
+    the types computed from models alike) and the columns JSON."""
     estimator_dir = folder / names.MLFLOW_ESTIMATOR_ARTIFACT
-    mlflow.sklearn.save_model(
-        estimator,
-        str(estimator_dir),
-        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-        skops_trusted_types=skops_trusted_types(estimator),
-        pip_requirements=pip_requirements,
-    )
+    _save_sklearn_model(estimator, estimator_dir, pip_requirements)
     columns_file = folder / f"{names.MLFLOW_COLUMNS_ARTIFACT}.json"
     columns_file.write_text(json.dumps(columns, indent=1), encoding="utf-8")
     return estimator_dir, columns_file
