@@ -13,7 +13,16 @@ from sklearn.model_selection import train_test_split
 
 from iris_platform.ml.model_store import ModelStore
 from iris_platform.tracking import names
-from tests.helpers.api import FAST_TREES, assert_error, predict, predict_batch, train, wait_for_writer, wait_until
+from tests.helpers.api import (
+    FAST_TREES,
+    assert_error,
+    load_model,
+    predict,
+    predict_batch,
+    train,
+    wait_for_writer,
+    wait_until,
+)
 from tests.helpers.data import PENGUIN_ISLANDS, csv_bytes, penguins, read_json
 from tests.helpers.mlflow_reads import (
     all_runs,
@@ -287,3 +296,15 @@ def test_every_model_type_trains_on_text(platform, table, model_type):
     assert answer["text_features"] == {"island": ISLANDS}
     sent = {"island": "Torgersen", "bill_length_mm": 38.8, "bill_depth_mm": 18.3, "flipper_length_mm": 190}
     assert predict(platform.client, sent)["class_name"] == "Adelie"
+
+
+def test_a_text_model_loaded_again_is_checked_and_served_with_its_categories(platform, trained, pipeline):
+    # Last in this module: other models have served since; loading reads the categories from the metadata.
+    loaded = load_model(platform.client, trained["model_path"])
+    assert loaded["runtime"] == "onnxruntime"  # its ONNX form checked again, text inputs included
+    sent = {"island": "Torgersen", "bill_length_mm": 38.8, "bill_depth_mm": 18.3, "flipper_length_mm": 190}
+    answer = predict(platform.client, sent)
+    expected = sklearn_proba(pipeline, pd.DataFrame([sent]))[0]
+    assert answer["probabilities"] == pytest.approx(dict(zip(CLASSES, expected, strict=True)), abs=1e-5)
+    assert answer["model_path"] == trained["model_path"]
+    assert predict(platform.client, {**sent, "island": "Atlantis"})["unseen_categories"] == {"island": "Atlantis"}

@@ -540,3 +540,13 @@ def test_a_text_column_gets_a_text_input_offering_its_categories(page: Page, ser
         page.click("#predict-form button[type=submit]")
     assert predicted.value.json()["unseen_categories"] == {"island": "Atlantis"}
     expect(page.locator('[data-result="prediction"] .unseen-categories')).to_contain_text("island = Atlantis")
+
+    # The training run's popup shows the island's training shares where a number's moments go.
+    profile = server.get(f"/mlflow/run/{answer['run_id']}/artifacts/reference_profile.json")
+    shares = profile["features"]["island"]["proportions"]
+    page.locator(f'#runs tr[data-run-id="{answer["run_id"]}"]').click()
+    page.wait_for_function("() => document.getElementById('run-dialog').open")
+    row = page.locator('#run-dialog-body .profile-table tr[data-feature="island"] td')
+    expected = " · ".join(f"{c} {formatted(page, 'formatPercent', p)}" for c, p in zip(islands, shares, strict=False))
+    expect(row).to_have_text(f"text: {expected}")
+    page.keyboard.press("Escape")

@@ -43,11 +43,18 @@ async function profileSummary(run) {
       el("div", { class: "table-wrap" }, el("table", { class: "profile-table" },
         el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "feature" }), ...columns.map((c) => el("th", { scope: "col", text: c })))),
         el("tbody", {}, ...Object.entries(profile.features ?? {}).map(([name, f]) => el("tr", { "data-feature": name },
-          el("th", { scope: "row", text: name }), ...columns.map((c) => el("td", { text: formatNumber(f[c]) }))))))),
+          el("th", { scope: "row", text: name }), ...profileCells(f, columns)))))),
       el("p", { class: "priors", text: `Class priors: ${priors.join(" · ")}` })];
   } catch (error) {
     return [title, el("p", { class: "empty", text: `The profile could not be read: ${error.message}` })];
   }
+}
+
+/** A numeric feature's moments; a text feature's categories with their training shares, across the row. */
+function profileCells(feature, columns) {
+  if (feature.kind !== "text") return columns.map((c) => el("td", { text: formatNumber(feature[c]) }));
+  const shares = feature.categories.map((c, i) => `${c === "" ? "(blank)" : c} ${formatPercent(feature.proportions[i])}`);
+  return [el("td", { colspan: String(columns.length), class: "categories", text: `text: ${shares.join(" · ")}` })];
 }
 
 /** A tuning's run: its trials as GET /tune/{id} reads them, with their chart (drawn once shown). */
