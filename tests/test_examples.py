@@ -17,10 +17,13 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TRAIN_CSV = EXAMPLES / "iris_train.csv"
 BATCH_CSV = EXAMPLES / "iris_batch.csv"
 KAGGLE_CSV = EXAMPLES / "Iris.csv"  # Kaggle's Iris.csv as downloaded: Id first, *Cm columns, sorted by Species
+PENGUINS_CSV = EXAMPLES / "penguins.csv"  # a text column, blank cells, a column of one value
 
 
 def test_examples_folder_holds_exactly_the_files_tested_here():
-    assert sorted(p.name for p in EXAMPLES.iterdir()) == sorted(p.name for p in (TRAIN_CSV, BATCH_CSV, KAGGLE_CSV))
+    assert sorted(p.name for p in EXAMPLES.iterdir()) == sorted(
+        p.name for p in (TRAIN_CSV, BATCH_CSV, KAGGLE_CSV, PENGUINS_CSV)
+    )
 
 
 def test_train_predict_and_batch_with_the_example_files(fresh_platform, tmp_path):
@@ -74,3 +77,17 @@ def test_kaggle_iris_csv_trains_on_the_four_features_and_the_example_batch_predi
     batch = predict_batch(client, BATCH_CSV.read_bytes(), BATCH_CSV.name)
     assert batch["total_samples"] == len(pd.read_csv(BATCH_CSV))
     assert batch["model_version"] == trained["model_version"]
+
+
+def test_the_penguins_table_trains_with_its_text_column_and_blank_cells(fresh_platform):
+    client = fresh_platform.client
+    table = pd.read_csv(PENGUINS_CSV)
+    assert int(table["bill_length_mm"].isna().sum()) == 10 and table["year"].nunique() == 1
+    trained = train(client, file=(PENGUINS_CSV.name, PENGUINS_CSV.read_bytes()), n_estimators=FAST_TREES)
+    assert trained["preprocessing"] == "median_imputation+one_hot_encoding"
+    assert trained["text_features"] == {"island": ["Biscoe", "Dream", "Torgersen"]}
+    assert trained["constant_columns"] == ["year"] and trained["imputed_cells"] == {"bill_length": 10}
+    gentoo = {"island": "Biscoe", "bill_length_mm": None, "bill_depth_mm": 15.0, "flipper_length_mm": 217}
+    assert predict(client, gentoo)["class_name"] == "Gentoo"
+    batch = predict_batch(client, PENGUINS_CSV.read_bytes(), PENGUINS_CSV.name)
+    assert batch["total_samples"] == len(table) and batch["unseen_categories"] == {"island": 0}

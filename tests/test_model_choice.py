@@ -36,7 +36,12 @@ from iris_platform.ml.inference import Predictor
 from iris_platform.ml.model_store import ModelStore
 from iris_platform.ml.text_features import FeatureLayout
 from tests.helpers.api import assert_error, predict, wait_for_writer
-from tests.helpers.contract import TRAINING_EXPERIMENT, TRAINING_METRICS
+from tests.helpers.contract import (
+    TRAINING_ANSWER_HEAD,
+    TRAINING_ANSWER_TAIL,
+    TRAINING_EXPERIMENT,
+    TRAINING_METRICS,
+)
 from tests.helpers.data import IRIS_CLASSES, IRIS_FEATURES, SETOSA, VERSICOLOR, VIRGINICA, csv_bytes, iris_frame
 from tests.helpers.mlflow_reads import all_runs, assert_no_running_runs, download_artifact
 from tests.helpers.platform import Platform, open_platform
@@ -96,16 +101,7 @@ IRIS_PARAMS = {
 }
 EVALUATION = "evaluation"
 THREE_CLASS_EVIDENCE = ["evaluation/confusion_matrix.json", "evaluation/per_class_metrics.json"]
-ANSWER_HEAD = ["status", "run_id", "model_path", "model_version", *TRAINING_METRICS]
-ANSWER_TAIL = ["model_type", "hyperparameters", "cv_folds", "runtime", "classification_report", "confusion_matrix"]
-ANSWER_TAIL += [
-    "dropped_columns",
-    "constant_columns",
-    "preprocessing",
-    "imputed_cells",
-    "text_features",
-    "model_metadata",
-]
+ANSWER_HEAD, ANSWER_TAIL = TRAINING_ANSWER_HEAD, TRAINING_ANSWER_TAIL
 
 
 # -- the platform and what it answers -------------------------------------------------------------------

@@ -11,7 +11,12 @@ import pytest
 
 from iris_platform.tracking import names
 from tests.helpers.api import FAST_TREES, assert_error, load_model, predict, predict_batch, train, wait_for_writer
-from tests.helpers.contract import TRAINING_EXPERIMENT, TRAINING_METRICS
+from tests.helpers.contract import (
+    TRAINING_ANSWER_HEAD,
+    TRAINING_ANSWER_TAIL,
+    TRAINING_EXPERIMENT,
+    TRAINING_METRICS,
+)
 from tests.helpers.data import (
     IRIS_CLASSES,
     IRIS_FEATURES,
@@ -122,25 +127,7 @@ def check_model_files(platform, body, tmp_path):
 def test_iris_training_response(iris_training):
     body = iris_training
     assert body["status"] == "success"
-    assert list(body) == [
-        "status",
-        "run_id",
-        "model_path",
-        "model_version",
-        *TRAINING_METRICS,
-        "model_type",
-        "hyperparameters",
-        "cv_folds",
-        "runtime",
-        "classification_report",
-        "confusion_matrix",
-        "dropped_columns",
-        "constant_columns",
-        "preprocessing",
-        "imputed_cells",
-        "text_features",
-        "model_metadata",
-    ]
+    assert list(body) == [*TRAINING_ANSWER_HEAD, *TRAINING_ANSWER_TAIL]
     assert body["dropped_columns"] == [] and body["model_metadata"]["dropped_columns"] == []
     assert body["constant_columns"] == [] and body["imputed_cells"] == {} and body["preprocessing"] == "none"
     # The default model type, every hyperparameter it takes (the given and the defaults), no cross-validation.

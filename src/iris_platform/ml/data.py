@@ -23,7 +23,7 @@ from iris_platform.ml.features import (
     normalise_column_name,
     normalised_columns,
 )
-from iris_platform.tracking import names
+from iris_platform.ml.metadata import preprocessing_of
 
 _SHOW = 5  # how many offending rows or values a message lists
 # Training reads the whole file into a table, fits, converts and parity-checks a model of every
@@ -70,8 +70,8 @@ class TrainingData:
 
     @property
     def preprocessing(self) -> str:
-        """The steps the saved model runs before the classifier (names.preprocessing_of)."""
-        return names.preprocessing_of(imputes=bool(self.imputed_cells), one_hot=bool(self.text_features))
+        """The steps the saved model runs before the classifier (metadata.preprocessing_of)."""
+        return preprocessing_of(imputes=bool(self.imputed_cells), one_hot=bool(self.text_features))
 
 
 def load_iris_training_data() -> TrainingData:

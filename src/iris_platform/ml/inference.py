@@ -13,6 +13,7 @@ import pandas as pd
 from iris_platform.batch_statistics import BatchResult
 from iris_platform.ml.compiled_model import CompiledModel, check_parity, near_ties, parity_inputs
 from iris_platform.ml.features import FLOAT32_MAX
+from iris_platform.ml.metadata import preprocessing_steps
 from iris_platform.ml.model_store import StoredModel
 from iris_platform.ml.model_types import float32_features
 from iris_platform.ml.text_features import BLANK, FeatureLayout
@@ -65,7 +66,7 @@ class Predictor:
     @property
     def imputes_blanks(self) -> bool:
         """Whether the model fills in a blank feature itself (its first step imputes the median)."""
-        return names.PREPROCESSING_MEDIAN_IMPUTATION in names.preprocessing_steps(self.metadata.preprocessing)
+        return names.PREPROCESSING_MEDIAN_IMPUTATION in preprocessing_steps(self.metadata.preprocessing)
 
     @property
     def runtime(self) -> str:

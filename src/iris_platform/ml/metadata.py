@@ -14,6 +14,18 @@ from iris_platform.errors import InputError
 from iris_platform.tracking import names
 
 
+def preprocessing_of(*, imputes: bool, one_hot: bool) -> str:
+    """The `preprocessing` of a model: its steps before the classifier joined by "+", or "none"."""
+    steps = [names.PREPROCESSING_MEDIAN_IMPUTATION] * imputes + [names.PREPROCESSING_ONE_HOT_ENCODING] * one_hot
+    return names.PREPROCESSING_SEPARATOR.join(steps) or names.PREPROCESSING_NONE
+
+
+def preprocessing_steps(preprocessing: str | None) -> list[str]:
+    """The steps a `preprocessing` names (none for "none", and for older metadata without one)."""
+    given = (preprocessing or names.PREPROCESSING_NONE).split(names.PREPROCESSING_SEPARATOR)
+    return [step for step in given if step != names.PREPROCESSING_NONE]
+
+
 @dataclass
 class ModelMetadata:
     feature_names: list[str]

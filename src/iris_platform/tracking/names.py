@@ -49,17 +49,6 @@ PREPROCESSING_MEDIAN_IMPUTATION = "median_imputation"
 PREPROCESSING_ONE_HOT_ENCODING = "one_hot_encoding"
 PREPROCESSING_NONE = "none"
 PREPROCESSING_SEPARATOR = "+"
-
-
-def preprocessing_of(*, imputes: bool, one_hot: bool) -> str:
-    steps = [PREPROCESSING_MEDIAN_IMPUTATION] * imputes + [PREPROCESSING_ONE_HOT_ENCODING] * one_hot
-    return PREPROCESSING_SEPARATOR.join(steps) or PREPROCESSING_NONE
-
-
-def preprocessing_steps(preprocessing: str | None) -> list[str]:
-    return [s for s in (preprocessing or PREPROCESSING_NONE).split(PREPROCESSING_SEPARATOR) if s != PREPROCESSING_NONE]
-
-
 # An upload's choice for blank numeric cells ("median" or "none"), and its columns left out because they
 # hold one value in every row (comma-separated, logged only when there are some).
 P_IMPUTE = "impute"

@@ -152,6 +152,8 @@ export const percentageMetric = (className) => PERCENTAGE_PREFIX + keyPart(class
 export const probabilityColumn = (className) => PROB_COLUMN_PREFIX + String(className);
 export const psiMetric = (feature) => PSI_PREFIX + keyPart(feature);
 export const ksPvalueMetric = (feature) => KS_PVALUE_PREFIX + keyPart(feature);
+export const chi2PvalueMetric = (feature) => CHI2_PVALUE_PREFIX + keyPart(feature);
+export const unseenMetric = (feature) => UNSEEN_CATEGORIES_PREFIX + keyPart(feature);
 
 // Cross-validation (cv_folds >= 2): per training metric, its mean and standard deviation over the folds.
 export const P_CV_FOLDS = "cv_folds";
