@@ -257,8 +257,9 @@ SHUFFLED = np.random.default_rng(7).permutation(150)
         ("ID", [f"A-{i:03d}" for i in range(150)]),  # named so, unique text
         ("sample_id", (SHUFFLED * 3 + 5).tolist()),  # <name>_id, unique integers
         ("RowId", list(range(1, 151))),
+        ("name", [f"penguin {i}" for i in (SHUFFLED + 1)]),  # any name, a different text in every row
     ],
-    ids=["1..n", "0..n-1", "shuffled", "unnamed-0", "index", "text-id", "name_id", "RowId"],
+    ids=["1..n", "0..n-1", "shuffled", "unnamed-0", "index", "text-id", "name_id", "RowId", "unique-text"],
 )
 def test_identifier_columns_are_left_out(name, values):
     data = prepare_training_data(with_column(name, values))
@@ -284,6 +285,13 @@ def test_real_features_are_never_left_out(name, values, rows):
     assert data.dropped_columns == []
     assert data.feature_names == [normalise_column_name(name), *IRIS_FEATURES]
     assert data.X[normalise_column_name(name)].tolist() == [float(v) for v in values]
+
+
+def test_text_repeated_across_rows_is_a_feature_and_a_small_files_unique_text_too():
+    colours = [["red", "green", "blue"][i % 3] for i in range(150)]
+    assert prepare_training_data(with_column("colour", colours)).text_features == ["colour"]
+    few = prepare_training_data(with_column("label", [f"t{i}" for i in range(9)], 9))  # too few rows to tell
+    assert few.dropped_columns == [] and few.text_features == ["label"]
 
 
 def test_a_file_of_identifiers_only_is_refused_naming_keep_columns():

@@ -34,7 +34,8 @@ MAX_TRAINING_COLUMNS = 1000
 _IDENTIFIER_NAMES = frozenset({"id", "index", "row_id", "row_index", "row_number"})
 _PANDAS_INDEX_NAME = re.compile(r"unnamed_\d+(_\d+)?")  # "Unnamed: 0", pandas' name for a saved index
 # ... (or "<something>_id") and holding unique integers or unique text; or, under any name, the row
-# numbers themselves: unique integers from 0 or 1 up, with no gap (in any order), in a file of at
+# numbers themselves: unique integers from 0 or 1 up, with no gap (in any order), or text different in
+# every row (names, codes: one-hot encoding learns nothing from a text seen once), in a file of at
 # least this many rows (in a small file, 1, 2, 3 may well be a measurement).
 _MIN_ROWS_FOR_ROW_NUMBERS = 10
 # What a blank numeric cell of a training file becomes: the column's median (the model's first step
@@ -292,7 +293,11 @@ def _is_identifier(series: pd.Series, key: str) -> bool:
             return bool(len(filled)) and bool((filled == filled.round()).all()) and bool(filled.is_unique)
         # Unique text ("A-001"): an identifier, and no feature a forest can take anyway.
         return _is_text(series) and series.notna().all() and bool(series.is_unique)
-    if not integers or len(series) < _MIN_ROWS_FOR_ROW_NUMBERS or not series.is_unique:
+    if len(series) < _MIN_ROWS_FOR_ROW_NUMBERS or not series.is_unique:
+        return False
+    if _is_text(series):  # a different text in every row: it names the rows
+        return bool(series.notna().all())
+    if not integers:
         return False
     low, high = int(series.min()), int(series.max())
     return low in (0, 1) and high - low == len(series) - 1  # unique, so every integer between: row numbers
