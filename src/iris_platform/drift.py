@@ -27,6 +27,8 @@ KEEP_VALUES = 10_000
 # An empty bin on either side would make PSI infinite; proportions are clipped to this, as Evidently does.
 PSI_EPSILON = 1e-4
 CONFIDENCE_EDGES = [i / N_BINS for i in range(1, N_BINS)]
+# A text feature's code for a text its training never had (text_features.UNSEEN is this one).
+UNSEEN_CODE = -1
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,8 @@ def _feature_profile(values: np.ndarray, rng: np.random.Generator) -> dict[str, 
 
 
 def _category_counts(codes: np.ndarray, n_categories: int) -> np.ndarray:
-    """Counts per category, then of unseen texts (code -1) in the last bin."""
-    counts = np.bincount(np.asarray(codes, dtype=np.int64) + 1, minlength=n_categories + 1)
+    """Counts per category, then of unseen texts (UNSEEN_CODE, -1) in the last bin."""
+    counts = np.bincount(np.asarray(codes, dtype=np.int64) - UNSEEN_CODE, minlength=n_categories + 1)
     return np.concatenate((counts[1:], counts[:1]))
 
 
@@ -249,7 +251,7 @@ class DriftAccumulator:
         for i, name in enumerate(self.feature_names):
             if i in self.texts:
                 lookup = {c: k for k, c in enumerate(self.profile["features"][name]["categories"])}
-                X[:, i] = [lookup.get(str(r.get(name)), -1) for r in rows]
+                X[:, i] = [lookup.get(str(r.get(name)), UNSEEN_CODE) for r in rows]
             else:
                 X[:, i] = [_number(r.get(name)) for r in rows]
         return X

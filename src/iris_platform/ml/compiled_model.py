@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from iris_platform.ml.text_features import FeatureLayout
+from iris_platform.ml.text_features import UNSEEN, FeatureLayout
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,9 @@ def parity_inputs(X_train: np.ndarray, layout: FeatureLayout | None = None, seed
     span = np.maximum(high - low, 1.0)
     rng = np.random.default_rng(seed)
     random_rows = rng.uniform(low - span, high + span, size=(RANDOM_ROWS, X_train.shape[1]))
-    categories = layout.categories if layout is not None else {}
-    for i, feature in (layout.text_positions if layout is not None else {}).items():
-        random_rows[:, i] = rng.integers(-1, len(categories[feature]), size=RANDOM_ROWS)  # -1: UNSEEN
+    if layout is not None:
+        for i, feature in layout.text_positions.items():
+            random_rows[:, i] = rng.integers(UNSEEN, len(layout.categories[feature]), size=RANDOM_ROWS)
     return np.vstack([X_train, random_rows])
 
 

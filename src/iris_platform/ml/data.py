@@ -314,14 +314,11 @@ def _is_text(series: pd.Series) -> bool:
     return int(pd.to_numeric(cells, errors="coerce").isna().sum()) * 2 > len(cells)
 
 
-def _check_text_features(frame: pd.DataFrame, features: list[str], target: str, target_given: bool) -> None:
-    """The target taken by default (the last column) is numeric and a text column is left among the features:
-    that text column is most likely the class column, placed elsewhere; training on it as a feature needs
-    the target named."""
-    if target_given or _is_text(frame[target]):
-        return
-    texts = [c for c in features if _is_text(frame[c])]
-    if not texts:
+def _check_text_features(frame: pd.DataFrame, texts: list[str], target: str, target_given: bool) -> None:
+    """The target taken by default (the last column) is numeric and text columns (`texts`) are left among the
+    features: such a column is most likely the class column, placed elsewhere; training on it as a feature
+    needs the target named."""
+    if not texts or target_given or _is_text(frame[target]):
         return
     taken = f"the last column ('{target}') was taken as the target because target_column was not given"
     if len(texts) == 1:
@@ -417,9 +414,9 @@ def prepare_training_data(
             f"Column(s) {clashing} would clash with the names every inference run records "
             f"{sorted(RESERVED_FEATURE_NAMES)}: rename them."
         )
-    _check_text_features(frame, feature_columns, target, target_given)
+    texts = [c for c in feature_columns if _is_text(frame[c])]
+    _check_text_features(frame, texts, target, target_given)
     blanks_allowed = impute == "median"
-    texts = {c for c in feature_columns if _is_text(frame[c])}
     numeric_hint = "" if blanks_allowed else ", or send impute=median to fill them with the column's median"
     text_hint = "" if blanks_allowed else ", or send impute=median to take a blank as a category of its own"
     features: dict[str, np.ndarray] = {

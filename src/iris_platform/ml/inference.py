@@ -55,6 +55,10 @@ class Predictor:
         self.feature_names: list[str] = list(stored.metadata.feature_names)
         # Which features are text, and their categories: the matrix holds their codes.
         self.layout = FeatureLayout(self.feature_names, stored.metadata.text_categories)
+        # Whether the model fills in a blank feature itself (its first step imputes): read by every /predict.
+        self.imputes_blanks = names.PREPROCESSING_MEDIAN_IMPUTATION in preprocessing_steps(
+            stored.metadata.preprocessing
+        )
         self.class_names: list[str] = list(stored.metadata.class_names)
         # The training data's profile, which drift is measured against (None for older models).
         self.profile = stored.profile
@@ -62,11 +66,6 @@ class Predictor:
         self._columns = np.asarray(self.estimator.classes_, dtype=np.int64)
         ranges = stored.metadata.feature_ranges
         self._ranges = {f: ranges[f] for f in self.feature_names if f in ranges}
-
-    @property
-    def imputes_blanks(self) -> bool:
-        """Whether the model fills in a blank feature itself (its first step imputes the median)."""
-        return names.PREPROCESSING_MEDIAN_IMPUTATION in preprocessing_steps(self.metadata.preprocessing)
 
     @property
     def runtime(self) -> str:

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-UNSEEN = -1
+from iris_platform.drift import UNSEEN_CODE
+
+UNSEEN = UNSEEN_CODE  # the code drift counts in its own bin
 # What an unseen code turns back into: no CSV cell or JSON string of this platform holds a NUL.
 _UNSEEN_TEXT = "\x00"
 # A blank text cell is the category "" (learned like any other, when the training file had blanks).
