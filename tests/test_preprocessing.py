@@ -8,13 +8,12 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.model_selection import train_test_split
 
 from iris_platform.ml.model_store import ModelStore
 from iris_platform.tracking import names
 from tests.helpers.api import FAST_TREES, assert_error, predict, predict_batch, train, wait_for_writer
 from tests.helpers.data import PENGUIN_BLANKS as BLANKS
-from tests.helpers.data import csv_bytes, penguins, read_json
+from tests.helpers.data import csv_bytes, penguins, read_json, training_split
 from tests.helpers.drift import independent_psi
 from tests.helpers.mlflow_reads import (
     all_runs,
@@ -24,8 +23,6 @@ from tests.helpers.mlflow_reads import (
     use_tracking_uri,
 )
 from tests.helpers.platform import open_platform
-
-RANDOM_STATE = 42  # the platform's default (Settings.random_state)
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +65,7 @@ def test_the_imputer_holds_the_training_splits_medians(platform, imputed, table)
     imputer = estimator.steps[0][1]
     assert imputer.strategy == "median"
     # Independently: the same stratified split of the same rows, and numpy's median of what is filled in.
-    X = table[["bill_length_mm", "bill_depth_mm", "flipper_length_mm"]].to_numpy(dtype=float)
-    y = np.unique(table["species"].to_numpy(), return_inverse=True)[1]
-    X_train, *_ = train_test_split(X, y, test_size=0.2, random_state=RANDOM_STATE, stratify=y)
+    X_train = training_split(table)[["bill_length_mm", "bill_depth_mm", "flipper_length_mm"]].to_numpy(dtype=float)
     assert imputer.statistics_ == pytest.approx(np.nanmedian(X_train, axis=0))
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import chisquare
-from sklearn.model_selection import train_test_split
 
 from iris_platform.ml.model_store import ModelStore
 from iris_platform.tracking import names
@@ -23,7 +22,7 @@ from tests.helpers.api import (
     wait_for_writer,
     wait_until,
 )
-from tests.helpers.data import PENGUIN_ISLANDS, csv_bytes, penguins, read_json
+from tests.helpers.data import PENGUIN_ISLANDS, csv_bytes, penguins, read_json, training_split
 from tests.helpers.mlflow_reads import (
     all_runs,
     assert_no_running_runs,
@@ -33,7 +32,6 @@ from tests.helpers.mlflow_reads import (
 )
 from tests.helpers.platform import open_platform
 
-RANDOM_STATE = 42  # the platform's default (Settings.random_state)
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
 FEATURES = ["island", "bill_length", "bill_depth", "flipper_length"]
 FILE_COLUMNS = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm"]
@@ -59,13 +57,6 @@ def trained(platform, table):
 @pytest.fixture(scope="module")
 def pipeline(platform, trained):
     return ModelStore(platform.models_dir).load(trained["model_metadata"]["model_file"]).estimator
-
-
-def training_split(table: pd.DataFrame) -> pd.DataFrame:
-    """The training split of the platform's stratified split, made here again (test_size 0.2)."""
-    y = np.unique(table["species"].to_numpy(), return_inverse=True)[1]
-    rows, *_ = train_test_split(table, y, test_size=0.2, random_state=RANDOM_STATE, stratify=y)
-    return rows
 
 
 def sklearn_proba(pipeline, rows: pd.DataFrame) -> np.ndarray:

@@ -76,6 +76,16 @@ def submit_training(page: Page, expect_status: int = 200):
     return response.request, data
 
 
+def submit_prediction(page: Page) -> dict:
+    """Submit the prediction form; returns /predict's answer (200) once the page shows its class."""
+    with page.expect_response(lambda r: urlsplit(r.url).path == "/predict") as predicted:
+        page.click("#predict-form button[type=submit]")
+    assert predicted.value.status == 200, predicted.value.text()
+    answer = predicted.value.json()
+    expect(page.locator('[data-result="prediction"] .big')).to_have_text(answer["class_name"])
+    return answer
+
+
 def sent_fields(request) -> list[str]:
     """The names of a multipart form's fields, in the order sent."""
     return re.findall(r'Content-Disposition: form-data; name="([^"]+)"', request.post_data or "")
@@ -486,10 +496,7 @@ def test_a_table_with_blank_cells_trains_with_imputation_or_is_refused(
     page.fill("#feature-bill_length", "")
     page.fill("#feature-bill_depth", "15")
     page.fill("#feature-flipper_length", "217")
-    with page.expect_response(lambda r: urlsplit(r.url).path == "/predict") as predicted:
-        page.click("#predict-form button[type=submit]")
-    assert predicted.value.status == 200, predicted.value.text()
-    expect(page.locator('[data-result="prediction"] .big')).to_have_text(predicted.value.json()["class_name"])
+    submit_prediction(page)
 
     # Asked to refuse blanks, the server does, naming the column; no run is added.
     runs_before = len(training_runs(server))
@@ -527,18 +534,12 @@ def test_a_text_column_gets_a_text_input_offering_its_categories(page: Page, ser
     page.fill("#feature-bill_length", "48.8")
     page.fill("#feature-bill_depth", "18.4")
     page.fill("#feature-flipper_length", "196")
-    with page.expect_response(lambda r: urlsplit(r.url).path == "/predict") as predicted:
-        page.click("#predict-form button[type=submit]")
-    assert predicted.value.status == 200, predicted.value.text()
-    assert predicted.value.json()["class_name"] == "Chinstrap"
-    expect(page.locator('[data-result="prediction"] .big')).to_have_text("Chinstrap")
+    assert submit_prediction(page)["class_name"] == "Chinstrap"
     expect(page.locator('[data-result="prediction"] .unseen-categories')).to_have_count(0)
 
     # A text the model never saw is sent as it is, ignored by the model, and named under the answer.
     page.fill("#feature-island", "Atlantis")
-    with page.expect_response(lambda r: urlsplit(r.url).path == "/predict") as predicted:
-        page.click("#predict-form button[type=submit]")
-    assert predicted.value.json()["unseen_categories"] == {"island": "Atlantis"}
+    assert submit_prediction(page)["unseen_categories"] == {"island": "Atlantis"}
     expect(page.locator('[data-result="prediction"] .unseen-categories')).to_contain_text("island = Atlantis")
 
     # The training run's popup shows the island's training shares where a number's moments go.

@@ -56,6 +56,20 @@ PENGUIN_BLANKS = 10
 PENGUIN_ISLANDS = {"Adelie": ["Biscoe", "Dream", "Torgersen"], "Chinstrap": ["Dream"], "Gentoo": ["Biscoe"]}
 
 
+# The platform's default random_state (Settings.random_state) and test_size: its split, made again here.
+PLATFORM_RANDOM_STATE = 42
+PLATFORM_TEST_SIZE = 0.2
+
+
+def training_split(table: pd.DataFrame, target: str = "species") -> pd.DataFrame:
+    """The rows of `table` the platform trains on: its stratified split, made here again with scikit-learn."""
+    from sklearn.model_selection import train_test_split
+
+    y = np.unique(table[target].to_numpy(), return_inverse=True)[1]
+    rows, *_ = train_test_split(table, y, test_size=PLATFORM_TEST_SIZE, random_state=PLATFORM_RANDOM_STATE, stratify=y)
+    return rows
+
+
 def penguins(rows: int = 150, seed: int = 0, island: bool = False) -> pd.DataFrame:
     """A penguins-style table: three measurements, a year that never changes, ten blank bill lengths;
     with `island`, a text column `island` first (where the penguin lives)."""
