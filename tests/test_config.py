@@ -50,6 +50,7 @@ def test_each_setting_reads_its_variable():
         "IRIS_FEEDBACK_ALERT_DROP": "0.05",
         "IRIS_ALERT_WEBHOOK": "https://hooks.example.com/iris",
         "IRIS_METRICS": "0",
+        "IRIS_TRAINING_PROCESS": "false",
     }
     settings = Settings.from_env(environ)
     assert settings == Settings(
@@ -82,6 +83,7 @@ def test_each_setting_reads_its_variable():
         feedback_alert_drop=0.05,
         alert_webhook="https://hooks.example.com/iris",
         metrics=False,
+        training_process=False,
     )
     # Every variable above is one setting's, and every setting with a variable is above.
     assert set(VARIABLES) == set(environ)

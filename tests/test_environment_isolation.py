@@ -60,6 +60,7 @@ def test_apps_in_process_ignore_the_shells_platform_settings(shell_folder, tmp_p
         tracking_uri=f"sqlite:///{directory}/mlflow.db",
         models_dir=directory / "models",
         journal_dir=directory / "journal",
+        training_process=False,
     )
     with open_platform(directory) as platform:
         trained = train(platform.client, n_estimators=FAST_TREES)

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 import iris_platform.memory as memory
-import iris_platform.service as service_module
+import iris_platform.trainer as trainer_module
 from iris_platform.memory import Released, can_trim, release_memory, resident_bytes
 from tests.helpers.api import FAST_TREES, train
 from tests.helpers.data import IRIS_FEATURES, csv_bytes
@@ -128,14 +128,14 @@ def test_the_training_table_is_not_kept(platform, monkeypatch):
     and through their f_back the training's own frames, with the table, the pickle and the ONNX bytes;
     without the release's collection they lived until the collector's next full pass."""
     tables: list[weakref.ref[Any]] = []
-    prepare = service_module.prepare_training_data
+    prepare = trainer_module.prepare_training_data
 
     def watched(*args: Any, **kwargs: Any) -> Any:
         data = prepare(*args, **kwargs)
         tables.extend([weakref.ref(data), weakref.ref(data.X), weakref.ref(data.y)])
         return data
 
-    monkeypatch.setattr(service_module, "prepare_training_data", watched)
+    monkeypatch.setattr(trainer_module, "prepare_training_data", watched)
     frame = pd.DataFrame(np.random.default_rng(1).uniform(1, 7, size=(300, 4)), columns=IRIS_FEATURES)
     frame["species"] = ["setosa", "versicolor", "virginica"] * 100
     train(platform.client, file=("iris.csv", csv_bytes(frame)), n_estimators=FAST_TREES)

@@ -86,6 +86,9 @@ class Settings:
     alert_webhook: str | None = _env("IRIS_ALERT_WEBHOOK", None)
     # GET /metrics in Prometheus's text format (IRIS_METRICS=0 turns the counting off).
     metrics: bool = _env("IRIS_METRICS", True)
+    # Trainings run in a process of their own, spawned first and warmed while the server starts
+    # (training_process.py); IRIS_TRAINING_PROCESS=0 trains in the serving process.
+    training_process: bool = _env("IRIS_TRAINING_PROCESS", True)
     random_state: int = 42
 
     def __post_init__(self) -> None:

@@ -11,6 +11,17 @@ class InputError(ValueError):
         self.detail = detail
         self.status_code = status_code
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Whole across processes (a training process raises it to the server): pickle alone would
+        # call the subclass with `args` and lose the status.
+        return _rebuild, (type(self), self.detail, self.status_code)
+
+
+def _rebuild(cls: type[InputError], detail: str, status_code: int) -> InputError:
+    error = cls.__new__(cls)
+    InputError.__init__(error, detail, status_code)
+    return error
+
 
 class NoModelError(InputError):
     def __init__(self) -> None:

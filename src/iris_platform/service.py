@@ -11,7 +11,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,44 +22,35 @@ from iris_platform.drift import DriftThresholds
 from iris_platform.errors import InputError, NoModelError
 from iris_platform.memory import releasing_memory
 from iris_platform.ml.batch_stream import predict_csv
-from iris_platform.ml.compiled_model import CompiledModel, convert, to_tree_input
-from iris_platform.ml.data import (
-    DEFAULT_IMPUTE,
-    TrainingData,
-    check_impute,
-    load_iris_training_data,
-    prepare_training_data,
-    read_csv_upload,
-)
 from iris_platform.ml.data import IMPUTE_CHOICES as IMPUTE_CHOICES  # the API documents it
+from iris_platform.ml.data import (
+    TrainingData,
+    load_iris_training_data,
+)
 from iris_platform.ml.features import parse_features
 from iris_platform.ml.inference import Prediction, Predictor, compiled_predictor, training_bounds
-from iris_platform.ml.metadata import ModelMetadata
 from iris_platform.ml.model_store import ModelStore, StoredModel, sha256_hex
 from iris_platform.ml.model_types import DEFAULT_MODEL_TYPE as DEFAULT_MODEL_TYPE  # the API documents these
 from iris_platform.ml.model_types import HYPERPARAMETERS as HYPERPARAMETERS
 from iris_platform.ml.model_types import MODEL_TYPES as MODEL_TYPES
-from iris_platform.ml.model_types import ModelType, model_type_of, resolve_hyperparameters
+from iris_platform.ml.model_types import model_type_of
 from iris_platform.ml.search_space import MAX_TRIALS as MAX_TRIALS
 from iris_platform.ml.search_space import SEARCHES as SEARCHES
 from iris_platform.ml.search_space import TUNING_METRICS as TUNING_METRICS
 from iris_platform.ml.search_space import check_metric
 from iris_platform.ml.search_space import trials as search_trials
-from iris_platform.ml.text_features import FeatureLayout
 from iris_platform.ml.training import MAX_CV_FOLDS as MAX_CV_FOLDS
 from iris_platform.ml.training import (
-    Candidate,
     TrainedModel,
     check_folds,
     check_neighbours,
     check_parameters,
-    train_model,
     warm_up,
 )
 from iris_platform.redaction import describe, redact_uri
 from iris_platform.timestamps import run_stamp, utc_now
 from iris_platform.tracking import names
-from iris_platform.tracking.datasets import batch_input, file_digest, training_input
+from iris_platform.tracking.datasets import batch_input, file_digest
 from iris_platform.tracking.monitoring import MonitorConfig, drift_alert, drift_metrics, drift_tags
 from iris_platform.tracking.records import InferenceRecord, new_feedback, new_record, prediction_time_ms
 from iris_platform.tracking.registry import ModelRegistry, describe_version
@@ -68,30 +58,13 @@ from iris_platform.tracking.run_reader import RUN_TYPES, RunReader
 from iris_platform.tracking.run_writer import RunWriter, run_name
 from iris_platform.tracking.store import TrackingStore
 from iris_platform.tracking.worker import TrackingWriter, WorkerConfig
+from iris_platform.trainer import Trainer, begin_warm_up, end_warm_up, upload_name
+from iris_platform.training_process import TrainingProcess
 from iris_platform.tuning import RUN_STATUS as TUNING_RUN_STATUS
 from iris_platform.tuning import RUNNING, Trial, Tuning, TuningSteps, run_tuning, tuning_from_runs
 
 log = logging.getLogger(__name__)
-# Set while no warm-up runs. A training that arrives during the warm-up waits for it instead of racing
-# it for the GIL and the import lock: the first training after start-up then takes about 3.1 s on this
-# machine instead of 4.2 s (the warm-up's own 2.6 s of imports and first conversions, then 0.5 s).
-_NOT_WARMING = threading.Event()
-_NOT_WARMING.set()
-WARM_UP_WAIT_S = 30.0
-
-MAX_NAME_LENGTH = 250
 _HEX = frozenset("0123456789abcdef")
-
-
-def _upload_name(filename: str | None) -> str:
-    return (filename or "upload.csv")[:MAX_NAME_LENGTH]
-
-
-def _training_input(data: TrainingData, source: str, input_file: str | None) -> Any:
-    """The training table as the run's MLflow dataset input: the bundled Iris data, or the upload by name."""
-    name = input_file or names.IRIS_DATASET_NAME
-    labels = [data.class_names[i] for i in data.y]
-    return training_input(data.X, labels, target=data.target_column, name=name, source=input_file or source)
 
 
 def _experiment(experiment_name: str | None, run_type: str | None) -> str | None:
@@ -119,8 +92,10 @@ def prediction_record(predictor: Predictor, features: list[float | str], predict
 
 
 class IrisService:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, training_process: TrainingProcess | None = None):
+        """`training_process`: where POST /train trains, if not here."""
         self.settings = settings
+        self.training_process = training_process
         self.tracking = TrackingStore(settings.tracking_uri)
         self.runs = RunWriter(self.tracking)
         self.reader = RunReader(self.tracking, query_database_uri=settings.query_database_uri)
@@ -147,7 +122,7 @@ class IrisService:
         self.registry = ModelRegistry(self.tracking, settings.registered_model)
         self.alerts = AlertSender(settings.alert_webhook)
         self.predictor: Predictor | None = None
-        self._train_lock = threading.Lock()
+        self._train_lock = threading.Lock()  # trainings sent to the training process, served in order
         # Tunings started by this process, by their parent run's id, and the threads running them.
         self._tunings: dict[str, Tuning] = {}
         self._tuning_threads: dict[str, threading.Thread] = {}
@@ -161,6 +136,9 @@ class IrisService:
             serving_version=lambda: self.predictor.version if self.predictor else None,
             swap=self._serve,
             lock=self._model_lock,
+        )
+        self.trainer = Trainer(
+            settings, self.tracking, self.store, self.registry, model_lock=self._model_lock, serve=self._serve
         )
 
     @staticmethod
@@ -179,15 +157,15 @@ class IrisService:
         current, version = self.store.current()
         if current:
             try:
-                predictor = self._predictor_for(self.store.load(current))
-                predictor.version = version
-                self.predictor = predictor
+                self.predictor = self._load_saved(current, version)
             except Exception as exc:
                 log.warning("could not load the current model %s: %s", current, exc)
         self.follower.start()
 
     def stop(self) -> None:
         self._stop_tunings()
+        if self.training_process is not None:
+            self.training_process.close()
         self.follower.stop()
         self.writer.stop()
         self.reader.close()
@@ -202,42 +180,28 @@ class IrisService:
     @staticmethod
     def warming_up() -> None:
         """Called before warm_up starts in its thread: trainings wait for it from now on."""
-        _NOT_WARMING.clear()
+        begin_warm_up()
 
-    @staticmethod
-    def warm_up() -> None:
+    def warm_up(self) -> None:
+        """Once the server answers: what trains here warms the training path; with a training process,
+        only what loading the models it trains needs (scikit-learn, whose classes the model files name)."""
         try:
-            IrisService._warm_up()
+            if self.training_process is None:
+                Trainer.warm_up()
+            else:
+                warm_up()
         finally:
-            _NOT_WARMING.set()
-
-    @staticmethod
-    def _warm_up() -> None:
-        """Pay the first training's one-time costs off the request path, once the server answers.
-
-        Imports alone left the first training several times slower than the next ones (the first
-        conversion, ONNX session, skops dump and MLflow model save each load more code), also after
-        a tracking outage, when the first successful training is often the process's first. So a tiny
-        forest goes through every step here; nothing is written to the store or the models folder.
-        """
-        warm_up()
-        data = load_iris_training_data()
-        trained = train_model(
-            data,
-            model_type=MODEL_TYPES[DEFAULT_MODEL_TYPE],
-            hyperparameters={"n_estimators": 2},
-            test_size=0.3,
-            random_state=0,
-        )
-        onnx_bytes = convert(trained.estimator, FeatureLayout(data.feature_names))
-        if onnx_bytes is not None:
-            CompiledModel(onnx_bytes).predict_proba(to_tree_input(data.X.to_numpy()[:5]))
-        _training_input(data, names.DATA_SOURCE_IRIS, None)
-        RunWriter.warm_up(trained.estimator, data.X, data.class_names)
+            end_warm_up()
 
     def reset_tracking_connections(self) -> None:
         """After a tracking error: a connection opened during the outage may stay broken."""
         self.tracking.reset_connections()
+
+    def _load_saved(self, filename: str, version: str | None) -> Predictor:
+        """A model of the models folder, ready to serve as `version`."""
+        predictor = self._predictor_for(self.store.load(filename))
+        predictor.version = version
+        return predictor
 
     def _predictor_for(self, stored: StoredModel) -> Predictor:
         """Check a saved model's compiled form again on this machine's onnxruntime before serving it."""
@@ -265,202 +229,26 @@ class IrisService:
         cv_folds: int = 0,
         **hyperparameters: Any,
     ) -> dict[str, Any]:
-        """Train `model_type` with `hyperparameters` (those it takes; the rest are its defaults)."""
-        chosen = model_type_of(model_type)
-        resolved = resolve_hyperparameters(chosen, hyperparameters)
-        check_parameters(test_size, cv_folds)
-        if content is None:
-            for name, value in (("target_column", target_column), ("keep_columns", keep_columns), ("impute", impute)):
-                if value is not None:
-                    raise InputError(
-                        f"{name} applies to an uploaded CSV and no file was sent: send the file with it as "
-                        f"multipart form data, or leave {name} out to train on the bundled Iris data."
-                    )
-            data, source = load_iris_training_data(), names.DATA_SOURCE_IRIS
-        else:
-            chosen_impute = check_impute(DEFAULT_IMPUTE if impute is None else impute)
-            data = prepare_training_data(read_csv_upload(content, filename), target_column, keep_columns, chosen_impute)
-            source = names.DATA_SOURCE_CSV
-        check_folds(data, cv_folds)  # before a run is opened: a refused request leaves none
-        check_neighbours(data, chosen, resolved, test_size, cv_folds)
-        _NOT_WARMING.wait(WARM_UP_WAIT_S)
-        with self._train_lock, releasing_memory():  # what the training freed goes back to the OS
-            return self._train(
-                data,
-                source=source,
-                filename=filename,
-                model_type=chosen,
-                hyperparameters=resolved,
-                test_size=test_size,
-                cv_folds=cv_folds,
-            )
-
-    def _training_params(
-        self,
-        data: TrainingData,
-        *,
-        source: str,
-        filename: str | None,
-        model_type: ModelType,
-        hyperparameters: dict[str, Any],
-        test_size: float,
-        cv_folds: int,
-    ) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            names.P_MODEL_TYPE: model_type.estimator_class,
+        """Train `model_type` with `hyperparameters` (those it takes; the rest are its defaults), make it
+        champion and serve it: in the training process if there is one, else here."""
+        request = {
+            "content": content,
+            "filename": filename,
+            "test_size": test_size,
+            "target_column": target_column,
+            "keep_columns": keep_columns,
+            "impute": impute,
+            "model_type": model_type,
+            "cv_folds": cv_folds,
             **hyperparameters,
-            names.P_TEST_SIZE: test_size,
-            names.P_N_FEATURES: len(data.feature_names),
-            names.P_N_SAMPLES: len(data.y),
-            names.P_N_CLASSES: len(data.class_names),
-            names.P_DATA_SOURCE: source,
-            names.P_PREPROCESSING: data.preprocessing,
-            names.P_N_NUMERIC_FEATURES: len(data.numeric_features),
-            names.P_N_TEXT_FEATURES: len(data.text_features),
         }
-        if cv_folds:
-            params[names.P_CV_FOLDS] = cv_folds
-        if source == names.DATA_SOURCE_CSV:
-            params[names.P_INPUT_FILE] = _upload_name(filename)
-            params[names.P_IMPUTE] = data.impute
-        if data.dropped_columns:
-            params[names.P_DROPPED_COLUMNS] = ",".join(data.dropped_columns)
-        if data.constant_columns:
-            params[names.P_CONSTANT_COLUMNS] = ",".join(data.constant_columns)
-        return params
-
-    def _fit_logged(
-        self, run_id: str, data: TrainingData, params: dict[str, Any], candidate: Candidate
-    ) -> TrainedModel:
-        """Fit in the open run `run_id`: its params, data, metrics and evaluation artifacts (not yet the model)."""
-        self.runs.log(run_id, params)
-        self.runs.log_inputs(
-            run_id, [_training_input(data, params[names.P_DATA_SOURCE], params.get(names.P_INPUT_FILE))]
-        )
-        trained = train_model(
-            data,
-            model_type=candidate.model_type,
-            hyperparameters=candidate.hyperparameters,
-            test_size=candidate.test_size,
-            cv_folds=candidate.cv_folds,
-            random_state=self.settings.random_state,
-        )
-        self.runs.log(run_id, metrics=trained.metrics)
-        self.runs.log_files(run_id, trained.evidence.artifacts, names.EVALUATION_ARTIFACT_DIR)
-        return trained
-
-    def _train(
-        self,
-        data: TrainingData,
-        *,
-        source: str,
-        filename: str | None,
-        model_type: ModelType,
-        hyperparameters: dict[str, Any],
-        test_size: float,
-        cv_folds: int,
-    ) -> dict[str, Any]:
-        moment = utc_now()
-        candidate = Candidate(model_type, hyperparameters, test_size, cv_folds)
-        params = self._training_params(
-            data,
-            source=source,
-            filename=filename,
-            model_type=model_type,
-            hyperparameters=hyperparameters,
-            test_size=test_size,
-            cv_folds=cv_folds,
-        )
-        with self.runs.run(names.TRAINING_EXPERIMENT, f"{names.TRAINING_RUN_PREFIX}_{run_stamp(moment)}") as run_id:
-            trained = self._fit_logged(run_id, data, params, candidate)
-            return self._publish(run_id, data, params, candidate, trained, moment, promote=True)
-
-    def _publish(
-        self,
-        run_id: str,
-        data: TrainingData,
-        params: dict[str, Any],
-        candidate: Candidate,
-        trained: TrainedModel,
-        moment: datetime,
-        *,
-        promote: bool,
-    ) -> dict[str, Any]:
-        """Log the fitted model to its run, save it, register a version; make it champion and serve it if
-        `promote`. Returns the training's answer."""
-        model_type, hyperparameters = candidate.model_type, candidate.hyperparameters
-        stamp = run_stamp(moment)
-        model_uri = self.runs.log_mlflow_model(
-            run_id,
-            trained.estimator,
-            data.X,
-            data.class_names,
-            imputes_blanks=bool(data.imputed_cells),
-            text_features=data.text_features,
-        )
-        metadata = ModelMetadata(
-            feature_names=data.feature_names,
-            class_names=data.class_names,
-            target_column=data.target_column,
-            data_source=params[names.P_DATA_SOURCE],
-            input_file=params.get(names.P_INPUT_FILE),
-            dropped_columns=data.dropped_columns,
-            preprocessing=data.preprocessing,
-            text_categories=trained.text_categories,
-            model_type=model_type.estimator_class,
-            n_estimators=hyperparameters.get("n_estimators"),
-            hyperparameters=hyperparameters,
-            cv_folds=candidate.cv_folds,
-            test_size=candidate.test_size,
-            n_train=trained.n_train,
-            n_test=trained.n_test,
-            training_timestamp=moment.isoformat(),
-            metrics=trained.metrics,
-            feature_ranges=trained.feature_ranges,
-            run_id=run_id,
-            mlflow_model_uri=model_uri,
-        )
-        # Convert once here; the ONNX file is kept only if it matches scikit-learn.
-        layout = FeatureLayout(data.feature_names, trained.text_categories)
-        onnx_bytes = convert(trained.estimator, layout)
-        checked = StoredModel(trained.estimator, metadata, "", onnx_bytes)
-        predictor, compiled_report = compiled_predictor(checked, layout.encode(data.X))
-        metadata.compiled = compiled_report
-        keep_onnx = onnx_bytes if predictor.compiled is not None else None
-        model_file, metadata, files = self.store.save(
-            trained.estimator, metadata, stamp=stamp, onnx_bytes=keep_onnx, profile=trained.profile
-        )
-        try:
-            version = self._register(run_id, model_uri, model_file, metadata, files, promote=promote)
-        except BaseException:
-            self.store.remove(model_file)  # the run failed: leave no model behind for it
-            raise
-        model_path = self.store.path_of(model_file)
-        served = Predictor(
-            StoredModel(trained.estimator, metadata, model_path, keep_onnx, trained.profile), predictor.compiled
-        )
-        served.version = version
-        if promote:
-            self._serve(served)
-        return {
-            "status": "success",
-            "run_id": run_id,
-            "model_path": model_path,
-            "model_version": version,
-            **trained.metrics,
-            "model_type": model_type.name,
-            "hyperparameters": hyperparameters,
-            "cv_folds": candidate.cv_folds,
-            "runtime": served.runtime,
-            "classification_report": trained.classification_report,
-            "confusion_matrix": trained.confusion_matrix,
-            "dropped_columns": data.dropped_columns,
-            "constant_columns": data.constant_columns,
-            "preprocessing": data.preprocessing,
-            "imputed_cells": data.imputed_cells,
-            "text_features": trained.text_categories,
-            "model_metadata": metadata.to_dict(),
-        }
+        if self.training_process is None:
+            return self.trainer.train(**request)
+        with self._train_lock:
+            answer = self.training_process.train(request)
+            # As the registry's champion would be: the saved files, checked again on this onnxruntime.
+            self._serve(self._load_saved(Path(answer["model_path"]).name, answer["model_version"]))
+        return answer
 
     # -- tuning ------------------------------------------------------------------------------
 
@@ -552,7 +340,7 @@ class IrisService:
 
     def _tuning_steps(self, data: TrainingData) -> TuningSteps:
         def params_of(tuning: Tuning, trial: Trial) -> dict[str, Any]:
-            params = self._training_params(
+            params = self.trainer.training_params(
                 data,
                 source=names.DATA_SOURCE_IRIS,
                 filename=None,
@@ -569,18 +357,18 @@ class IrisService:
             name = f"{names.TRIAL_RUN_PREFIX}_{trial.number}_{run_stamp(moment)}"
             candidate = tuning.candidate(trial, MODEL_TYPES[tuning.model_type])
             with (
-                self._train_lock,
+                self.trainer.lock,
                 releasing_memory(),
                 self.runs.run(names.TRAINING_EXPERIMENT, name, tags) as run_id,
             ):
                 trial.run_id = run_id
-                return self._fit_logged(run_id, data, params_of(tuning, trial), candidate)
+                return self.trainer.fit_logged(run_id, data, params_of(tuning, trial), candidate)
 
         def publish(tuning: Tuning, trial: Trial, trained: TrainedModel) -> dict[str, Any]:
             assert trial.run_id is not None
             candidate = tuning.candidate(trial, MODEL_TYPES[tuning.model_type])
-            with self._train_lock:
-                return self._publish(
+            with self.trainer.lock:
+                return self.trainer.publish(
                     trial.run_id, data, params_of(tuning, trial), candidate, trained, utc_now(), promote=tuning.promote
                 )
 
@@ -616,40 +404,6 @@ class IrisService:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.warning("tuning %s did not stop in time; its run may stay RUNNING", run_id)
-
-    def _register(
-        self,
-        run_id: str,
-        model_uri: str,
-        model_file: str,
-        metadata: ModelMetadata,
-        files: dict[str, bytes],
-        *,
-        promote: bool = True,
-    ) -> str:
-        """Add the model's files to the run and its logged model, register a version of it, make it champion
-        if `promote`.
-
-        The run keeps its copy for the dashboard's run page; the version's copy is what replicas fetch.
-        """
-        self.runs.log_files(run_id, files, names.MODEL_FILES_ARTIFACT_DIR)
-        self.runs.log_model_files(model_uri, files)
-        profile = files.get(self.store.profile_name(model_file))
-        if profile is not None:  # also at the top level, where MLflow's UI and users look for it
-            self.runs.log_files(run_id, {names.REFERENCE_PROFILE_ARTIFACT: profile})
-            self.runs.log_model_files(model_uri, {names.REFERENCE_PROFILE_ARTIFACT: profile}, None)
-        version = self.registry.register(
-            run_id=run_id,
-            model_uri=model_uri,
-            model_file=model_file,
-            sha256=metadata.sha256 or "",
-            metadata_sha256=sha256_hex(files[self.store.metadata_name(model_file)]),
-            metrics=metadata.metrics,
-        )
-        if promote:
-            with self._model_lock:  # the follower must not swap an older champion in between
-                self.registry.promote(version)
-        return version
 
     # -- prediction --------------------------------------------------------------------------
 
@@ -689,10 +443,10 @@ class IrisService:
                 moment=moment,
                 model_path=predictor.model_path,
                 model_version=predictor.version,
-                input_file=_upload_name(filename),
+                input_file=upload_name(filename),
                 statistics=streamed.statistics,
                 predictions_csv=output,
-                inputs=[batch_input(name=_upload_name(filename), sha256=sha256, rows=streamed.total)],
+                inputs=[batch_input(name=upload_name(filename), sha256=sha256, rows=streamed.total)],
                 extra_metrics={
                     **(drift_metrics(report) if report else {}),
                     **{names.unseen_metric(f): n for f, n in streamed.unseen_categories.items()},

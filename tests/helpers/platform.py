@@ -38,6 +38,8 @@ def settings_for(directory: Path, **overrides: Any) -> Settings:
         "tracking_uri": f"sqlite:///{directory}/mlflow.db",
         "models_dir": directory / "models",
         "journal_dir": directory / "journal",
+        # In process: a test that trains through the training process asks for it (test_training_process.py).
+        "training_process": False,
     }
     return Settings(**{**fields, **overrides})
 

@@ -35,6 +35,7 @@ from iris_platform.metrics import configure as configure_metrics
 from iris_platform.metrics import forget_this_process, set_serving_model
 from iris_platform.redaction import describe, redact_uri
 from iris_platform.service import IrisService
+from iris_platform.training_process import TrainingProcess
 from iris_platform.web_origins import AllowedHosts, AllowedOrigins
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"  # the dashboard, shipped in the package
@@ -51,12 +52,14 @@ def validation_detail(exc: RequestValidationError) -> str:
     return "Invalid request: " + "; ".join(parts) + "."
 
 
-def _warm_up() -> None:
+def _warm_up(service: IrisService) -> None:
     try:
-        IrisService.warm_up()
+        service.warm_up()
     except Exception:  # only a head start: the first training then pays its own way
         log.warning("warming up the training path failed", exc_info=True)
-    gc.freeze()  # scikit-learn's objects too
+    finally:
+        gc.freeze()  # scikit-learn's objects too
+        gc.enable()  # server.main turned it off for the start-up's imports
 
 
 def prepare_tracking(settings: Settings) -> None:
@@ -64,10 +67,14 @@ def prepare_tracking(settings: Settings) -> None:
     IrisService.prepare_tracking(settings)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, trainer: TrainingProcess | None = None) -> FastAPI:
+    """The application; `trainer`: a training process started already (server.py spawns it first),
+    else one is started here if settings.training_process (each of --workers has its own)."""
     settings = settings or Settings.from_env()
     configure_metrics(settings.metrics)  # before the service: what it records obeys IRIS_METRICS too
-    service = IrisService(settings)
+    if trainer is None and settings.training_process:
+        trainer = TrainingProcess(settings)
+    service = IrisService(settings, trainer)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # freezing it keeps the garbage collector's full passes from stalling requests.
         gc.freeze()
         IrisService.warming_up()
-        threading.Thread(target=_warm_up, name="iris-warm-up", daemon=True).start()
+        threading.Thread(target=_warm_up, args=(service,), name="iris-warm-up", daemon=True).start()
         try:
             yield
         finally:

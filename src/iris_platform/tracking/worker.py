@@ -9,6 +9,7 @@ an artifact listing every record), which catches up however fast predictions arr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import logging
@@ -38,6 +39,7 @@ SERVER_LOCK_FILE = "server.lock"
 # Each serving process journals to a journal of its own: the folder itself, else `p1`, `p2`... in it.
 SLOT_PREFIX = "p"
 MAX_SLOTS = 256
+WORKER_NICENESS = 10
 
 _ERROR_BYTES = 500
 
@@ -121,11 +123,20 @@ def _unit_size(records: list[JournalRecord], threshold: int) -> tuple[str, int]:
     return ("feedback" if feedback else "window"), size
 
 
+def _yield_cpu(pid: int) -> None:
+    """Serving comes first: on a busy machine the worker waits, not the requests. Set by the server as
+    soon as the worker is spawned, so that its imports (a second of CPU) also leave the server's start-up
+    and the training process to go first."""
+    with contextlib.suppress(OSError):  # it is already more than nice, or has exited
+        if os.getpriority(os.PRIO_PROCESS, pid) < WORKER_NICENESS:
+            os.setpriority(os.PRIO_PROCESS, pid, WORKER_NICENESS)
+
+
 def run_worker(config: WorkerConfig, shared: SharedState, stop: Event, parent_pid: int, first_segment: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s tracking-worker: %(message)s")
     redact_logs()
     config.journal_dir.mkdir(parents=True, exist_ok=True)
-    os.nice(10)  # serving comes first: on a busy machine, the worker waits, not the requests
+    _yield_cpu(os.getpid())  # if the server could not
     # One worker per journal: a worker orphaned by a crashed server finishes before the next starts.
     with open(config.journal_dir / LOCK_FILE, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -269,6 +280,7 @@ class TrackingWriter:
                 daemon=True,
             )
             process.start()
+            _yield_cpu(process.pid or 0)
             log.info("draining the journal %s left by a stopped process", directory)
             self._adopted.append((directory, process, fd))
 
@@ -305,6 +317,7 @@ class TrackingWriter:
             daemon=True,
         )
         self._process.start()
+        _yield_cpu(self._process.pid or 0)
 
     def ensure_running(self) -> None:
         """Restart the worker if it died; the journal still holds every record it had not written."""
