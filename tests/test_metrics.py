@@ -288,6 +288,32 @@ def test_a_private_folder_is_removed_when_the_server_exits(how, returncode):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# A scrape while another process creates its file of values (prometheus-client makes it empty, then sizes it):
+# the file stays empty a moment here, as a process slowed down at the wrong time would leave it.
+_CREATING_CODE = """
+import os, sys, threading, time
+from pathlib import Path
+folder = Path(sys.argv[1])
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+from prometheus_client.mmap_dict import MmapedDict
+from iris_platform import metrics
+metrics.count_predictions("1", {"setosa": 2})  # this process's own values, in the folder
+creating = folder / "counter_999999.db"
+creating.touch()
+threading.Timer(0.03, lambda: MmapedDict(str(creating)).close()).start()
+text = metrics.exposition().decode()
+print([line for line in text.splitlines() if line.startswith("iris_predictions_total")])
+"""
+
+
+def test_a_scrape_waits_out_a_file_of_values_being_created(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", _CREATING_CODE, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'iris_predictions_total{class_name="setosa",model_version="1"} 2.0' in done.stdout, done.stdout
+
+
 # -- --workers 2: one scrape answers for every process -----------------------------------------------
 
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import struct
+import time
 from collections.abc import Mapping
 
 from prometheus_client import (
@@ -48,6 +50,8 @@ MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 # prometheus_client chose its value class when it was imported: files (multiprocess) or memory.
 MULTIPROCESS = values.ValueClass is not values.MutexValue
+SCRAPE_ATTEMPTS = 5  # reads of every process's values, 20 ms apart, while one is being created
+SCRAPE_RETRY_S = 0.02
 NO_VERSION = "none"  # the label of a model no registry version names (loaded from a file)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -306,4 +310,13 @@ def exposition() -> bytes:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=directory)
         _collector_registry = registry
-    return generate_latest(_collector_registry)
+    for attempt in range(SCRAPE_ATTEMPTS):
+        try:
+            return generate_latest(_collector_registry)
+        except struct.error:
+            # A process was creating its file of values: prometheus-client creates it empty, then sizes
+            # it (client_python issue 1199), and a read in between fails. A moment later it reads whole.
+            if attempt == SCRAPE_ATTEMPTS - 1:
+                raise
+            time.sleep(SCRAPE_RETRY_S)
+    raise AssertionError("unreachable")
