@@ -132,9 +132,12 @@ def test_a_killed_training_process_answers_503_and_a_new_one_trains(platform):
     again = train(platform.client, n_estimators=FAST_TREES)
     assert training_pid(platform) != pid
     assert platform.client.get("/health").json()["model_version"] == again["model_version"]
-    # What the killed process had begun stays as it was left: its run RUNNING, never FINISHED.
-    (left,) = running_trainings(platform.mlflow)
-    assert left.info.run_id != again["run_id"]
+    # What the killed process had begun is recorded as failed, with the reason.
+    assert not running_trainings(platform.mlflow)
+    (failed,) = all_runs(platform.mlflow, TRAINING_EXPERIMENT, "attributes.status = 'FAILED'")
+    assert failed.info.run_id not in (again["run_id"], "")
+    assert failed.data.params["n_estimators"] == "1000"
+    assert "training process stopped" in failed.data.tags["failure_reason"]
 
 
 # -- the real server ---------------------------------------------------------------------------------

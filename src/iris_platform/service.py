@@ -5,6 +5,7 @@ Routes stay thin: they parse HTTP and call one method here; nothing in the HTTP 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -59,7 +60,7 @@ from iris_platform.tracking.run_writer import RunWriter, run_name
 from iris_platform.tracking.store import TrackingStore
 from iris_platform.tracking.worker import TrackingWriter, WorkerConfig
 from iris_platform.trainer import Trainer, begin_warm_up, end_warm_up, upload_name
-from iris_platform.training_process import TrainingProcess
+from iris_platform.training_process import TrainingProcess, TrainingProcessLost
 from iris_platform.tuning import RUN_STATUS as TUNING_RUN_STATUS
 from iris_platform.tuning import RUNNING, Trial, Tuning, TuningSteps, run_tuning, tuning_from_runs
 
@@ -245,7 +246,13 @@ class IrisService:
         if self.training_process is None:
             return self.trainer.train(**request)
         with self._train_lock:
-            answer = self.training_process.train(request)
+            try:
+                answer = self.training_process.train(request)
+            except TrainingProcessLost as lost:
+                if lost.run_id:  # what the process had begun is recorded as failed, not left RUNNING
+                    with contextlib.suppress(Exception):  # the store down: the 503 says what matters
+                        self.trainer.runs.end(lost.run_id, "FAILED", lost.detail)
+                raise
             # As the registry's champion would be: the saved files, checked again on this onnxruntime.
             self._serve(self._load_saved(Path(answer["model_path"]).name, answer["model_version"]))
         return answer

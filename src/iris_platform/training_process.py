@@ -34,16 +34,20 @@ if TYPE_CHECKING:  # imported in the training process only: the server spawns it
 log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s training-process[%(process)d]: %(message)s"
 PARENT_POLL_S = 1.0
+RUN_ID_BYTES = 64  # an MLflow run id is 32 hex digits
 _trainer: Trainer | None = None  # in the training process: the trainer that runs there
 
 
 class TrainingProcessLost(InputError):
-    def __init__(self, cause: str):
+    run_id: str | None = None  # the run the training had open, which the server ends FAILED
+
+    def __init__(self, cause: str, run_id: str | None = None):
         super().__init__(
             f"The training process stopped before it answered ({cause}); a new one has been started: "
             "send the training again.",
             status_code=503,
         )
+        self.run_id = run_id
 
 
 class TrainingProcess:
@@ -53,6 +57,8 @@ class TrainingProcess:
         self.settings = settings
         self._lock = threading.Lock()
         self._closed = False
+        # The run a training has open in the process (written there, read here once it has died).
+        self._open_run = multiprocessing.get_context("spawn").RawArray("c", RUN_ID_BYTES)
         self._pool = self._spawn()
 
     def _spawn(self) -> ProcessPoolExecutor:
@@ -60,7 +66,7 @@ class TrainingProcess:
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),  # no fork of a process that runs threads
             initializer=_start,
-            initargs=(self.settings, os.getpid()),
+            initargs=(self.settings, os.getpid(), self._open_run),
         )
         pool.submit(int)  # the pool spawns on its first task: now, so that it warms up while the server starts
         return pool
@@ -73,11 +79,13 @@ class TrainingProcess:
             answer: dict[str, Any] = pool.submit(_train, request).result()
         except BrokenProcessPool as exc:
             with self._lock:
+                run_id = self._open_run.value.decode() or None
                 if self._pool is pool and not self._closed:
                     pool.shutdown(wait=False)
+                    self._open_run.value = b""
                     self._pool = self._spawn()
             log.warning("the training process stopped: %s; a new one was started", exc)
-            raise TrainingProcessLost(describe(exc)) from exc
+            raise TrainingProcessLost(describe(exc), run_id) from exc
         return answer
 
     def pid(self) -> int:
@@ -98,7 +106,7 @@ class TrainingProcess:
 # -- in the training process ---------------------------------------------------------------------
 
 
-def _start(settings: Settings, server_pid: int) -> None:
+def _start(settings: Settings, server_pid: int, open_run: Any) -> None:
     gc.disable()  # while the imports and the warm-up build what lives as long as the process (server.main)
     # The server decides when this process ends: a Ctrl-C or a SIGTERM sent to the whole process group
     # must not kill a training the server still waits for. If the server dies, so does this process.
@@ -116,6 +124,11 @@ def _start(settings: Settings, server_pid: int) -> None:
     tracking = TrackingStore(settings.tracking_uri)
     registry = ModelRegistry(tracking, settings.registered_model)
     _trainer = Trainer(settings, tracking, ModelStore(settings.models_dir), registry, model_lock=threading.Lock())
+
+    def tell(run_id: str) -> None:
+        open_run.value = run_id.encode()[:RUN_ID_BYTES]
+
+    _trainer.on_run = tell
     started = time.perf_counter()
     try:
         Trainer.warm_up()
