@@ -1,7 +1,9 @@
 """Issue 13 (part 5): the server's memory after a large training returns close to its level before it.
 
 A server of its own, in an empty directory, first trains the default Iris model (so the one-time costs
-of the first training are paid), and its resident memory is read once it has settled: "before". Then
+of the first training are paid), and its resident memory is read once it has settled: "before". The
+server's memory is its serving process's plus its training process's (training_process.py), where the
+trainings run; peaks are the sum of the two processes' peaks, an upper bound. Then
 `POST /train` with a generated 17 MB table and 1,000 trees (100 with --quick): the peak is the
 process's VmHWM (reset just before through /proc/<pid>/clear_refs; where that is refused, the highest
 VmRSS sampled every 0.2 s), "after" is VmRSS once it has settled after the answer.
@@ -88,12 +90,24 @@ def make_table(path: Path, rows: int = ROWS, features: int = FEATURES, seed: int
     frame.to_csv(path, index=False, float_format="%.2f")
 
 
-def settled_rss(pid: int, limit: float = SETTLE_MAX_S) -> int | None:
-    """VmRSS (kB) once three readings 1 s apart are within 2 MB of each other, or the last one after `limit`."""
+def total(pids: list[int], key: str) -> int | None:
+    """A /proc status field (kB) summed over the processes, None if one has gone."""
+    values = [proc_status(pid, key) for pid in pids]
+    return None if None in values else sum(v for v in values if v is not None)
+
+
+def training_pids(server: Server) -> list[int]:
+    """The server's training process (training_process.py), which it names in its log once ready."""
+    found = re.findall(r"training-process\[(\d+)\]: ready", server.log_tail(100_000))
+    return [int(found[-1])] if found else []
+
+
+def settled_rss(pids: list[int], limit: float = SETTLE_MAX_S) -> int | None:
+    """VmRSS (kB, summed) once three readings 1 s apart are within 2 MB of each other, or the last one after `limit`."""
     readings: list[int] = []
     deadline = time.monotonic() + limit
     while True:
-        rss = proc_status(pid, "VmRSS")
+        rss = total(pids, "VmRSS")
         if rss is None:
             return None
         readings.append(rss)
@@ -134,20 +148,22 @@ def _train(server: Server, table: Path, trees: int, timeout: float) -> tuple[int
 
 
 def measure(ctx: Context, server: Server, table: Path, trees: int) -> Measured:
-    pid, m = server.pid, Measured()
+    m = Measured()
     status, body = http(
         "POST", server.url + "/train", b"n_estimators=100", {"content-type": "application/x-www-form-urlencoded"}
     )
     if status != 200:
         raise RuntimeError(f"the first (Iris) training answered HTTP {status}: {body[:200]!r}")
-    m.before_kb = settled_rss(pid)
-    m.exact_peak = reset_peak_rss(pid)
+    # The serving process and the process its trainings run in: the memory a training costs the server.
+    pids = [server.pid, *training_pids(server)]
+    m.before_kb = settled_rss(pids)
+    m.exact_peak = all([reset_peak_rss(pid) for pid in pids])
     sampled: list[int] = []
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(0.2):
-            rss = proc_status(pid, "VmRSS")
+            rss = total(pids, "VmRSS")
             if rss is not None:
                 sampled.append(rss)
 
@@ -161,13 +177,13 @@ def measure(ctx: Context, server: Server, table: Path, trees: int) -> Measured:
         stop.set()
         sampler.join()
     m.train_s = time.perf_counter() - start
-    m.right_after_kb = proc_status(pid, "VmRSS")
-    hwm = proc_status(pid, "VmHWM") if m.exact_peak else None
+    m.right_after_kb = total(pids, "VmRSS")
+    hwm = total(pids, "VmHWM") if m.exact_peak else None  # at most: the two need not peak together
     m.peak_kb = hwm if hwm is not None else max(sampled, default=None)
     if status != 200:
         m.problems.append(f"the training answered HTTP {status}: {text}")
         return m
-    m.after_kb = settled_rss(pid)
+    m.after_kb = settled_rss(pids)
     m.released_mb = released_in_log(server)
     log(
         f"  trained in {m.train_s:.0f} s; peak {fmt_mb(m.peak_kb)}, right after {fmt_mb(m.right_after_kb)}, "
