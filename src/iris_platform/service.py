@@ -253,8 +253,13 @@ class IrisService:
                     with contextlib.suppress(Exception):  # the store down: the 503 says what matters
                         self.trainer.runs.end(lost.run_id, "FAILED", lost.detail)
                 raise
-            # As the registry's champion would be: the saved files, checked again on this onnxruntime.
-            self._serve(self._load_saved(Path(answer["model_path"]).name, answer["model_version"]))
+            version = answer["model_version"]
+            # Under the model lock: the champion follower, which saw the registry move, waits instead of
+            # loading a second copy; what loading freed goes back to the operating system.
+            with self._model_lock, releasing_memory():
+                if self.predictor is None or self.predictor.version != version:  # else the follower served it
+                    # As the registry's champion would be: the saved files, checked again on this onnxruntime.
+                    self._serve(self._load_saved(Path(answer["model_path"]).name, version))
         return answer
 
     # -- tuning ------------------------------------------------------------------------------
