@@ -46,6 +46,7 @@ ALLOWED = {
     },
     "api": {"api", "service", "training_process", "config", "errors", "redaction", "web_origins"},
     "server": {"config", "api", "training_process", "redaction", "header_timeout"},
+    "cli": {"cli", "api", "service", "server", "config", "errors", "redaction", "tracking"},
     "__main__": {"server"},
     "__init__": set(),
 }

@@ -43,10 +43,17 @@ def test_each_entry_point_serves_on_the_default_store(argv, tmp_path):
 
 
 def test_help_names_the_flags_and_their_variables():
-    done = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([str(SCRIPT), "serve", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "--host" in done.stdout and "IRIS_HOST" in done.stdout
     assert "--port" in done.stdout and "IRIS_PORT" in done.stdout
+
+
+def test_help_lists_the_commands():
+    done = subprocess.run([str(SCRIPT), "-h"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for command in ("serve", "train", "predict", "batch", "runs", "models", "promote", "rollback", "tune"):
+        assert f" {command} " in done.stdout, command
 
 
 def test_make_run_passes_its_flags(tmp_path):

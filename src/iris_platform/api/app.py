@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import gc
 import logging
 import threading
@@ -21,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import ClientDisconnect
 
 from iris_platform import __version__
-from iris_platform.api import method_not_allowed, openapi
+from iris_platform.api import details, method_not_allowed, openapi
 from iris_platform.api.middleware.complete_uploads import CompleteUploads
 from iris_platform.api.middleware.cross_site import CrossSiteGuard
 from iris_platform.api.middleware.predict_lane import PredictLane
@@ -33,23 +32,13 @@ from iris_platform.config import Settings, megabytes
 from iris_platform.errors import InputError, StartupRefused
 from iris_platform.metrics import configure as configure_metrics
 from iris_platform.metrics import forget_this_process, set_serving_model
-from iris_platform.redaction import describe, redact_uri
+from iris_platform.redaction import describe
 from iris_platform.service import IrisService
 from iris_platform.training_process import TrainingProcess
 from iris_platform.web_origins import AllowedHosts, AllowedOrigins
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"  # the dashboard, shipped in the package
 log = logging.getLogger(__name__)
-
-
-def validation_detail(exc: RequestValidationError) -> str:
-    """FastAPI's validation errors as one sentence: where each wrong value is and what is wrong with it."""
-    parts = []
-    for error in exc.errors()[:10]:
-        location = [str(part) for part in error.get("loc", ())]
-        where = f"{location[0]} field '{'.'.join(location[1:])}'" if len(location) > 1 else ".".join(location)
-        parts.append(f"{where or 'the request'}: {error.get('msg', 'invalid')}")
-    return "Invalid request: " + "; ".join(parts) + "."
 
 
 def _warm_up(service: IrisService) -> None:
@@ -116,43 +105,23 @@ def create_app(settings: Settings | None = None, trainer: TrainingProcess | None
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's own answer is a list of objects; every other mistake gets one sentence to read.
-        return JSONResponse({"detail": validation_detail(exc)}, status_code=422)
+        return JSONResponse({"detail": details.invalid_request(exc)}, status_code=422)
 
     def tracking_unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("tracking store error on %s: %s", request.url.path, describe(exc))
         service.reset_tracking_connections()
-        return JSONResponse(
-            {
-                "detail": f"The MLflow tracking store ({redact_uri(settings.tracking_uri)}) is unavailable or "
-                f"refused the write ({describe(exc)}); nothing was half-written. Try again when it is "
-                "back: single predictions are still served and journaled meanwhile."
-            },
-            status_code=503,
-        )
+        return JSONResponse({"detail": details.tracking_unavailable(settings.tracking_uri, exc)}, status_code=503)
 
     app.add_exception_handler(MlflowException, tracking_unavailable)
     app.add_exception_handler(SQLAlchemyError, tracking_unavailable)
 
     @app.exception_handler(OSError)
     async def os_error(request: Request, exc: OSError) -> JSONResponse:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return JSONResponse(
-                {
-                    "detail": "The server's disk is full: free some space and try again; the model that was "
-                    "serving is still serving."
-                },
-                status_code=507,
-            )
-        if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
-            # A folder the server writes to is unwritable, missing or replaced by a file.
+        if exc.errno in details.DISK_FULL_ERRNOS:
+            return JSONResponse({"detail": details.DISK_FULL}, status_code=507)
+        if exc.errno in details.CANNOT_WRITE_ERRNOS:
             log.warning("cannot write on %s: %s", request.url.path, exc)
-            return JSONResponse(
-                {
-                    "detail": f"The server cannot write where it needs to ({exc.filename or exc}: {exc.strerror}): "
-                    "check that the folder exists and is writable; the model that was serving is still serving."
-                },
-                status_code=503,
-            )
+            return JSONResponse({"detail": details.cannot_write(exc)}, status_code=503)
         return await unexpected(request, exc)
 
     @app.exception_handler(ClientDisconnect)
@@ -164,7 +133,7 @@ def create_app(settings: Settings | None = None, trainer: TrainingProcess | None
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s", request.url.path)
         return JSONResponse(
-            {"detail": f"Internal error ({type(exc).__name__}): this is the server's bug, not your request's."},
+            {"detail": details.internal_error(exc)},
             status_code=500,
         )
 

@@ -29,12 +29,13 @@ _SEND = (
 )
 
 
-def _parameters(given: dict[str, Any], *, strict: bool) -> dict[str, Any]:
-    """The same checks for JSON (strict types: 5, not "5") and for form fields (text by nature)."""
+def training_parameters(given: dict[str, Any], *, strict: bool) -> dict[str, Any]:
+    """The same checks for JSON (strict types: 5, not "5") and for form fields (text by nature, as the
+    command line's options are)."""
     try:
         # Only what was sent: a hyperparameter left out takes its model type's default.
         return TrainParameters.model_validate(given, strict=strict).model_dump(exclude_unset=True)
-    except ValidationError as exc:  # answered as every other invalid request (app.validation_detail)
+    except ValidationError as exc:  # answered as every other invalid request (details.invalid_request)
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"]), "msg": _with_allowed(e, given)} for e in exc.errors()]
         ) from None
@@ -119,7 +120,7 @@ async def train(request: Request, service: ServiceDep) -> dict[str, Any]:
     content: bytes | None = None
     filename: str | None = None
     if kind == JSON:
-        parameters = _parameters(await json_object(request, _SEND), strict=True)
+        parameters = training_parameters(await json_object(request, _SEND), strict=True)
     elif kind in FORMS:
         async with request.form() as form:
             given = form_fields(form, files=["file"], fields=TrainParameters.model_fields)
@@ -128,7 +129,7 @@ async def train(request: Request, service: ServiceDep) -> dict[str, Any]:
                 content, filename = await upload.read(), upload.filename
                 if not filename and not content:  # a browser form's empty file input: no file
                     content, filename = None, None
-        parameters = _parameters(given, strict=False)
+        parameters = training_parameters(given, strict=False)
     elif not kind and not await request.body():
         parameters = {}  # `curl -X POST /train`: the defaults
     else:
