@@ -217,32 +217,10 @@ class IrisService:
 
     # -- training ----------------------------------------------------------------------------
 
-    def train(
-        self,
-        *,
-        content: bytes | None,
-        filename: str | None,
-        test_size: float = 0.2,
-        target_column: str | None = None,
-        keep_columns: str | None = None,
-        impute: str | None = None,
-        model_type: str = DEFAULT_MODEL_TYPE,
-        cv_folds: int = 0,
-        **hyperparameters: Any,
-    ) -> dict[str, Any]:
-        """Train `model_type` with `hyperparameters` (those it takes; the rest are its defaults), make it
-        champion and serve it: in the training process if there is one, else here."""
-        request = {
-            "content": content,
-            "filename": filename,
-            "test_size": test_size,
-            "target_column": target_column,
-            "keep_columns": keep_columns,
-            "impute": impute,
-            "model_type": model_type,
-            "cv_folds": cv_folds,
-            **hyperparameters,
-        }
+    def train(self, **request: Any) -> dict[str, Any]:
+        """Train as Trainer.train does, with its keywords (the CSV's content and name, the model type, its
+        hyperparameters, ...), make the model champion and serve it: in the training process if there is
+        one, else here."""
         if self.training_process is None:
             return self.trainer.train(**request)
         with self._train_lock:
