@@ -330,15 +330,8 @@ class IrisService:
 
     def _tuning_steps(self, data: TrainingData) -> TuningSteps:
         def params_of(tuning: Tuning, trial: Trial) -> dict[str, Any]:
-            params = self.trainer.training_params(
-                data,
-                source=names.DATA_SOURCE_IRIS,
-                filename=None,
-                model_type=MODEL_TYPES[tuning.model_type],
-                hyperparameters=trial.hyperparameters,
-                test_size=tuning.test_size,
-                cv_folds=tuning.cv_folds,
-            )
+            candidate = tuning.candidate(trial, MODEL_TYPES[tuning.model_type])
+            params = self.trainer.training_params(data, candidate, source=names.DATA_SOURCE_IRIS, filename=None)
             return {**params, names.P_TRIAL: trial.number}
 
         def fit_trial(tuning: Tuning, trial: Trial) -> TrainedModel:

@@ -28,7 +28,6 @@ from iris_platform.ml.model_store import ModelStore, StoredModel, sha256_hex
 from iris_platform.ml.model_types import (
     DEFAULT_MODEL_TYPE,
     MODEL_TYPES,
-    ModelType,
     model_type_of,
     resolve_hyperparameters,
 )
@@ -160,32 +159,17 @@ class Trainer:
         check_folds(data, cv_folds)  # before a run is opened: a refused request leaves none
         check_neighbours(data, chosen, resolved, test_size, cv_folds)
         _NOT_WARMING.wait(WARM_UP_WAIT_S)
+        candidate = Candidate(chosen, resolved, test_size, cv_folds)
         with self.lock, releasing_memory():  # what the training freed goes back to the OS
-            return self._train(
-                data,
-                source=source,
-                filename=filename,
-                model_type=chosen,
-                hyperparameters=resolved,
-                test_size=test_size,
-                cv_folds=cv_folds,
-            )
+            return self._train(data, candidate, source=source, filename=filename)
 
     def training_params(
-        self,
-        data: TrainingData,
-        *,
-        source: str,
-        filename: str | None,
-        model_type: ModelType,
-        hyperparameters: dict[str, Any],
-        test_size: float,
-        cv_folds: int,
+        self, data: TrainingData, candidate: Candidate, *, source: str, filename: str | None
     ) -> dict[str, Any]:
         params: dict[str, Any] = {
-            names.P_MODEL_TYPE: model_type.estimator_class,
-            **hyperparameters,
-            names.P_TEST_SIZE: test_size,
+            names.P_MODEL_TYPE: candidate.model_type.estimator_class,
+            **candidate.hyperparameters,
+            names.P_TEST_SIZE: candidate.test_size,
             names.P_N_FEATURES: len(data.feature_names),
             names.P_N_SAMPLES: len(data.y),
             names.P_N_CLASSES: len(data.class_names),
@@ -194,8 +178,8 @@ class Trainer:
             names.P_N_NUMERIC_FEATURES: len(data.numeric_features),
             names.P_N_TEXT_FEATURES: len(data.text_features),
         }
-        if cv_folds:
-            params[names.P_CV_FOLDS] = cv_folds
+        if candidate.cv_folds:
+            params[names.P_CV_FOLDS] = candidate.cv_folds
         if source == names.DATA_SOURCE_CSV:
             params[names.P_INPUT_FILE] = upload_name(filename)
             params[names.P_IMPUTE] = data.impute
@@ -223,28 +207,9 @@ class Trainer:
         self.runs.log_files(run_id, trained.evidence.artifacts, names.EVALUATION_ARTIFACT_DIR)
         return trained
 
-    def _train(
-        self,
-        data: TrainingData,
-        *,
-        source: str,
-        filename: str | None,
-        model_type: ModelType,
-        hyperparameters: dict[str, Any],
-        test_size: float,
-        cv_folds: int,
-    ) -> dict[str, Any]:
+    def _train(self, data: TrainingData, candidate: Candidate, *, source: str, filename: str | None) -> dict[str, Any]:
         moment = utc_now()
-        candidate = Candidate(model_type, hyperparameters, test_size, cv_folds)
-        params = self.training_params(
-            data,
-            source=source,
-            filename=filename,
-            model_type=model_type,
-            hyperparameters=hyperparameters,
-            test_size=test_size,
-            cv_folds=cv_folds,
-        )
+        params = self.training_params(data, candidate, source=source, filename=filename)
         try:
             with self.runs.run(names.TRAINING_EXPERIMENT, f"{names.TRAINING_RUN_PREFIX}_{run_stamp(moment)}") as run_id:
                 self.on_run(run_id)
