@@ -123,10 +123,12 @@ def _unit_size(records: list[JournalRecord], threshold: int) -> tuple[str, int]:
     return ("feedback" if feedback else "window"), size
 
 
-def _yield_cpu(pid: int) -> None:
+def _yield_cpu(pid: int | None) -> None:
     """Serving comes first: on a busy machine the worker waits, not the requests. Set by the server as
     soon as the worker is spawned, so that its imports (a second of CPU) also leave the server's start-up
     and the training process to go first."""
+    if pid is None:  # not started
+        return
     with contextlib.suppress(OSError):  # it is already more than nice, or has exited
         if os.getpriority(os.PRIO_PROCESS, pid) < WORKER_NICENESS:
             os.setpriority(os.PRIO_PROCESS, pid, WORKER_NICENESS)
@@ -280,7 +282,7 @@ class TrackingWriter:
                 daemon=True,
             )
             process.start()
-            _yield_cpu(process.pid or 0)
+            _yield_cpu(process.pid)
             log.info("draining the journal %s left by a stopped process", directory)
             self._adopted.append((directory, process, fd))
 
@@ -317,7 +319,7 @@ class TrackingWriter:
             daemon=True,
         )
         self._process.start()
-        _yield_cpu(self._process.pid or 0)
+        _yield_cpu(self._process.pid)
 
     def ensure_running(self) -> None:
         """Restart the worker if it died; the journal still holds every record it had not written."""
