@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # imported in the training process only: the server spawns it
 log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s training-process[%(process)d]: %(message)s"
 PARENT_POLL_S = 1.0
+_SPAWN = multiprocessing.get_context("spawn")  # no fork of a process that runs threads
 RUN_ID_BYTES = 64  # an MLflow run id is 32 hex digits
 _trainer: Trainer | None = None  # in the training process: the trainer that runs there
 
@@ -58,13 +59,13 @@ class TrainingProcess:
         self._lock = threading.Lock()
         self._closed = False
         # The run a training has open in the process (written there, read here once it has died).
-        self._open_run = multiprocessing.get_context("spawn").RawArray("c", RUN_ID_BYTES)
+        self._open_run = _SPAWN.RawArray("c", RUN_ID_BYTES)
         self._pool = self._spawn()
 
     def _spawn(self) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(
             max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),  # no fork of a process that runs threads
+            mp_context=_SPAWN,
             initializer=_start,
             initargs=(self.settings, os.getpid(), self._open_run),
         )

@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -69,10 +70,10 @@ def _run(
     url: str | None, as_json: bool, act: Callable[[Any], dict[str, Any]], show: Callable[[dict[str, Any]], None]
 ) -> None:
     """Connect, act, print the answer; a failure prints its reason on stderr and exits with status 1."""
-    from iris_platform.cli.platforms import CommandError, Connected  # the service's imports: only when acting
+    from iris_platform.cli.platforms import CommandError, connect  # the service's imports: only when acting
 
     try:
-        with Connected(url, _settings()) as platform:
+        with closing(connect(url, _settings())) as platform:
             answer = act(platform)
     except CommandError as exc:
         err.print(exc.detail, markup=False, highlight=False)

@@ -10,7 +10,6 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol
 
 import requests
@@ -262,16 +261,3 @@ def connect(url: str | None, settings: Settings) -> Platform:
     if url:
         return Remote(url, settings.api_token)
     return Local(settings)
-
-
-class Connected:
-    """`with Connected(url, settings) as platform:` closes it however the command ends."""
-
-    def __init__(self, url: str | None, settings: Settings):
-        self.platform = connect(url, settings)
-
-    def __enter__(self) -> Platform:
-        return self.platform
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.platform.close()
