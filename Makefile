@@ -11,15 +11,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) install -c constraints.txt -e .
 	touch $@
 
+# The tests score batches on a local Spark (the spark extra; Java 17 is the machine's).
 # The browser tests drive Debian's Chromium (a test tool's own browser download fails offline).
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -c constraints.txt -e '.[test]'
+	$(PIP) install -c constraints.txt -e '.[test,spark]'
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	command -v java >/dev/null || (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless)
 	touch $@
 
-# ruff, mypy and pre-commit, for `make check`.
+# ruff, mypy and pre-commit, for `make check` (with pyspark, whose types the Spark batch is checked against).
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install -c constraints.txt -e '.[dev]'
+	$(PIP) install -c constraints.txt -e '.[dev,spark]'
 	touch $@
 
 # Flags go through ARGS: make run ARGS="--port 9000 --workers 2".

@@ -181,22 +181,60 @@ def predict(
     _run(url, as_json, lambda platform: platform.predict(features), show)
 
 
+class Engine(StrEnum):
+    local = "local"
+    spark = "spark"
+
+
 @app.command()
 def batch(
-    table: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A CSV of samples")],
+    table: Annotated[
+        str,
+        typer.Argument(
+            help="The rows to score: a CSV file (--engine local); a Parquet or CSV file or folder, on any store "
+            "Spark reads, such as hdfs:// or s3a:// (--engine spark)",
+            show_default=False,
+        ),
+    ],
     output: Annotated[
-        Path | None, typer.Option(help="Write every prediction here (CSV: the input columns and the predictions)")
+        str | None,
+        typer.Option(
+            help="Where the predictions go: a CSV file (local; by default only in the run's artifact), or a new "
+            "folder, Parquet, or CSV if it ends in .csv (spark; by default <input>_predictions beside the input)"
+        ),
     ] = None,
+    engine: Annotated[
+        Engine, typer.Option(help="local: one process, streamed; spark: Spark, on the --master's cores")
+    ] = Engine.local,
+    master: Annotated[
+        str, typer.Option(help="The Spark master URL with --engine spark: local[*], spark://host:7077, yarn, ...")
+    ] = "local[*]",
     url: Url = None,
     as_json: AsJson = False,
 ) -> None:
-    """Predict every row of a CSV with the champion, as one MLflow batch run."""
+    """Predict every row of a table with the champion, as one MLflow batch run."""
+    if engine is Engine.spark and url:
+        raise typer.BadParameter(
+            "--engine spark scores here, with Spark, not on a server: leave out --url, and set "
+            "MLFLOW_TRACKING_URI to the tracking server the model and the run are on",
+            param_hint="--url",
+        )
 
     def act(platform: Any) -> dict[str, Any]:
+        if engine is Engine.spark:
+            with _spinner("{task.description}") as progress:
+                task = progress.add_task("starting")
+                return platform.spark_batch(table, output, master, lambda what: progress.update(task, description=what))
+        path = Path(table)
+        if not path.is_file():
+            from iris_platform.cli.platforms import CommandError
+
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise CommandError(f"'{table}' {what}: give a CSV file (or a Parquet or CSV folder with --engine spark).")
         columns = [TextColumn("predicting"), BarColumn(), DownloadColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=err, transient=True) as progress:
-            task = progress.add_task("predicting", total=table.stat().st_size if url else None)
-            return platform.batch(table, output, lambda n: progress.advance(task, n))
+            task = progress.add_task("predicting", total=path.stat().st_size if url else None)
+            return platform.batch(path, Path(output) if output else None, lambda n: progress.advance(task, n))
 
     def show(answer: dict[str, Any]) -> None:
         statistics = answer.get("batch_statistics") or {}
@@ -207,8 +245,9 @@ def batch(
         drift = answer.get("drift") or {}
         if drift:
             out.print(f"  drift detected: {drift.get('drift_detected')}", highlight=False)
-        if output is not None:
-            out.print(f"  predictions written to {output}", highlight=False)
+        written = answer.get("output_path") or output
+        if written is not None:
+            out.print(f"  predictions written to {written}", highlight=False)
 
     _run(url, as_json, act, show)
 

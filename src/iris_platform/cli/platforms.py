@@ -218,6 +218,11 @@ class Local:
 
         return self._act(batch)
 
+    def spark_batch(self, source: str, output: str | None, master: str, step: Callable[[str], None]) -> dict[str, Any]:
+        from iris_platform.spark.batch import predict_with_spark  # pyspark's imports: only for this command
+
+        return self._act(lambda: predict_with_spark(self.settings, source, output, master, step))
+
     def runs(self, run_type: str | None, limit: int) -> dict[str, Any]:
         return self._act(
             lambda: {

@@ -97,6 +97,12 @@ PREDICTION_TYPE_BATCH = "batch"
 # Many single predictions in one run, written when the tracking worker's backlog passes its bound.
 PREDICTION_TYPE_WINDOW = "single_window"
 P_WINDOW_END = "window_end"
+# A batch scored by Spark (`iris-platform batch --engine spark`): its engine, the Spark master it ran
+# on, and the folder its predictions were written to (they stay there, not in MLflow).
+P_ENGINE = "engine"
+ENGINE_SPARK = "spark"
+P_SPARK_MASTER = "spark_master"
+P_OUTPUT_PATH = "output_path"
 
 # Single-prediction metrics.
 M_PREDICTED_CLASS_INDEX = "predicted_class_index"
@@ -120,6 +126,9 @@ M_WINDOW_END_MS = "window_end_ms"
 PREDICTIONS_ARTIFACT = "predictions.csv"
 # Window artifact: every record of the window, one row each.
 WINDOW_ARTIFACT = "window_predictions.csv"
+# A Spark batch's artifacts: the first rows of its predictions, and what its output folder holds.
+PREDICTIONS_SAMPLE_ARTIFACT = "predictions_sample.csv"
+OUTPUT_MANIFEST_ARTIFACT = "output_manifest.json"
 COL_PREDICTED_CLASS = "predicted_class"
 COL_CONFIDENCE = "confidence"
 PROB_COLUMN_PREFIX = "prob_"

@@ -1,0 +1,398 @@
+"""A batch scored by Spark: a Parquet or CSV file, or a folder of them, of any size.
+
+The champion is scored on the executors through `mlflow.pyfunc.spark_udf`: the registered MLflow
+model (tracking/mlflow_pyfunc.py) is standalone, so executors need MLflow and scikit-learn but not
+the platform, and any Spark master works unchanged. The predictions (the input's columns, then
+`predicted_class`, `confidence` and `prob_<class>`) are written to a hidden staging folder beside the
+output and renamed to it only once the run has every record: a failed job leaves its run FAILED and
+no output. The statistics are Spark aggregations over the written predictions, the drift counts one
+pass of `partition_counts` over them; MLflow gets one `batch_prediction_<timestamp>` run with the
+single-process batch's params and metrics, the Spark ones, a sample of the predictions and a
+manifest of the output, never the rows themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import pandas as pd
+
+from iris_platform.batch_statistics import BatchStatistics
+from iris_platform.champion import fetch_version
+from iris_platform.config import Settings
+from iris_platform.drift import DriftAccumulator, DriftThresholds
+from iris_platform.errors import InputError
+from iris_platform.ml.batch_stream import output_columns
+from iris_platform.ml.features import feature_columns
+from iris_platform.ml.inference import Predictor
+from iris_platform.ml.model_store import ModelStore
+from iris_platform.spark import partition_counts
+from iris_platform.spark.session import check_installed, spark_session
+from iris_platform.timestamps import utc_now
+from iris_platform.tracking import names
+from iris_platform.tracking.datasets import batch_input
+from iris_platform.tracking.monitoring import drift_metrics, drift_tags
+from iris_platform.tracking.registry import ModelRegistry
+from iris_platform.tracking.run_writer import RunWriter, run_name, statistics_metrics
+from iris_platform.tracking.store import TrackingStore
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+# The run's sample of the predictions: their first rows.
+SAMPLE_ROWS = 1000
+FORMATS = ("parquet", "csv")
+NO_CHAMPION = (
+    "No model is registered as champion yet: train one with `iris-platform train` (or POST /train), "
+    "or promote a version with `iris-platform promote VERSION`."
+)
+_PREDICTION = "__iris_prediction"
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
+
+Step = Callable[[str], None]
+
+
+class SparkJobFailed(InputError):
+    """A Spark job failed; `detail` is its cause in one line."""
+
+
+def default_output(source: str) -> str:
+    """Beside the input: `rows.parquet` -> `rows_predictions`."""
+    base = source.rstrip("/")
+    head, _, name = base.rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name.strip(".") else name
+    return f"{head}/{stem}_predictions" if head else f"{stem}_predictions"
+
+
+def _local(path: str) -> Path | None:
+    """The path on this machine's file system, or None for a URI of another (hdfs://, s3a://)."""
+    if "://" not in path:
+        return Path(path)
+    return Path(path.removeprefix("file://")) if path.startswith("file://") else None
+
+
+def input_format(source: str) -> str:
+    """parquet or csv, from the file's suffix or, for a folder, its data files' suffix."""
+    for fmt, suffixes in (("csv", (".csv",)), ("parquet", (".parquet", ".pq"))):
+        if source.rstrip("/").lower().endswith(suffixes):
+            return fmt
+    local = _local(source)
+    if local is not None and local.is_dir():
+        found = {p.suffix.lower() for p in local.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))}
+        if ".csv" in found and not found & {".parquet", ".pq"}:
+            return "csv"
+        if found & {".parquet", ".pq"} and ".csv" not in found:
+            return "parquet"
+    if local is None:
+        return "parquet"  # a folder on a cluster's store: Spark's own format, unless it is named .csv
+    raise InputError(
+        f"'{source}' is neither a .parquet nor a .csv file, nor a folder of only one of them: "
+        "give a Parquet or CSV table (one file, or a folder of its parts).",
+        400,
+    )
+
+
+def output_format(output: str) -> str:
+    return "csv" if output.rstrip("/").lower().endswith(".csv") else "parquet"
+
+
+def _check_paths(source: str, output: str) -> None:
+    local = _local(source)
+    if local is not None and not local.exists():
+        raise InputError(f"'{source}' does not exist: give a Parquet or CSV file, or a folder of them.", 404)
+    out = _local(output)
+    if out is not None and out.exists():
+        raise InputError(
+            f"The output '{output}' already exists: give another --output, or remove it first "
+            "(a batch never overwrites predictions).",
+            409,
+        )
+
+
+def one_line(exc: BaseException) -> str:
+    """A Spark error's cause, in one line: the Python worker's own error, or Spark's first line."""
+    text = str(getattr(exc, "desc", None) or exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "Traceback (most recent call last)" in text:
+        for line in reversed(lines):
+            match = _ERROR_LINE.match(line)
+            if match:
+                return f"{match.group(1)}: {match.group(2)}"
+    first = lines[0] if lines else type(exc).__name__
+    first = re.sub(r"\s*SQLSTATE: \w+\s*$", "", first)
+    return first if len(first) <= 500 else first[:500] + "..."
+
+
+@contextmanager
+def _spark_errors() -> Iterator[None]:
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    try:
+        yield
+    except (PySparkException, Py4JJavaError) as exc:
+        raise SparkJobFailed(f"The Spark job failed: {one_line(exc)}; no predictions were written.") from exc
+
+
+def _q(column: str) -> str:
+    """A column name for Spark's expressions: backticks, so spaces and dots are part of the name."""
+    return "`" + column.replace("`", "``") + "`"
+
+
+class _Files:
+    """Hadoop's file system of a path: what the output's staging, renaming and manifest need on any store."""
+
+    def __init__(self, spark: SparkSession, path: str):
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
+        self._jvm = jvm
+        self.fs = jvm.org.apache.hadoop.fs.Path(path).getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+
+    def path(self, path: str) -> Any:
+        return self._jvm.org.apache.hadoop.fs.Path(path)
+
+    def exists(self, path: str) -> bool:
+        return bool(self.fs.exists(self.path(path)))
+
+    def delete(self, path: str) -> None:
+        self.fs.delete(self.path(path), True)
+
+    def rename(self, source: str, destination: str) -> None:
+        if not self.fs.rename(self.path(source), self.path(destination)):
+            raise SparkJobFailed(f"Could not rename the finished predictions to '{destination}': check its folder.")
+
+    def files(self, path: str) -> list[tuple[str, int, int]]:
+        """Data files under `path` (relative name, bytes, modification time), Spark's markers left out."""
+        root = self.fs.makeQualified(self.path(path)).toString().rstrip("/") + "/"
+        found = []
+        listing = self.fs.listFiles(self.path(path), True)
+        while listing.hasNext():
+            status = listing.next()
+            name = status.getPath().toString().removeprefix(root)
+            if not name.split("/")[-1].startswith(("_", ".")):
+                found.append((name, int(status.getLen()), int(status.getModificationTime())))
+        return sorted(found)
+
+
+def _staging(output: str, run_id: str) -> str:
+    head, _, name = output.rstrip("/").rpartition("/")
+    hidden = f".{name}.incomplete-{run_id}"  # hidden: readers of the folder around it skip it
+    return f"{head}/{hidden}" if head else hidden
+
+
+def _read(spark: SparkSession, source: str, fmt: str) -> DataFrame:
+    if fmt == "csv":
+        # Every column as text: the output keeps the input's cells as they were written.
+        return spark.read.option("header", True).option("inferSchema", False).csv(source)
+    return spark.read.parquet(source)
+
+
+def _spread(spark: SparkSession, table: DataFrame, source: str, fmt: str) -> DataFrame:
+    """At least one partition per core: a Parquet file written as one row group is read as one partition."""
+    cores = spark.sparkContext.defaultParallelism
+    local = _local(source)
+    if fmt != "parquet" or local is None:
+        return table
+    import pyarrow.parquet as pq
+
+    files = [local] if local.is_file() else [p for p in local.rglob("*.parquet") if not p.name.startswith((".", "_"))]
+    row_groups = sum(pq.ParquetFile(f).num_row_groups for f in files)
+    return table.repartition(cores) if row_groups < cores else table
+
+
+def _features(predictor: Predictor, columns: list[str]) -> list[Column]:
+    """The model's features from the table's columns, named and typed as the MLflow model takes them."""
+    from pyspark.sql import functions as F
+
+    text = set(predictor.layout.text_positions.values())
+    return [
+        F.col(_q(c)).cast("string" if f in text else "double").alias(f)
+        for f, c in zip(predictor.feature_names, columns, strict=True)
+    ]
+
+
+def _statistics(written: DataFrame, classes: list[str]) -> tuple[BatchStatistics, dict[str, int], float]:
+    """The batch statistics, by Spark aggregations over the written predictions."""
+    from pyspark.sql import functions as F
+
+    confidence = F.col(names.COL_CONFIDENCE).cast("double")
+    row = written.agg(F.count(F.lit(1)), F.sum(confidence), F.min(confidence), F.max(confidence)).first()
+    assert row is not None
+    total, confidence_sum, low, high = int(row[0]), float(row[1] or 0.0), row[2], row[3]
+    by_class = {str(r[0]): int(r[1]) for r in written.groupBy(names.COL_PREDICTED_CLASS).count().collect()}
+    counts = {c: by_class.get(c, 0) for c in classes}
+    statistics = BatchStatistics(
+        total_samples=total,
+        avg_confidence=confidence_sum / max(total, 1),
+        min_confidence=float(low) if low is not None else float("inf"),
+        max_confidence=float(high) if high is not None else float("-inf"),
+        unique_classes_predicted=sum(1 for n in counts.values() if n),
+        prediction_distribution=counts,
+        prediction_percentages={c: 100.0 * n / max(total, 1) for c, n in counts.items()},
+    )
+    return statistics, counts, confidence_sum
+
+
+def _drift(
+    written: DataFrame, predictor: Predictor, columns: list[str], counts: dict[str, int], confidence_sum: float
+) -> tuple[DriftAccumulator | None, dict[str, int]]:
+    """The drift counts (one pass over the feature columns) and each text feature's unseen texts."""
+    if not predictor.profile:
+        return None, {}
+    from pyspark import cloudpickle
+
+    drift = DriftAccumulator(predictor.profile, predictor.feature_names)
+    by_feature = dict(zip(predictor.feature_names, columns, strict=True))
+    spec = drift.partition_spec(by_feature)
+    # The counting code travels with the job: executors need not have the platform installed.
+    cloudpickle.register_pickle_by_value(sys.modules[partition_counts.__name__])
+    needed = sorted({f["column"] for f in spec["numbers"] + spec["texts"]})
+    parts = written.select(*[_q(c) for c in needed]).mapInPandas(
+        partition_counts.partition_counter(spec), partition_counts.COUNTS_SCHEMA
+    )
+    total = partition_counts.sum_counts(spec, [r[0] for r in parts.collect()])
+    drift.add_counts(total, by_feature, [counts.get(c, 0) for c in drift.class_names], confidence_sum)
+    unseen = {f: int(total["texts"][by_feature[f]]["unseen"]) for f in predictor.layout.text_positions.values()}
+    return drift, unseen
+
+
+def _listing_digest(files: list[tuple[str, int, int]]) -> str:
+    """The input's digest, from its files' names, sizes and times: hashing terabytes is not done to name them."""
+    return hashlib.sha256(json.dumps(files).encode()).hexdigest()
+
+
+def predict_with_spark(
+    settings: Settings, source: str, output: str | None = None, master: str = "local[*]", step: Step | None = None
+) -> dict[str, Any]:
+    """Score `source` with the champion on Spark into `output`, as one MLflow batch run; the API's batch answer."""
+    say = step or (lambda _: None)
+    output = output or default_output(source)
+    local_output = _local(output)
+    if local_output is not None:
+        output = str(local_output.resolve())
+    fmt = input_format(source)
+    _check_paths(source, output)
+    check_installed()
+    tracking = TrackingStore(settings.tracking_uri)
+    registry = ModelRegistry(tracking, settings.registered_model)
+    version = registry.champion()
+    if version is None:
+        raise InputError(NO_CHAMPION, 409)
+    say(f"fetching model version {version}")
+    predictor = fetch_version(registry, ModelStore(settings.models_dir), version)
+    model_uri = f"models:/{settings.registered_model}/{version}"
+    classes = predictor.class_names
+    added = output_columns(classes)
+
+    say(f"starting Spark on {master}")
+    with _spark_errors():
+        spark = spark_session(master)
+        table = _read(spark, source, fmt)
+        columns = feature_columns(table.columns, predictor.feature_names)
+        table = _spread(spark, table, source, fmt)
+        files = _Files(spark, output)
+        input_files = _Files(spark, source).files(source)
+    kept = [c for c in table.columns if c not in added]
+    runs = RunWriter(tracking)
+    moment = utc_now()
+    with runs.run(names.INFERENCE_EXPERIMENT, run_name(names.BATCH_RUN_PREFIX, moment)) as run_id:
+        runs.log(
+            run_id,
+            {
+                names.P_PREDICTION_TYPE: names.PREDICTION_TYPE_BATCH,
+                names.P_MODEL_PATH: model_uri,
+                names.P_MODEL_VERSION: version,
+                names.P_INPUT_FILE: source,
+                names.P_TIMESTAMP: moment.isoformat(),
+                names.P_ENGINE: names.ENGINE_SPARK,
+                names.P_SPARK_MASTER: master,
+                names.P_OUTPUT_PATH: output,
+            },
+        )
+        staging = _staging(output, run_id)
+        try:
+            with _spark_errors():
+                import mlflow.pyfunc
+                from pyspark.sql import functions as F
+
+                text_type = {names.COL_PREDICTED_CLASS: "string"}
+                result_type = ", ".join(f"{_q(c)} {text_type.get(c, 'double')}" for c in added)
+                udf = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type, env_manager="local")
+                prediction = udf(F.struct(*_features(predictor, columns)))
+                scored = table.select(*[_q(c) for c in kept], prediction.alias(_PREDICTION)).select(
+                    *[_q(c) for c in kept], *[F.col(_PREDICTION).getField(c).alias(c) for c in added]
+                )
+                say(f"scoring {source}")
+                out_format = output_format(output)
+                writer = scored.write.mode("errorifexists").format(out_format)
+                if out_format == "csv":
+                    writer = writer.option("header", True)
+                writer.save(staging)
+                reader = spark.read.schema(scored.schema).option("header", True)
+                written = reader.format(out_format).load(staging)
+                say("summing the predictions")
+                statistics, counts, confidence_sum = _statistics(written, classes)
+                drift, unseen = _drift(written, predictor, columns, counts, confidence_sum)
+                sample = cast(pd.DataFrame, written.limit(SAMPLE_ROWS).toPandas())
+                output_files = files.files(staging)
+            thresholds = DriftThresholds(settings.drift_psi_warn, settings.drift_psi_alert, settings.drift_p_value)
+            report = drift.report(thresholds) if drift is not None else None
+            say("recording the run")
+            runs.log(
+                run_id,
+                metrics={
+                    **statistics_metrics(statistics),
+                    **(drift_metrics(report) if report else {}),
+                    **{names.unseen_metric(f): n for f, n in unseen.items()},
+                },
+            )
+            if report is not None:
+                runs.set_tags(run_id, drift_tags(report, thresholds))
+            runs.log_inputs(
+                run_id, [batch_input(name=source, sha256=_listing_digest(input_files), rows=statistics.total_samples)]
+            )
+            manifest = {
+                "output_path": output,
+                "format": out_format,
+                "rows": statistics.total_samples,
+                "columns": kept + added,
+                "files": [{"name": n, "bytes": b} for n, b, _ in output_files],
+                "input_path": source,
+                "input_format": fmt,
+                "model_uri": model_uri,
+                "spark_master": master,
+                "spark_version": spark.version,
+            }
+            with tempfile.TemporaryDirectory() as tmp:
+                sample.to_csv(Path(tmp) / names.PREDICTIONS_SAMPLE_ARTIFACT, index=False)
+                (Path(tmp) / names.OUTPUT_MANIFEST_ARTIFACT).write_text(json.dumps(manifest, indent=2))
+                for artifact in (names.PREDICTIONS_SAMPLE_ARTIFACT, names.OUTPUT_MANIFEST_ARTIFACT):
+                    tracking.client.log_artifact(run_id, str(Path(tmp) / artifact))
+            with _spark_errors():
+                files.rename(staging, output)  # last: the output appears only with its complete run
+        finally:
+            if files.exists(staging):
+                files.delete(staging)
+    return {
+        "status": "success",
+        "run_id": run_id,
+        "engine": names.ENGINE_SPARK,
+        "spark_master": master,
+        "model_path": model_uri,
+        "model_version": version,
+        "total_samples": statistics.total_samples,
+        "output_path": output,
+        "output_format": out_format,
+        "output_files": len(output_files),
+        "batch_statistics": statistics.as_dict(),
+        "unseen_categories": unseen,
+        "drift": report.as_dict() if report else None,
+    }

@@ -1,0 +1,66 @@
+"""The Spark session of a batch: pyspark and Java checked first, Python workers on this interpreter."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from iris_platform.errors import InputError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+DEFAULT_MASTER = "local[*]"
+# pyspark 4.3 warns on every pandas function that it "does not yet fully support pandas >= 3.0.0";
+# the few it uses here (Arrow batches in and out) are tested with pandas 3 in this project's suite.
+PANDAS_WARNING = "PySpark does not yet fully support pandas"
+# Spark's own log: errors only (its warnings, such as the host name's loopback address, are not the user's).
+_LOG4J = Path(__file__).with_name("log4j2.properties")
+
+
+class SparkUnavailable(InputError):
+    """pyspark or Java is missing: the message says what to install."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail, status_code=503)
+
+
+def check_installed() -> None:
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise SparkUnavailable(
+            "pyspark is not installed: install the platform's spark extra (pip install 'iris-platform[spark]'), "
+            "or run the batch with --engine local."
+        ) from None
+    if not os.environ.get("JAVA_HOME") and shutil.which("java") is None:
+        raise SparkUnavailable(
+            "Java is not installed (Spark runs on it): install Java 17 or later (apt-get install "
+            "openjdk-17-jre-headless) or set JAVA_HOME, or run the batch with --engine local."
+        )
+
+
+def spark_session(master: str = DEFAULT_MASTER, app_name: str = "iris-platform batch") -> SparkSession:
+    """A session on `master` (any Spark master URL); its Python workers run this interpreter."""
+    check_installed()
+    # Without these, Spark's Python workers run the system's `python3`, which lacks the platform's packages.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    warnings.filterwarnings("ignore", message=PANDAS_WARNING, category=FutureWarning)
+    from pyspark.sql import SparkSession
+
+    log4j = f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}"
+    return (
+        SparkSession.builder.master(master)
+        .appName(app_name)
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", log4j)
+        .config("spark.executor.extraJavaOptions", log4j)
+        .config("spark.executorEnv.PYTHONWARNINGS", f"ignore:{PANDAS_WARNING}:FutureWarning")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
