@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from iris_platform.batch_statistics import BatchStatistics
 from iris_platform.champion import fetch_version
@@ -55,6 +54,7 @@ NO_CHAMPION = (
     "or promote a version with `iris-platform promote VERSION`."
 )
 _PREDICTION = "__iris_prediction"
+_CAST_ERROR = re.compile(r"\[CAST_INVALID_INPUT\] The value ('.*?') of the type")
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
 
 Step = Callable[[str], None]
@@ -126,6 +126,9 @@ def one_line(exc: BaseException) -> str:
             match = _ERROR_LINE.match(line)
             if match:
                 return f"{match.group(1)}: {match.group(2)}"
+    cast = _CAST_ERROR.search(text)
+    if cast:  # Spark's words are for SQL ("use try_cast"); the platform's say what to fix in the table
+        return f"a feature column holds {cast.group(1)}, which is not a number: fix or remove those cells"
     first = lines[0] if lines else type(exc).__name__
     first = re.sub(r"\s*SQLSTATE: \w+\s*$", "", first)
     return first if len(first) <= 500 else first[:500] + "..."
@@ -140,6 +143,19 @@ def _spark_errors() -> Iterator[None]:
         yield
     except (PySparkException, Py4JJavaError) as exc:
         raise SparkJobFailed(f"The Spark job failed: {one_line(exc)}; no predictions were written.") from exc
+
+
+@contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """MLflow's notes on making the UDF (its environment, its backend) kept off the command's stderr."""
+    levels = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _q(column: str) -> str:
@@ -325,7 +341,10 @@ def predict_with_spark(
 
                 text_type = {names.COL_PREDICTED_CLASS: "string"}
                 result_type = ", ".join(f"{_q(c)} {text_type.get(c, 'double')}" for c in added)
-                udf = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type, env_manager="local")
+                with _quiet("mlflow.pyfunc", "mlflow.models.flavor_backend_registry"):
+                    # env_manager="local": the executors' own packages (MLflow warns that they may differ
+                    # from the training's; the model's requirements are pinned with the platform's).
+                    udf = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type, env_manager="local")
                 prediction = udf(F.struct(*_features(predictor, columns)))
                 scored = table.select(*[_q(c) for c in kept], prediction.alias(_PREDICTION)).select(
                     *[_q(c) for c in kept], *[F.col(_PREDICTION).getField(c).alias(c) for c in added]
@@ -341,7 +360,8 @@ def predict_with_spark(
                 say("summing the predictions")
                 statistics, counts, confidence_sum = _statistics(written, classes)
                 drift, unseen = _drift(written, predictor, columns, counts, confidence_sum)
-                sample = cast(pd.DataFrame, written.limit(SAMPLE_ROWS).toPandas())
+                # Through Arrow: pyspark 4.3's toPandas passes pandas 3 a keyword it deprecates.
+                sample = written.limit(SAMPLE_ROWS).toArrow().to_pandas()
                 output_files = files.files(staging)
             thresholds = DriftThresholds(settings.drift_psi_warn, settings.drift_psi_alert, settings.drift_p_value)
             report = drift.report(thresholds) if drift is not None else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -51,6 +52,8 @@ def spark_session(master: str = DEFAULT_MASTER, app_name: str = "iris-platform b
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     warnings.filterwarnings("ignore", message=PANDAS_WARNING, category=FutureWarning)
+    # A failed job is answered in one line; pyspark would also log it whole, as JSON, on stderr.
+    logging.getLogger("DataFrameQueryContextLogger").setLevel(logging.CRITICAL)
     from pyspark.sql import SparkSession
 
     log4j = f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}"
