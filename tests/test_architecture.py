@@ -46,7 +46,9 @@ ALLOWED = {
     },
     "api": {"api", "service", "training_process", "config", "errors", "redaction", "web_origins"},
     "server": {"config", "api", "training_process", "redaction", "header_timeout"},
-    "cli": {"cli", "api", "service", "server", "config", "errors", "redaction", "tracking"},
+    # The Spark batch: the champion fetched and its run written as the service does, scored by Spark.
+    "spark": {"spark", "champion", "ml", "tracking", "config", "errors", "timestamps", "batch_statistics", "drift"},
+    "cli": {"cli", "api", "service", "server", "spark", "config", "errors", "redaction", "tracking"},
     "__main__": {"server"},
     "__init__": set(),
 }
@@ -97,3 +99,9 @@ def test_the_checker_sees_a_forbidden_import(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("import iris_platform.api.app\nfrom iris_platform.ml.inference import Predictor\n")
     assert imports(module) == ["iris_platform.api.app", "iris_platform.ml.inference"]
+
+
+@pytest.mark.parametrize("standalone", ["tracking/mlflow_pyfunc.py", "spark/partition_counts.py"])
+def test_code_run_where_the_platform_is_not_installed_imports_none_of_it(standalone):
+    # The MLflow model's code and Spark's executor-side counting run on machines without the platform.
+    assert imports(PACKAGE / standalone) == []
