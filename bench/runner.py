@@ -26,6 +26,7 @@ from bench.goals import (
     memory,
     metrics,
     parity,
+    spark,
     startup,
     train,
     workers,
@@ -51,11 +52,12 @@ def steps(cfg: Config) -> list[Step]:
         found.append(("10M batch", batch.run_big, False))
     found.append(("metrics", metrics.run, False))  # two servers of their own
     found.append(("memory", memory.run, False))  # a server of its own; minutes of one-core training
+    found.append(("spark", spark.run, False))  # no server: the command line, on a store of its own
     return found
 
 
 # The goals that start and stop their own servers, which `--only` runs alone.
-ALONE: dict[str, Callable[[Context], None]] = {"memory": memory.run, "metrics": metrics.run}
+ALONE: dict[str, Callable[[Context], None]] = {"memory": memory.run, "metrics": metrics.run, "spark": spark.run}
 
 
 def run(ctx: Context, only: str | None = None) -> None:
@@ -81,7 +83,7 @@ def run(ctx: Context, only: str | None = None) -> None:
 
 
 def run_alone(ctx: Context, name: str) -> None:
-    """One goal of ALONE: issue 13's memory, issue 14's metrics cost."""
+    """One goal of ALONE: issue 13's memory, issue 14's metrics cost, issue 16's Spark batch."""
     try:
         ALONE[name](ctx)
     except Exception as exc:
@@ -123,16 +125,16 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories (logs, databases)")
     parser.add_argument(
         "--only",
-        choices=["dashboard", "memory", "metrics"],
+        choices=["dashboard", "memory", "metrics", "spark"],
         help="run one goal only (dashboard: goal 5, on sqlite and through an mlflow server, ~3 min; memory: "
         "issue 13's memory after a 1,000-tree training, ~5 min; metrics: issue 14's cost of the Prometheus "
-        "metrics on /predict, ~3 min); "
+        "metrics on /predict, ~3 min; spark: issue 16's 10,000,000 rows on Spark against one process, ~10 min); "
         "the table is then printed, and written only where --output says",
     )
     parser.add_argument("--output", type=Path, default=None, help=f"where to write the table (default {RESULTS})")
     args = parser.parse_args()
     output: Path | None = args.output or (None if args.only else RESULTS)
-    if args.only != "memory" and shutil.which("wrk") is None:  # the memory goal sends no load
+    if args.only not in ("memory", "spark") and shutil.which("wrk") is None:  # these goals send no load
         print("wrk is not installed: `apt-get install wrk` (make bench does it)", file=sys.stderr)
         return 2
     if not PYTHON.exists():

@@ -153,6 +153,9 @@ def test_the_run_records_the_spark_batch(local, rows, scored):
     assert [f["bytes"] for f in manifest["files"]] == [p.stat().st_size for p in sorted(output.glob("part-*"))]
     (dataset,) = run.inputs.dataset_inputs
     assert json.loads(dataset.dataset.profile) == {"num_rows": ROWS}
+    # The answer times each phase of the job.
+    phases = ["fetch_model", "spark_start", "score_and_write", "statistics_and_drift", "record"]
+    assert list(scored["seconds"]) == phases and all(s > 0 for s in scored["seconds"].values())
 
 
 def test_a_csv_folder_scored_into_a_csv_folder(local, tmp_path):
@@ -271,3 +274,20 @@ def test_missing_parts_say_what_to_install(local, tmp_path, prefix, env, expecte
     result = subprocess.run([sys.executable, *args], env=run_env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     assert expected in one_line(result.stderr)
+
+
+def test_spark_submit_runs_the_batch_on_the_master_it_was_given(local, tmp_path):
+    import iris_platform.cli.spark_submit as application
+
+    table = tmp_path / "t.parquet"
+    iris_frame().drop(columns="species").to_parquet(table)
+    output = tmp_path / "out"
+    submit = Path(sys.executable).parent / "spark-submit"
+    env = {**os.environ, **local.env, "PYSPARK_PYTHON": sys.executable}
+    args = [str(submit), "--master", "local[1]", application.__file__, str(table), "--output", str(output), "--json"]
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout)
+    assert answer["spark_master"] == "local[1]" and answer["total_samples"] == 150
+    assert local.mlflow.get_run(answer["run_id"]).data.params[names.P_SPARK_MASTER] == "local[1]"
+    assert pq.read_table(output).num_rows == 150

@@ -19,6 +19,7 @@ import logging
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -280,6 +281,27 @@ def _drift(
     return drift, unseen
 
 
+class _Phases:
+    """The job's phases: each told to the progress display as it starts, and timed (the answer's `seconds`)."""
+
+    def __init__(self, step: Step | None):
+        self.step = step
+        self.seconds: dict[str, float] = {}
+        self._current: tuple[str, float] | None = None
+
+    def __call__(self, name: str, label: str) -> None:
+        self.end()
+        self._current = (name, time.perf_counter())
+        if self.step is not None:
+            self.step(label)
+
+    def end(self) -> None:
+        if self._current is not None:
+            name, started = self._current
+            self.seconds[name] = round(time.perf_counter() - started, 3)
+            self._current = None
+
+
 def _listing_digest(files: list[tuple[str, int, int]]) -> str:
     """The input's digest, from its files' names, sizes and times: hashing terabytes is not done to name them."""
     return hashlib.sha256(json.dumps(files).encode()).hexdigest()
@@ -289,7 +311,7 @@ def predict_with_spark(
     settings: Settings, source: str, output: str | None = None, master: str = "local[*]", step: Step | None = None
 ) -> dict[str, Any]:
     """Score `source` with the champion on Spark into `output`, as one MLflow batch run; the API's batch answer."""
-    say = step or (lambda _: None)
+    phase = _Phases(step)
     output = output or default_output(source)
     local_output = _local(output)
     if local_output is not None:
@@ -302,13 +324,13 @@ def predict_with_spark(
     version = registry.champion()
     if version is None:
         raise InputError(NO_CHAMPION, 409)
-    say(f"fetching model version {version}")
+    phase("fetch_model", f"fetching model version {version}")
     predictor = fetch_version(registry, ModelStore(settings.models_dir), version)
     model_uri = f"models:/{settings.registered_model}/{version}"
     classes = predictor.class_names
     added = output_columns(classes)
 
-    say(f"starting Spark on {master}")
+    phase("spark_start", f"starting Spark on {master}")
     with _spark_errors():
         spark = spark_session(master)
         table = _read(spark, source, fmt)
@@ -349,7 +371,7 @@ def predict_with_spark(
                 scored = table.select(*[_q(c) for c in kept], prediction.alias(_PREDICTION)).select(
                     *[_q(c) for c in kept], *[F.col(_PREDICTION).getField(c).alias(c) for c in added]
                 )
-                say(f"scoring {source}")
+                phase("score_and_write", f"scoring {source}")
                 out_format = output_format(output)
                 writer = scored.write.mode("errorifexists").format(out_format)
                 if out_format == "csv":
@@ -357,7 +379,7 @@ def predict_with_spark(
                 writer.save(staging)
                 reader = spark.read.schema(scored.schema).option("header", True)
                 written = reader.format(out_format).load(staging)
-                say("summing the predictions")
+                phase("statistics_and_drift", "summing the predictions")
                 statistics, counts, confidence_sum = _statistics(written, classes)
                 drift, unseen = _drift(written, predictor, columns, counts, confidence_sum)
                 # Through Arrow: pyspark 4.3's toPandas passes pandas 3 a keyword it deprecates.
@@ -365,7 +387,7 @@ def predict_with_spark(
                 output_files = files.files(staging)
             thresholds = DriftThresholds(settings.drift_psi_warn, settings.drift_psi_alert, settings.drift_p_value)
             report = drift.report(thresholds) if drift is not None else None
-            say("recording the run")
+            phase("record", "recording the run")
             runs.log(
                 run_id,
                 metrics={
@@ -401,6 +423,7 @@ def predict_with_spark(
         finally:
             if files.exists(staging):
                 files.delete(staging)
+    phase.end()
     return {
         "status": "success",
         "run_id": run_id,
@@ -415,4 +438,5 @@ def predict_with_spark(
         "batch_statistics": statistics.as_dict(),
         "unseen_categories": unseen,
         "drift": report.as_dict() if report else None,
+        "seconds": phase.seconds,
     }

@@ -45,12 +45,29 @@ def check_installed() -> None:
         )
 
 
+def is_local(master: str) -> bool:
+    """Spark in this process's JVM: local, local[N], local[*], local[N,F]."""
+    return master == "local" or master.startswith("local[")
+
+
+def submitted_master() -> str | None:
+    """The master `spark-submit` was given, when this process runs under it (else None)."""
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # set by spark-submit for the Python driver it starts
+        return None
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # joins spark-submit's JVM, whose properties hold spark.master
+    return SparkConf().get("spark.master", None)
+
+
 def spark_session(master: str = DEFAULT_MASTER, app_name: str = "iris-platform batch") -> SparkSession:
     """A session on `master` (any Spark master URL); its Python workers run this interpreter."""
     check_installed()
-    # Without these, Spark's Python workers run the system's `python3`, which lacks the platform's packages.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if is_local(master):
+        # Without these, Spark's Python workers run the system's `python3`, which lacks the platform's
+        # packages. A cluster's executors have their own Python (spark.pyspark.python, PYSPARK_PYTHON).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     warnings.filterwarnings("ignore", message=PANDAS_WARNING, category=FutureWarning)
     # A failed job is answered in one line; pyspark would also log it whole, as JSON, on stderr.
     logging.getLogger("DataFrameQueryContextLogger").setLevel(logging.CRITICAL)

@@ -1,0 +1,13 @@
+"""`spark-submit .../iris_platform/cli/spark_submit.py INPUT [--output PATH]`: `iris-platform batch --engine
+spark` as a Spark application, on the master (and the cluster's settings) spark-submit was given."""
+
+from __future__ import annotations
+
+import sys
+
+from iris_platform.cli.main import main
+from iris_platform.spark.session import DEFAULT_MASTER, submitted_master
+
+if __name__ == "__main__":
+    master = submitted_master() or DEFAULT_MASTER
+    main(["batch", *sys.argv[1:], "--engine", "spark", "--master", master])
