@@ -115,7 +115,7 @@ def test_the_output_holds_every_row_with_its_input_columns_in_more_than_one_part
     probabilities = frame[[f"prob_{c}" for c in IRIS_CLASSES]].to_numpy()
     assert np.allclose(probabilities.sum(axis=1), 1.0)
     assert (frame[names.COL_CONFIDENCE].to_numpy() == probabilities.max(axis=1)).all()
-    assert not list(output.parent.glob(".rows_predictions.incomplete-*"))  # the staging folder, renamed
+    assert not list(output.parent.glob("rows_predictions.incomplete-*"))  # the staging folder, renamed
 
 
 def test_the_run_records_the_spark_batch(local, rows, scored):
@@ -187,7 +187,7 @@ def test_a_failed_job_leaves_its_run_failed_and_no_output(local, tmp_path):
     assert result.exit_code == 1
     line = one_line(result.stderr)
     assert line.startswith("The Spark job failed: ") and "'wide'" in line, line
-    assert not output.exists() and not list(tmp_path.glob(".never.incomplete-*"))
+    assert not output.exists() and not list(tmp_path.glob("never.incomplete-*"))
     runs = local.mlflow.search_runs(
         [local.mlflow.get_experiment_by_name(names.INFERENCE_EXPERIMENT).experiment_id],
         f"params.{names.P_OUTPUT_PATH} = '{output}'",
@@ -287,6 +287,7 @@ def test_spark_submit_runs_the_batch_on_the_master_it_was_given(local, tmp_path)
     args = [str(submit), "--master", "local[1]", application.__file__, str(table), "--output", str(output), "--json"]
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip(), result.stderr[-3000:]
     answer = json.loads(result.stdout)
     assert answer["spark_master"] == "local[1]" and answer["total_samples"] == 150
     assert local.mlflow.get_run(answer["run_id"]).data.params[names.P_SPARK_MASTER] == "local[1]"

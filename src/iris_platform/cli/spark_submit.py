@@ -4,9 +4,13 @@ spark` as a Spark application, on the master (and the cluster's settings) spark-
 from __future__ import annotations
 
 import sys
+import warnings
 
-from iris_platform.cli.main import main
-from iris_platform.spark.session import DEFAULT_MASTER, submitted_master
+from iris_platform.spark.session import DEFAULT_MASTER, PANDAS_WARNING, submitted_master
+
+# spark-submit sends the driver's stderr to stdout, where `--json` answers: pyspark's warning stays out.
+warnings.filterwarnings("ignore", message=PANDAS_WARNING, category=FutureWarning)
+from iris_platform.cli.main import main  # noqa: E402
 
 if __name__ == "__main__":
     master = submitted_master() or DEFAULT_MASTER

@@ -3,12 +3,12 @@
 The champion is scored on the executors through `mlflow.pyfunc.spark_udf`: the registered MLflow
 model (tracking/mlflow_pyfunc.py) is standalone, so executors need MLflow and scikit-learn but not
 the platform, and any Spark master works unchanged. The predictions (the input's columns, then
-`predicted_class`, `confidence` and `prob_<class>`) are written to a hidden staging folder beside the
-output and renamed to it only once the run has every record: a failed job leaves its run FAILED and
-no output. The statistics are Spark aggregations over the written predictions, the drift counts one
-pass of `partition_counts` over them; MLflow gets one `batch_prediction_<timestamp>` run with the
-single-process batch's params and metrics, the Spark ones, a sample of the predictions and a
-manifest of the output, never the rows themselves.
+`predicted_class`, `confidence` and `prob_<class>`) are written to a staging folder beside the
+output (`<output>.incomplete-<run id>`) and renamed to it only once the run has every record: a
+failed job leaves its run FAILED and no output. The statistics are Spark aggregations over the
+written predictions, the drift counts one pass of `partition_counts` over them; MLflow gets one
+`batch_prediction_<timestamp>` run with the single-process batch's params and metrics, the Spark
+ones, a sample of the predictions and a manifest of the output, never the rows themselves.
 """
 
 from __future__ import annotations
@@ -201,8 +201,9 @@ class _Files:
 
 def _staging(output: str, run_id: str) -> str:
     head, _, name = output.rstrip("/").rpartition("/")
-    hidden = f".{name}.incomplete-{run_id}"  # hidden: readers of the folder around it skip it
-    return f"{head}/{hidden}" if head else hidden
+    # Not a hidden name: Spark's readers skip those, the staging folder's own too.
+    staging = f"{name}.incomplete-{run_id}"
+    return f"{head}/{staging}" if head else staging
 
 
 def _read(spark: SparkSession, source: str, fmt: str) -> DataFrame:
