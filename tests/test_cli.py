@@ -195,14 +195,25 @@ def test_a_refused_training_fails_in_the_apis_words(local, tmp_path):
         ["predict", "--feature", "sepal_length"],
         ["runs", "--type", "everything"],
         ["nonsense"],
-        ["batch", "missing.csv"],
+        ["train", "missing.csv"],
+        ["batch", "rows.csv", "--engine", "dask"],
     ],
-    ids=["not-name-value", "unknown-choice", "unknown-command", "missing-file"],
+    ids=["not-name-value", "unknown-choice", "unknown-command", "missing-training-file", "unknown-engine"],
 )
 def test_bad_usage_exits_2(local, args):
     result = local.run(*args)
     assert result.exit_code == 2, result.output
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("make", [lambda d: d / "missing.csv", lambda d: d], ids=["missing", "a folder"])
+def test_a_batch_input_that_is_no_file_fails_in_one_line(local, tmp_path, make):
+    # Exit status 1, as for Spark's inputs: the path may be a folder or a URI there, so it is no usage error.
+    path = make(tmp_path)
+    result = local.run("batch", str(path))
+    assert result.exit_code == 1
+    what = "does not exist" if path.suffix else "is a folder"
+    assert result.stderr == f"'{path}' {what}: give a CSV file (or a Parquet or CSV folder with --engine spark).\n"
 
 
 # -- against a running server ---------------------------------------------------------------------------

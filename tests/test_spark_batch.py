@@ -292,3 +292,46 @@ def test_spark_submit_runs_the_batch_on_the_master_it_was_given(local, tmp_path)
     assert answer["spark_master"] == "local[1]" and answer["total_samples"] == 150
     assert local.mlflow.get_run(answer["run_id"]).data.params[names.P_SPARK_MASTER] == "local[1]"
     assert pq.read_table(output).num_rows == 150
+
+
+def test_a_blank_feature_cell_fails_the_job_in_the_models_words(local, tmp_path):
+    table = tmp_path / "blank.csv"
+    frame = iris_frame().drop(columns="species")
+    frame.loc[40, "sepal_width"] = None
+    frame.to_csv(table, index=False)
+    result = spark_batch(local, str(table), "--output", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert one_line(result.stderr) == (
+        "The Spark job failed: Features ['sepal_width'] must be finite numbers: some rows hold NaN or infinity; "
+        "no predictions were written."
+    )
+
+
+@pytest.fixture(scope="module")
+def penguins(tmp_path_factory) -> Local:
+    """A model with a text feature (island), trained on examples/penguins.csv."""
+    local = Local(tmp_path_factory.mktemp("spark-penguins"))
+    examples = Path(__file__).resolve().parent.parent / "examples" / "penguins.csv"
+    local.json("train", str(examples), "--target-column", "species", "--param", f"n_estimators={FAST_TREES}")
+    return local
+
+
+def test_a_text_feature_on_spark_has_the_single_process_figures(penguins, tmp_path):
+    examples = Path(__file__).resolve().parent.parent / "examples" / "penguins.csv"
+    rng = np.random.default_rng(3)
+    rows = pd.read_csv(examples).drop(columns="species").sample(50_000, replace=True, random_state=3)
+    rows["island"] = np.where(rng.random(len(rows)) < 0.05, "Atlantis", rows["island"])  # never seen in training
+    table = tmp_path / "penguins.csv"
+    rows.to_csv(table, index=False)
+    spark = penguins.json("batch", str(table), "--engine", "spark", "--master", MASTER)
+    single = penguins.json("batch", str(table))
+    assert spark["batch_statistics"]["prediction_distribution"] == single["batch_statistics"]["prediction_distribution"]
+    assert (
+        spark["unseen_categories"]
+        == single["unseen_categories"]
+        == {"island": int((rows["island"] == "Atlantis").sum())}
+    )
+    assert spark["drift"]["chi2_pvalue"] == pytest.approx(single["drift"]["chi2_pvalue"])
+    assert spark["drift"]["psi"] == pytest.approx(single["drift"]["psi"], rel=1e-9)
+    run = penguins.mlflow.get_run(spark["run_id"])
+    assert run.data.metrics[names.unseen_metric("island")] == spark["unseen_categories"]["island"]

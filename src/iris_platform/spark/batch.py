@@ -56,6 +56,7 @@ NO_CHAMPION = (
 )
 _PREDICTION = "__iris_prediction"
 _CAST_ERROR = re.compile(r"\[CAST_INVALID_INPUT\] The value ('.*?') of the type")
+_BATCH_ROWS = re.compile(r"row\(s\) \[[^\]]*\]")
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
 
 Step = Callable[[str], None]
@@ -126,7 +127,9 @@ def one_line(exc: BaseException) -> str:
         for line in reversed(lines):
             match = _ERROR_LINE.match(line)
             if match:
-                return f"{match.group(1)}: {match.group(2)}"
+                # The model's row numbers count from its Arrow batch, not from the table: left out.
+                message = _BATCH_ROWS.sub("some rows", match.group(2))
+                return message if match.group(1) == "MlflowException" else f"{match.group(1)}: {message}"
     cast = _CAST_ERROR.search(text)
     if cast:  # Spark's words are for SQL ("use try_cast"); the platform's say what to fix in the table
         return f"a feature column holds {cast.group(1)}, which is not a number: fix or remove those cells"
@@ -143,7 +146,8 @@ def _spark_errors() -> Iterator[None]:
     try:
         yield
     except (PySparkException, Py4JJavaError) as exc:
-        raise SparkJobFailed(f"The Spark job failed: {one_line(exc)}; no predictions were written.") from exc
+        reason = one_line(exc).rstrip(".")
+        raise SparkJobFailed(f"The Spark job failed: {reason}; no predictions were written.") from exc
 
 
 @contextmanager
@@ -238,20 +242,23 @@ def _features(predictor: Predictor, columns: list[str]) -> list[Column]:
 
 
 def _statistics(written: DataFrame, classes: list[str]) -> tuple[BatchStatistics, dict[str, int], float]:
-    """The batch statistics, by Spark aggregations over the written predictions."""
+    """The batch statistics, by one Spark aggregation over the written predictions (per class, then summed)."""
     from pyspark.sql import functions as F
 
     confidence = F.col(names.COL_CONFIDENCE).cast("double")
-    row = written.agg(F.count(F.lit(1)), F.sum(confidence), F.min(confidence), F.max(confidence)).first()
-    assert row is not None
-    total, confidence_sum, low, high = int(row[0]), float(row[1] or 0.0), row[2], row[3]
-    by_class = {str(r[0]): int(r[1]) for r in written.groupBy(names.COL_PREDICTED_CLASS).count().collect()}
+    per_class = written.groupBy(names.COL_PREDICTED_CLASS).agg(
+        F.count(F.lit(1)), F.sum(confidence), F.min(confidence), F.max(confidence)
+    )
+    found = per_class.collect()
+    by_class = {str(r[0]): int(r[1]) for r in found}
     counts = {c: by_class.get(c, 0) for c in classes}
+    total = sum(by_class.values())
+    confidence_sum = sum(float(r[2] or 0.0) for r in found)
     statistics = BatchStatistics(
         total_samples=total,
         avg_confidence=confidence_sum / max(total, 1),
-        min_confidence=float(low) if low is not None else float("inf"),
-        max_confidence=float(high) if high is not None else float("-inf"),
+        min_confidence=min((float(r[3]) for r in found), default=float("inf")),
+        max_confidence=max((float(r[4]) for r in found), default=float("-inf")),
         unique_classes_predicted=sum(1 for n in counts.values() if n),
         prediction_distribution=counts,
         prediction_percentages={c: 100.0 * n / max(total, 1) for c, n in counts.items()},

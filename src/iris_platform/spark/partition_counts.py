@@ -25,29 +25,39 @@ COUNTS_SCHEMA = f"{COUNTS_COLUMN} string"
 
 
 def _zeros(spec: dict[str, Any]) -> dict[str, Any]:
+    def zeros(n: int) -> np.ndarray:
+        return np.zeros(n, dtype=np.int64)
+
     return {
         "numbers": {
             f["column"]: {
                 "n": 0,
-                "bins": [0] * (len(f["cuts"]) + 1),
-                "below": [0] * len(f["points"]),
-                "at_or_below": [0] * len(f["points"]),
+                "bins": zeros(len(f["cuts"]) + 1),
+                "below": zeros(len(f["points"])),
+                "at_or_below": zeros(len(f["points"])),
             }
             for f in spec["numbers"]
         },
-        "texts": {
-            f["column"]: {"n": 0, "counts": [0] * (len(f["categories"]) + 1), "unseen": 0} for f in spec["texts"]
-        },
+        "texts": {f["column"]: {"n": 0, "counts": zeros(len(f["categories"]) + 1), "unseen": 0} for f in spec["texts"]},
     }
+
+
+def _as_json(totals: dict[str, Any]) -> str:
+    def plain(value: Any) -> Any:
+        return value.tolist() if isinstance(value, np.ndarray) else value
+
+    return json.dumps(
+        {kind: {c: {k: plain(v) for k, v in counts.items()} for c, counts in totals[kind].items()} for kind in totals}
+    )
 
 
 def _add_numbers(total: dict[str, Any], values: np.ndarray, cuts: np.ndarray, points: np.ndarray) -> None:
     ordered = np.sort(values[~np.isnan(values)])
     under = np.searchsorted(ordered, cuts, side="left")
     total["n"] += len(ordered)
-    total["bins"] = (np.asarray(total["bins"]) + np.diff(np.concatenate(([0], under, [len(ordered)])))).tolist()
-    total["below"] = (np.asarray(total["below"]) + np.searchsorted(ordered, points, side="left")).tolist()
-    total["at_or_below"] = (np.asarray(total["at_or_below"]) + np.searchsorted(ordered, points, side="right")).tolist()
+    total["bins"] += np.diff(np.concatenate(([0], under, [len(ordered)])))
+    total["below"] += np.searchsorted(ordered, points, side="left")
+    total["at_or_below"] += np.searchsorted(ordered, points, side="right")
 
 
 def _add_texts(total: dict[str, Any], column: pd.Series, categories: list[str]) -> None:
@@ -55,7 +65,7 @@ def _add_texts(total: dict[str, Any], column: pd.Series, categories: list[str]) 
     lookup = {c: i for i, c in enumerate(categories)}
     codes = text.map(lookup).fillna(len(categories)).to_numpy(dtype=np.int64)
     total["n"] += len(codes)
-    total["counts"] = (np.asarray(total["counts"]) + np.bincount(codes, minlength=len(categories) + 1)).tolist()
+    total["counts"] += np.bincount(codes, minlength=len(categories) + 1)
     total["unseen"] += int(((codes == len(categories)) & (text != "").to_numpy()).sum())
 
 
@@ -75,7 +85,7 @@ def partition_counter(spec: dict[str, Any]) -> Callable[[Iterator[pd.DataFrame]]
                 _add_numbers(totals["numbers"][column], values, cuts, points)
             for column, categories in texts:
                 _add_texts(totals["texts"][column], frame[column], categories)
-        yield pd.DataFrame({COUNTS_COLUMN: [json.dumps(totals)]})
+        yield pd.DataFrame({COUNTS_COLUMN: [_as_json(totals)]})
 
     return count
 
@@ -89,5 +99,5 @@ def sum_counts(spec: dict[str, Any], partitions: list[str]) -> dict[str, Any]:
             for column, counts in part[kind].items():
                 into = total[kind][column]
                 for key, value in counts.items():
-                    into[key] = (np.asarray(into[key]) + np.asarray(value)).tolist()
+                    into[key] = into[key] + (np.asarray(value, dtype=np.int64) if isinstance(value, list) else value)
     return total
