@@ -263,8 +263,13 @@ def _without_java() -> dict[str, str]:
             _without_java,
             "Java is not installed (Spark runs on it)",
         ),
+        (
+            ["-c", "from iris_platform.cli.main import main; main()"],
+            lambda: {**os.environ, "JAVA_HOME": "/opt/no-java-here"},
+            "JAVA_HOME is '/opt/no-java-here', which holds no bin/java",
+        ),
     ],
-    ids=["no pyspark", "no java"],
+    ids=["no pyspark", "no java", "a wrong JAVA_HOME"],
 )
 def test_missing_parts_say_what_to_install(local, tmp_path, prefix, env, expected):
     table = tmp_path / "t.parquet"
@@ -335,3 +340,37 @@ def test_a_text_feature_on_spark_has_the_single_process_figures(penguins, tmp_pa
     assert spark["drift"]["psi"] == pytest.approx(single["drift"]["psi"], rel=1e-9)
     run = penguins.mlflow.get_run(spark["run_id"])
     assert run.data.metrics[names.unseen_metric("island")] == spark["unseen_categories"]["island"]
+
+
+def test_a_table_without_rows_fails_its_run(local, tmp_path):
+    table = tmp_path / "empty.csv"
+    table.write_text(",".join(IRIS_FEATURES) + "\n")
+    output = tmp_path / "out"
+    result = spark_batch(local, str(table), "--output", str(output))
+    assert result.exit_code == 1
+    assert one_line(result.stderr) == f"'{table}' has no rows: add at least one row."
+    assert not output.exists() and not list(tmp_path.glob("out.incomplete-*"))
+    experiment = local.mlflow.get_experiment_by_name(names.INFERENCE_EXPERIMENT).experiment_id
+    (run,) = local.mlflow.search_runs([experiment], f"params.{names.P_OUTPUT_PATH} = '{output}'")
+    assert run.info.status == "FAILED"
+
+
+def test_drift_sends_the_alert_a_batch_through_the_api_sends(local, tmp_path):
+    from typer.testing import CliRunner
+
+    from iris_platform.cli.main import app
+    from tests.test_monitoring import Receiver
+
+    table = tmp_path / "shifted.parquet"
+    (iris_frame().drop(columns="species") + 3.0).to_parquet(table)  # every feature far from the training's
+    with Receiver() as receiver:
+        env = {**local.env, "IRIS_ALERT_WEBHOOK": receiver.url}
+        args = ["batch", str(table), "--engine", "spark", "--master", MASTER, "--json"]
+        result = CliRunner().invoke(app, args, env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["drift"]["drift_detected"] is True
+    (alert,) = receiver.alerts  # delivered before the command ended
+    assert alert["kind"] == names.ALERT_DRIFT and alert["run_id"] == answer["run_id"]
+    assert alert["model_version"] == answer["model_version"]
+    assert local.mlflow.get_run(answer["run_id"]).data.tags[names.T_DRIFTED_FEATURES]

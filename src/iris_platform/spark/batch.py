@@ -25,10 +25,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iris_platform.alerts import AlertSender
 from iris_platform.batch_statistics import BatchStatistics
 from iris_platform.champion import fetch_version
 from iris_platform.config import Settings
-from iris_platform.drift import DriftAccumulator, DriftThresholds
+from iris_platform.drift import DriftAccumulator, DriftReport, DriftThresholds
 from iris_platform.errors import InputError
 from iris_platform.ml.batch_stream import output_columns
 from iris_platform.ml.features import feature_columns
@@ -39,7 +40,7 @@ from iris_platform.spark.session import check_installed, spark_session
 from iris_platform.timestamps import utc_now
 from iris_platform.tracking import names
 from iris_platform.tracking.datasets import batch_input
-from iris_platform.tracking.monitoring import drift_metrics, drift_tags
+from iris_platform.tracking.monitoring import drift_alert, drift_metrics, drift_tags
 from iris_platform.tracking.registry import ModelRegistry
 from iris_platform.tracking.run_writer import RunWriter, run_name, statistics_metrics
 from iris_platform.tracking.store import TrackingStore
@@ -112,11 +113,15 @@ def _check_paths(source: str, output: str) -> None:
         raise InputError(f"'{source}' does not exist: give a Parquet or CSV file, or a folder of them.", 404)
     out = _local(output)
     if out is not None and out.exists():
-        raise InputError(
-            f"The output '{output}' already exists: give another --output, or remove it first "
-            "(a batch never overwrites predictions).",
-            409,
-        )
+        raise _output_exists(output)
+
+
+def _output_exists(output: str) -> InputError:
+    return InputError(
+        f"The output '{output}' already exists: give another --output, or remove it first "
+        "(a batch never overwrites predictions).",
+        409,
+    )
 
 
 def one_line(exc: BaseException) -> str:
@@ -315,6 +320,51 @@ def _listing_digest(files: list[tuple[str, int, int]]) -> str:
     return hashlib.sha256(json.dumps(files).encode()).hexdigest()
 
 
+def _scored(
+    spark: SparkSession, table: DataFrame, predictor: Predictor, columns: list[str], model_uri: str
+) -> DataFrame:
+    """The table's columns (but those named like a prediction column, which the new ones replace), then the
+    champion's predictions, made on the executors by the registered MLflow model."""
+    import mlflow.pyfunc
+    from pyspark.sql import functions as F
+
+    added = output_columns(predictor.class_names)
+    kept = [c for c in table.columns if c not in added]
+    result_type = ", ".join(f"{_q(c)} {'string' if c == names.COL_PREDICTED_CLASS else 'double'}" for c in added)
+    with _quiet("mlflow.pyfunc", "mlflow.models.flavor_backend_registry"):
+        # env_manager="local": the executors' own packages (MLflow warns that they may differ from the
+        # training's; the model's requirements are the platform's, pinned).
+        udf = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type, env_manager="local")
+    prediction = udf(F.struct(*_features(predictor, columns)))
+    return table.select(*[_q(c) for c in kept], prediction.alias(_PREDICTION)).select(
+        *[_q(c) for c in kept], *[F.col(_PREDICTION).getField(c).alias(c) for c in added]
+    )
+
+
+def _written(spark: SparkSession, scored: DataFrame, path: str, fmt: str) -> DataFrame:
+    """Write the predictions to `path`; the rows as written, read back for the statistics."""
+    writer = scored.write.mode("errorifexists").format(fmt)
+    if fmt == "csv":
+        writer = writer.option("header", True)
+    writer.save(path)
+    return spark.read.schema(scored.schema).option("header", True).format(fmt).load(path)
+
+
+def _log_artifacts(tracking: TrackingStore, run_id: str, sample: Any, manifest: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        sample.to_csv(Path(tmp) / names.PREDICTIONS_SAMPLE_ARTIFACT, index=False)
+        (Path(tmp) / names.OUTPUT_MANIFEST_ARTIFACT).write_text(json.dumps(manifest, indent=2))
+        for artifact in (names.PREDICTIONS_SAMPLE_ARTIFACT, names.OUTPUT_MANIFEST_ARTIFACT):
+            tracking.client.log_artifact(run_id, str(Path(tmp) / artifact))
+
+
+def _alert(settings: Settings, report: DriftReport, run_id: str, name: str, version: str) -> None:
+    """A drift alert to IRIS_ALERT_WEBHOOK, as a batch through the API sends one; delivered before the command ends."""
+    sender = AlertSender(settings.alert_webhook)
+    sender.send(drift_alert(report, run_id=run_id, run_name=name, model_version=version))
+    sender.close()
+
+
 def predict_with_spark(
     settings: Settings, source: str, output: str | None = None, master: str = "local[*]", step: Step | None = None
 ) -> dict[str, Any]:
@@ -324,7 +374,7 @@ def predict_with_spark(
     local_output = _local(output)
     if local_output is not None:
         output = str(local_output.resolve())
-    fmt = input_format(source)
+    fmt, out_format = input_format(source), output_format(output)
     _check_paths(source, output)
     check_installed()
     tracking = TrackingStore(settings.tracking_uri)
@@ -335,8 +385,6 @@ def predict_with_spark(
     phase("fetch_model", f"fetching model version {version}")
     predictor = fetch_version(registry, ModelStore(settings.models_dir), version)
     model_uri = f"models:/{settings.registered_model}/{version}"
-    classes = predictor.class_names
-    added = output_columns(classes)
 
     phase("spark_start", f"starting Spark on {master}")
     with _spark_errors():
@@ -345,50 +393,34 @@ def predict_with_spark(
         columns = feature_columns(table.columns, predictor.feature_names)
         table = _spread(spark, table, source, fmt)
         files = _Files(spark, output)
+        if files.exists(output):  # on any store (the check above sees only this machine's)
+            raise _output_exists(output)
         input_files = _Files(spark, source).files(source)
-    kept = [c for c in table.columns if c not in added]
     runs = RunWriter(tracking)
     moment = utc_now()
-    with runs.run(names.INFERENCE_EXPERIMENT, run_name(names.BATCH_RUN_PREFIX, moment)) as run_id:
-        runs.log(
-            run_id,
-            {
-                names.P_PREDICTION_TYPE: names.PREDICTION_TYPE_BATCH,
-                names.P_MODEL_PATH: model_uri,
-                names.P_MODEL_VERSION: version,
-                names.P_INPUT_FILE: source,
-                names.P_TIMESTAMP: moment.isoformat(),
-                names.P_ENGINE: names.ENGINE_SPARK,
-                names.P_SPARK_MASTER: master,
-                names.P_OUTPUT_PATH: output,
-            },
-        )
+    name = run_name(names.BATCH_RUN_PREFIX, moment)
+    params = {
+        names.P_PREDICTION_TYPE: names.PREDICTION_TYPE_BATCH,
+        names.P_MODEL_PATH: model_uri,
+        names.P_MODEL_VERSION: version,
+        names.P_INPUT_FILE: source,
+        names.P_TIMESTAMP: moment.isoformat(),
+        names.P_ENGINE: names.ENGINE_SPARK,
+        names.P_SPARK_MASTER: master,
+        names.P_OUTPUT_PATH: output,
+    }
+    with runs.run(names.INFERENCE_EXPERIMENT, name) as run_id:
+        runs.log(run_id, params)
         staging = _staging(output, run_id)
         try:
             with _spark_errors():
-                import mlflow.pyfunc
-                from pyspark.sql import functions as F
-
-                text_type = {names.COL_PREDICTED_CLASS: "string"}
-                result_type = ", ".join(f"{_q(c)} {text_type.get(c, 'double')}" for c in added)
-                with _quiet("mlflow.pyfunc", "mlflow.models.flavor_backend_registry"):
-                    # env_manager="local": the executors' own packages (MLflow warns that they may differ
-                    # from the training's; the model's requirements are pinned with the platform's).
-                    udf = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type, env_manager="local")
-                prediction = udf(F.struct(*_features(predictor, columns)))
-                scored = table.select(*[_q(c) for c in kept], prediction.alias(_PREDICTION)).select(
-                    *[_q(c) for c in kept], *[F.col(_PREDICTION).getField(c).alias(c) for c in added]
-                )
+                scored = _scored(spark, table, predictor, columns, model_uri)
                 phase("score_and_write", f"scoring {source}")
-                out_format = output_format(output)
-                writer = scored.write.mode("errorifexists").format(out_format)
-                if out_format == "csv":
-                    writer = writer.option("header", True)
-                writer.save(staging)
-                reader = spark.read.schema(scored.schema).option("header", True)
-                written = reader.format(out_format).load(staging)
+                written = _written(spark, scored, staging, out_format)
                 phase("statistics_and_drift", "summing the predictions")
-                statistics, counts, confidence_sum = _statistics(written, classes)
+                statistics, counts, confidence_sum = _statistics(written, predictor.class_names)
+                if statistics.total_samples == 0:
+                    raise InputError(f"'{source}' has no rows: add at least one row.", 400)
                 drift, unseen = _drift(written, predictor, columns, counts, confidence_sum)
                 # Through Arrow: pyspark 4.3's toPandas passes pandas 3 a keyword it deprecates.
                 sample = written.limit(SAMPLE_ROWS).toArrow().to_pandas()
@@ -396,24 +428,17 @@ def predict_with_spark(
             thresholds = DriftThresholds(settings.drift_psi_warn, settings.drift_psi_alert, settings.drift_p_value)
             report = drift.report(thresholds) if drift is not None else None
             phase("record", "recording the run")
-            runs.log(
-                run_id,
-                metrics={
-                    **statistics_metrics(statistics),
-                    **(drift_metrics(report) if report else {}),
-                    **{names.unseen_metric(f): n for f, n in unseen.items()},
-                },
-            )
+            metrics = {**statistics_metrics(statistics), **{names.unseen_metric(f): n for f, n in unseen.items()}}
+            runs.log(run_id, metrics={**metrics, **(drift_metrics(report) if report else {})})
             if report is not None:
                 runs.set_tags(run_id, drift_tags(report, thresholds))
-            runs.log_inputs(
-                run_id, [batch_input(name=source, sha256=_listing_digest(input_files), rows=statistics.total_samples)]
-            )
+            digest = _listing_digest(input_files)
+            runs.log_inputs(run_id, [batch_input(name=source, sha256=digest, rows=statistics.total_samples)])
             manifest = {
                 "output_path": output,
                 "format": out_format,
                 "rows": statistics.total_samples,
-                "columns": kept + added,
+                "columns": list(written.columns),
                 "files": [{"name": n, "bytes": b} for n, b, _ in output_files],
                 "input_path": source,
                 "input_format": fmt,
@@ -421,16 +446,14 @@ def predict_with_spark(
                 "spark_master": master,
                 "spark_version": spark.version,
             }
-            with tempfile.TemporaryDirectory() as tmp:
-                sample.to_csv(Path(tmp) / names.PREDICTIONS_SAMPLE_ARTIFACT, index=False)
-                (Path(tmp) / names.OUTPUT_MANIFEST_ARTIFACT).write_text(json.dumps(manifest, indent=2))
-                for artifact in (names.PREDICTIONS_SAMPLE_ARTIFACT, names.OUTPUT_MANIFEST_ARTIFACT):
-                    tracking.client.log_artifact(run_id, str(Path(tmp) / artifact))
+            _log_artifacts(tracking, run_id, sample, manifest)
             with _spark_errors():
                 files.rename(staging, output)  # last: the output appears only with its complete run
         finally:
             if files.exists(staging):
                 files.delete(staging)
+    if report is not None and report.drift_detected and settings.alert_webhook:
+        _alert(settings, report, run_id, name, version)
     phase.end()
     return {
         "status": "success",

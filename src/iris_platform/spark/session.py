@@ -38,7 +38,12 @@ def check_installed() -> None:
             "pyspark is not installed: install the platform's spark extra (pip install 'iris-platform[spark]'), "
             "or run the batch with --engine local."
         ) from None
-    if not os.environ.get("JAVA_HOME") and shutil.which("java") is None:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and not (Path(java_home) / "bin" / "java").exists():
+        raise SparkUnavailable(
+            f"JAVA_HOME is '{java_home}', which holds no bin/java: point it at Java 17 or later, or unset it."
+        )
+    if not java_home and shutil.which("java") is None:
         raise SparkUnavailable(
             "Java is not installed (Spark runs on it): install Java 17 or later (apt-get install "
             "openjdk-17-jre-headless) or set JAVA_HOME, or run the batch with --engine local."

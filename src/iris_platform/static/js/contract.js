@@ -71,6 +71,11 @@ export const PREDICTION_TYPE_SINGLE = "single";
 export const PREDICTION_TYPE_BATCH = "batch";
 export const PREDICTION_TYPE_WINDOW = "single_window";
 export const P_WINDOW_END = "window_end";
+// A batch scored by Spark: its engine, its Spark master, the folder its predictions went to.
+export const P_ENGINE = "engine";
+export const ENGINE_SPARK = "spark";
+export const P_SPARK_MASTER = "spark_master";
+export const P_OUTPUT_PATH = "output_path";
 
 // Single-prediction metrics.
 export const M_PREDICTED_CLASS_INDEX = "predicted_class_index";
@@ -93,6 +98,9 @@ export const M_WINDOW_END_MS = "window_end_ms";
 // Batch and window artifacts, and their extra columns.
 export const PREDICTIONS_ARTIFACT = "predictions.csv";
 export const WINDOW_ARTIFACT = "window_predictions.csv";
+// A Spark batch's artifacts: the first rows of its predictions, and its output folder's manifest.
+export const PREDICTIONS_SAMPLE_ARTIFACT = "predictions_sample.csv";
+export const OUTPUT_MANIFEST_ARTIFACT = "output_manifest.json";
 export const COL_PREDICTED_CLASS = "predicted_class";
 export const COL_CONFIDENCE = "confidence";
 export const PROB_COLUMN_PREFIX = "prob_";
