@@ -162,6 +162,9 @@ def test_a_csv_folder_scored_into_a_csv_folder(local, tmp_path):
     folder = tmp_path / "parts"
     folder.mkdir()
     frame = iris_frame(headers=SKLEARN_HEADERS).drop(columns="species")
+    # Carried through as written: a comma and a doubled quote (RFC 4180), spaces around a value.
+    frame["note"] = [f' row {i}, "quoted" ' for i in range(len(frame))]
+    frame["Confidence"] = "an old prediction's"  # named like an added column, in another case: replaced
     frame.iloc[:80].to_csv(folder / "part-a.csv", index=False)
     frame.iloc[80:].to_csv(folder / "part-b.csv", index=False)
     output = tmp_path / "predicted.csv"
@@ -170,7 +173,10 @@ def test_a_csv_folder_scored_into_a_csv_folder(local, tmp_path):
     answer = json.loads(result.stdout)
     assert answer["output_format"] == "csv" and answer["total_samples"] == 150
     written = pd.concat(pd.read_csv(p) for p in sorted(output.glob("part-*.csv")))
-    assert len(written) == 150 and list(written.columns) == [*SKLEARN_HEADERS, *ADDED]
+    assert len(written) == 150 and list(written.columns) == [*SKLEARN_HEADERS, "note", *ADDED]
+    by_note = written.set_index("note").sort_index()
+    expected = frame.drop(columns="Confidence").set_index("note").sort_index()
+    pd.testing.assert_frame_equal(by_note[SKLEARN_HEADERS], expected[SKLEARN_HEADERS])
     # The iris data itself: each class predicted for about a third of the rows.
     counts = answer["batch_statistics"]["prediction_distribution"]
     assert all(40 <= counts[c] <= 60 for c in IRIS_CLASSES), counts
@@ -299,10 +305,12 @@ def test_spark_submit_runs_the_batch_on_the_master_it_was_given(local, tmp_path)
     assert pq.read_table(output).num_rows == 150
 
 
-def test_a_blank_feature_cell_fails_the_job_in_the_models_words(local, tmp_path):
+@pytest.mark.parametrize("blank", [None, "   "], ids=["empty", "spaces"])
+def test_a_blank_feature_cell_fails_the_job_in_the_models_words(local, tmp_path, blank):
+    # The model imputes no blank; a cell of spaces is a blank too, as in the single-process batch.
     table = tmp_path / "blank.csv"
-    frame = iris_frame().drop(columns="species")
-    frame.loc[40, "sepal_width"] = None
+    frame = iris_frame().drop(columns="species").astype(object)
+    frame.loc[40, "sepal_width"] = blank
     frame.to_csv(table, index=False)
     result = spark_batch(local, str(table), "--output", str(tmp_path / "out"))
     assert result.exit_code == 1
@@ -310,6 +318,33 @@ def test_a_blank_feature_cell_fails_the_job_in_the_models_words(local, tmp_path)
         "The Spark job failed: Features ['sepal_width'] must be finite numbers: some rows hold NaN or infinity; "
         "no predictions were written."
     )
+
+
+def test_csv_files_with_their_columns_in_another_order_fail_the_job(local, tmp_path):
+    # Spark reads a folder's CSV files by one schema: a file of another column order is refused, not misread.
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    frame = iris_frame().drop(columns="species")
+    frame.iloc[:80].to_csv(folder / "part-a.csv", index=False)
+    frame.iloc[80:, ::-1].to_csv(folder / "part-b.csv", index=False)
+    result = spark_batch(local, str(folder), "--output", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    line = one_line(result.stderr)
+    assert line.startswith("The Spark job failed: ") and "part-b.csv" in line, line
+    assert "CSV header does not conform to the schema" in line, line
+
+
+def test_a_row_with_too_few_fields_fails_the_job(local, tmp_path):
+    table = tmp_path / "short.csv"
+    table.write_text(",".join(IRIS_FEATURES) + "\n5.1,3.5,1.4,0.2\n4.9,3.0\n")
+    output = tmp_path / "out"
+    result = spark_batch(local, str(table), "--output", str(output))
+    assert result.exit_code == 1
+    assert one_line(result.stderr) == (
+        f"The Spark job failed: Encountered error while reading file {table.as_uri()}: "
+        "Malformed CSV record: 4.9,3.0; no predictions were written."
+    )
+    assert not output.exists()
 
 
 @pytest.fixture(scope="module")

@@ -215,8 +215,8 @@ def batch(
     """Predict every row of a table with the champion, as one MLflow batch run."""
     if engine is Engine.spark and url:
         raise typer.BadParameter(
-            "--engine spark scores here, with Spark, not on a server: leave out --url, and set "
-            "MLFLOW_TRACKING_URI to the tracking server the model and the run are on",
+            "--engine spark scores here, with Spark, not on a server: leave out --url (and unset IRIS_URL), "
+            "and set MLFLOW_TRACKING_URI to the tracking server the model and the run are on",
             param_hint="--url",
         )
 

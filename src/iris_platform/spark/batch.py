@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from iris_platform.alerts import AlertSender
 from iris_platform.batch_statistics import BatchStatistics
@@ -56,11 +57,17 @@ NO_CHAMPION = (
     "or promote a version with `iris-platform promote VERSION`."
 )
 _PREDICTION = "__iris_prediction"
+_SUFFIXES = (".parquet", ".pq", ".csv")
 _CAST_ERROR = re.compile(r"\[CAST_INVALID_INPUT\] The value ('.*?') of the type")
 _BATCH_ROWS = re.compile(r"row\(s\) \[[^\]]*\]")
+_JAVA_ERROR = re.compile(r"^:?\s*(?:[\w$]+\.)+[\w$]*(?:Exception|Error): (.+)$")
+_JAVA_CAUSE = re.compile(r"^Caused by: (?:[\w$]+\.)+[\w$]*(?:Exception|Error): (.+)$")
+_SQLSTATE = re.compile(r"\s*SQLSTATE: \w+\.?")
+_ERROR_CLASS = re.compile(r"^\[[A-Z_.]+\]\s*")
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
 
 Step = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 class SparkJobFailed(InputError):
@@ -68,18 +75,27 @@ class SparkJobFailed(InputError):
 
 
 def default_output(source: str) -> str:
-    """Beside the input: `rows.parquet` -> `rows_predictions`."""
-    base = source.rstrip("/")
-    head, _, name = base.rpartition("/")
+    """Beside the input: `rows.parquet` -> `rows_predictions`, `data/rows/` -> `data/rows_predictions`."""
+    local = _local(source)
+    if local is not None:
+        path = local.resolve()
+        stem = path.stem if path.suffix.lower() in _SUFFIXES else path.name
+        return str(path.with_name(f"{stem}_predictions"))
+    parts = urlsplit(source)
+    head, _, name = parts.path.rstrip("/").rpartition("/")
+    if not name:  # a bucket or a store's root: no folder beside it to write to
+        raise InputError(f"'{source}' is a store's root: give --output, a folder for the predictions.", 400)
     stem = name.rsplit(".", 1)[0] if "." in name.strip(".") else name
-    return f"{head}/{stem}_predictions" if head else f"{stem}_predictions"
+    return urlunsplit(parts._replace(path=f"{head}/{stem}_predictions", query="", fragment=""))
 
 
 def _local(path: str) -> Path | None:
-    """The path on this machine's file system, or None for a URI of another (hdfs://, s3a://)."""
-    if "://" not in path:
-        return Path(path)
-    return Path(path.removeprefix("file://")) if path.startswith("file://") else None
+    """The path on this machine's file system (a path without a scheme, or a file: URI), or None for a
+    URI of another store (hdfs://, s3a://)."""
+    if path.startswith("file:"):
+        rest = path.removeprefix("file:")
+        return Path(rest[2:] if rest.startswith("///") else rest)
+    return None if "://" in path else Path(path)
 
 
 def input_format(source: str) -> str:
@@ -138,19 +154,28 @@ def one_line(exc: BaseException) -> str:
     cast = _CAST_ERROR.search(text)
     if cast:  # Spark's words are for SQL ("use try_cast"); the platform's say what to fix in the table
         return f"a feature column holds {cast.group(1)}, which is not a number: fix or remove those cells"
-    first = lines[0] if lines else type(exc).__name__
-    first = re.sub(r"\s*SQLSTATE: \w+\s*$", "", first)
+
+    # A Java error: "An error occurred while calling o193.save." then ": <class>: <message>", its stack,
+    # and "Caused by: <class>: <message>" lines; its own message, and the deepest cause's if another.
+    def plain(message: str) -> str:  # without Spark's error class and SQL state
+        return _SQLSTATE.sub("", _ERROR_CLASS.sub("", message)).strip().rstrip(".")
+
+    messages = [plain(m.group(1)) for m in map(_JAVA_ERROR.match, lines) if m]
+    causes = [plain(m.group(1)) for m in map(_JAVA_CAUSE.match, lines) if m]
+    first = messages[0] if messages else plain(lines[0] if lines else type(exc).__name__)
+    if causes and causes[-1] not in first:
+        first = f"{first}: {causes[-1]}"
     return first if len(first) <= 500 else first[:500] + "..."
 
 
 @contextmanager
 def _spark_errors() -> Iterator[None]:
-    from py4j.protocol import Py4JJavaError
+    from py4j.protocol import Py4JError
     from pyspark.errors import PySparkException
 
     try:
         yield
-    except (PySparkException, Py4JJavaError) as exc:
+    except (PySparkException, Py4JError) as exc:  # Py4JError: also the JVM gone (Py4JJavaError is one)
         reason = one_line(exc).rstrip(".")
         raise SparkJobFailed(f"The Spark job failed: {reason}; no predictions were written.") from exc
 
@@ -208,6 +233,15 @@ class _Files:
         return sorted(found)
 
 
+def _remove(files: _Files, staging: str) -> None:
+    """The staging folder removed, if still there; a failure to is logged, not raised over the job's own error."""
+    try:
+        if files.exists(staging):
+            files.delete(staging)
+    except Exception as exc:  # the JVM gone, the store refusing: the folder's name says it is incomplete
+        log.warning("could not remove %s: %s", staging, exc)
+
+
 def _staging(output: str, run_id: str) -> str:
     head, _, name = output.rstrip("/").rpartition("/")
     # Not a hidden name: Spark's readers skip those, the staging folder's own too.
@@ -215,35 +249,68 @@ def _staging(output: str, run_id: str) -> str:
     return f"{head}/{staging}" if head else staging
 
 
+# CSV as RFC 4180 writes it (a quote inside a value doubled), every file's own header matched by name,
+# a malformed row refused: Spark's defaults (backslash escapes, the first file's header by position,
+# short rows padded with nulls) would score some rows on the wrong cells.
+# An input holds one row per line, as a batch file must (which also keeps a file splittable across cores).
+_CSV_OPTIONS = {"header": "true", "escape": '"'}
+_CSV_READ = {**_CSV_OPTIONS, "inferSchema": "false", "enforceSchema": "false", "mode": "FAILFAST"}
+# Cells written as they are (Spark trims them by default when it writes CSV), read back whole even where a
+# text from a Parquet input holds a line break.
+_CSV_WRITE = {**_CSV_OPTIONS, "ignoreLeadingWhiteSpace": "false", "ignoreTrailingWhiteSpace": "false"}
+_CSV_READ_BACK = {**_CSV_WRITE, "multiLine": "true"}
+
+
 def _read(spark: SparkSession, source: str, fmt: str) -> DataFrame:
     if fmt == "csv":
         # Every column as text: the output keeps the input's cells as they were written.
-        return spark.read.option("header", True).option("inferSchema", False).csv(source)
+        return spark.read.options(**_CSV_READ).csv(source)
     return spark.read.parquet(source)
 
 
 def _spread(spark: SparkSession, table: DataFrame, source: str, fmt: str) -> DataFrame:
-    """At least one partition per core: a Parquet file written as one row group is read as one partition."""
+    """At least one partition per core: a Parquet file written as one row group is read as one partition
+    (its row groups are counted in the files' footers, on this machine's files only)."""
     cores = spark.sparkContext.defaultParallelism
     local = _local(source)
     if fmt != "parquet" or local is None:
         return table
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    files = [local] if local.is_file() else [p for p in local.rglob("*.parquet") if not p.name.startswith((".", "_"))]
-    row_groups = sum(pq.ParquetFile(f).num_row_groups for f in files)
-    return table.repartition(cores) if row_groups < cores else table
+    def data_file(p: Path) -> bool:  # as Spark lists a folder: no hidden or _-prefixed name on the way
+        parts = p.relative_to(local).parts
+        return p.is_file() and p.suffix.lower() in (".parquet", ".pq") and not any(n[0] in "._" for n in parts)
+
+    files = [local] if local.is_file() else (p for p in sorted(local.rglob("*")) if data_file(p))
+    row_groups = 0
+    for path in files:
+        try:
+            row_groups += pq.ParquetFile(path).num_row_groups
+        except (OSError, pa.ArrowException):  # not readable here: Spark says what is wrong when it reads it
+            return table
+        if row_groups >= cores:
+            return table
+    return table.repartition(cores)
 
 
-def _features(predictor: Predictor, columns: list[str]) -> list[Column]:
-    """The model's features from the table's columns, named and typed as the MLflow model takes them."""
+def _features(predictor: Predictor, table: DataFrame, columns: list[str]) -> list[Column]:
+    """The model's features from the table's columns, named and typed as the MLflow model takes them. A
+    number's cell of spaces is blank (null), as in the single-process batch, not a malformed number."""
     from pyspark.sql import functions as F
 
     text = set(predictor.layout.text_positions.values())
-    return [
-        F.col(_q(c)).cast("string" if f in text else "double").alias(f)
-        for f, c in zip(predictor.feature_names, columns, strict=True)
-    ]
+    types = dict(table.dtypes)
+    features = []
+    for feature, column in zip(predictor.feature_names, columns, strict=True):
+        cell = F.col(_q(column))
+        if feature in text:
+            features.append(cell.cast("string").alias(feature))
+            continue
+        if types[column] == "string":
+            cell = F.when(F.trim(cell) == "", F.lit(None)).otherwise(cell)
+        features.append(cell.cast("double").alias(feature))
+    return features
 
 
 def _statistics(written: DataFrame, classes: list[str]) -> tuple[BatchStatistics, dict[str, int], float]:
@@ -274,18 +341,17 @@ def _statistics(written: DataFrame, classes: list[str]) -> tuple[BatchStatistics
 def _drift(
     written: DataFrame, predictor: Predictor, columns: list[str], counts: dict[str, int], confidence_sum: float
 ) -> tuple[DriftAccumulator | None, dict[str, int]]:
-    """The drift counts (one pass over the feature columns) and each text feature's unseen texts."""
+    """The drift counts (one pass over the features, as the model took them) and each text feature's unseen texts."""
     if not predictor.profile:
         return None, {}
     from pyspark import cloudpickle
 
     drift = DriftAccumulator(predictor.profile, predictor.feature_names)
-    by_feature = dict(zip(predictor.feature_names, columns, strict=True))
+    by_feature = {f: f for f in predictor.feature_names}  # the projection below names them as the model does
     spec = drift.partition_spec(by_feature)
     # The counting code travels with the job: executors need not have the platform installed.
     cloudpickle.register_pickle_by_value(sys.modules[partition_counts.__name__])
-    needed = sorted({f["column"] for f in spec["numbers"] + spec["texts"]})
-    parts = written.select(*[_q(c) for c in needed]).mapInPandas(
+    parts = written.select(*_features(predictor, written, columns)).mapInPandas(
         partition_counts.partition_counter(spec), partition_counts.COUNTS_SCHEMA
     )
     total = partition_counts.sum_counts(spec, [r[0] for r in parts.collect()])
@@ -329,13 +395,14 @@ def _scored(
     from pyspark.sql import functions as F
 
     added = output_columns(predictor.class_names)
-    kept = [c for c in table.columns if c not in added]
+    taken = {c.lower() for c in added}  # Spark's names are case-insensitive: `Confidence` clashes too
+    kept = [c for c in table.columns if c.lower() not in taken]
     result_type = ", ".join(f"{_q(c)} {'string' if c == names.COL_PREDICTED_CLASS else 'double'}" for c in added)
     with _quiet("mlflow.pyfunc", "mlflow.models.flavor_backend_registry"):
         # env_manager="local": the executors' own packages (MLflow warns that they may differ from the
         # training's; the model's requirements are the platform's, pinned).
         udf = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type, env_manager="local")
-    prediction = udf(F.struct(*_features(predictor, columns)))
+    prediction = udf(F.struct(*_features(predictor, table, columns)))
     return table.select(*[_q(c) for c in kept], prediction.alias(_PREDICTION)).select(
         *[_q(c) for c in kept], *[F.col(_PREDICTION).getField(c).alias(c) for c in added]
     )
@@ -345,9 +412,10 @@ def _written(spark: SparkSession, scored: DataFrame, path: str, fmt: str) -> Dat
     """Write the predictions to `path`; the rows as written, read back for the statistics."""
     writer = scored.write.mode("errorifexists").format(fmt)
     if fmt == "csv":
-        writer = writer.option("header", True)
+        writer = writer.options(**_CSV_WRITE)
     writer.save(path)
-    return spark.read.schema(scored.schema).option("header", True).format(fmt).load(path)
+    reader = spark.read.schema(scored.schema)
+    return (reader.options(**_CSV_READ_BACK) if fmt == "csv" else reader).format(fmt).load(path)
 
 
 def _log_artifacts(tracking: TrackingStore, run_id: str, sample: Any, manifest: dict[str, Any]) -> None:
@@ -362,7 +430,8 @@ def _alert(settings: Settings, report: DriftReport, run_id: str, name: str, vers
     """A drift alert to IRIS_ALERT_WEBHOOK, as a batch through the API sends one; delivered before the command ends."""
     sender = AlertSender(settings.alert_webhook)
     sender.send(drift_alert(report, run_id=run_id, run_name=name, model_version=version))
-    sender.close()
+    # Long enough for every try and back-off (4 × 3 s + 3.5 s): the command exits right after.
+    sender.close(timeout=20.0)
 
 
 def predict_with_spark(
@@ -374,8 +443,8 @@ def predict_with_spark(
     local_output = _local(output)
     if local_output is not None:
         output = str(local_output.resolve())
-    fmt, out_format = input_format(source), output_format(output)
     _check_paths(source, output)
+    fmt, out_format = input_format(source), output_format(output)
     check_installed()
     tracking = TrackingStore(settings.tracking_uri)
     registry = ModelRegistry(tracking, settings.registered_model)
@@ -448,10 +517,11 @@ def predict_with_spark(
             }
             _log_artifacts(tracking, run_id, sample, manifest)
             with _spark_errors():
+                if files.exists(output):  # made while the job ran: renamed onto, the output would go inside it
+                    raise _output_exists(output)
                 files.rename(staging, output)  # last: the output appears only with its complete run
         finally:
-            if files.exists(staging):
-                files.delete(staging)
+            _remove(files, staging)
     if report is not None and report.drift_detected and settings.alert_webhook:
         _alert(settings, report, run_id, name, version)
     phase.end()

@@ -78,14 +78,16 @@ def spark_session(master: str = DEFAULT_MASTER, app_name: str = "iris-platform b
     logging.getLogger("DataFrameQueryContextLogger").setLevel(logging.CRITICAL)
     from pyspark.sql import SparkSession
 
-    log4j = f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}"
-    return (
+    builder = (
         SparkSession.builder.master(master)
         .appName(app_name)
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.extraJavaOptions", log4j)
-        .config("spark.executor.extraJavaOptions", log4j)
         .config("spark.executorEnv.PYTHONWARNINGS", f"ignore:{PANDAS_WARNING}:FutureWarning")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .getOrCreate()
+        # A cell that is not a number fails the job, as the single-process batch refuses it, even on a
+        # cluster whose defaults turn ANSI off (then it would be read as a blank and imputed).
+        .config("spark.sql.ansi.enabled", "true")
     )
+    if is_local(master):  # a cluster's own Java options (and its log settings) are left as they are
+        builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}")
+    return builder.getOrCreate()
