@@ -61,7 +61,7 @@ check: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# The performance benchmark (bench/README.md: every goal, about a quarter of an hour; `make bench BENCH_ARGS=--quick` for a smoke run).
+# The performance benchmark (bench/README.md: every goal, about 21 minutes; `make bench BENCH_ARGS=--quick` for a smoke run).
 bench: $(VENV)/.installed
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m bench $(BENCH_ARGS)
