@@ -409,3 +409,19 @@ def test_drift_sends_the_alert_a_batch_through_the_api_sends(local, tmp_path):
     assert alert["kind"] == names.ALERT_DRIFT and alert["run_id"] == answer["run_id"]
     assert alert["model_version"] == answer["model_version"]
     assert local.mlflow.get_run(answer["run_id"]).data.tags[names.T_DRIFTED_FEATURES]
+
+
+def test_a_refusal_once_spark_runs_is_one_line_on_the_commands_stderr(local, tmp_path):
+    # A process of its own, whose JVM shares its stderr: the JVM's own notes go to SPARK_LOG instead.
+    from iris_platform.spark.session import SPARK_LOG
+    from tests.test_cli import SCRIPT
+
+    table = tmp_path / "t.parquet"
+    iris_frame().drop(columns=["species", "petal_width"]).to_parquet(table)
+    logged = SPARK_LOG.stat().st_size if SPARK_LOG.exists() else 0
+    args = [str(SCRIPT), "batch", str(table), "--engine", "spark", "--master", MASTER]
+    result = subprocess.run(args, env={**os.environ, **local.env}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.startswith("The file lacks the feature column(s) ['petal_width']; the model needs ")
+    assert result.stderr.count("\n") == 1 and result.stderr.endswith("\n"), result.stderr
+    assert b"Using incubator modules" in SPARK_LOG.read_bytes()[logged:]  # this command's JVM, not an earlier one

@@ -84,8 +84,12 @@ def _run(
         show(answer)
 
 
+# Progress is drawn on a terminal only: elsewhere (a pipe, a log) it would leave a blank line on stderr,
+# and a failure's reason is one line there.
 def _spinner(what: str) -> Progress:
-    return Progress(TextColumn(what), BarColumn(), TimeElapsedColumn(), console=err, transient=True)
+    return Progress(
+        TextColumn(what), BarColumn(), TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal
+    )
 
 
 def _metrics_line(metrics: dict[str, Any]) -> str:
@@ -232,7 +236,7 @@ def batch(
             what = "is a folder" if path.is_dir() else "does not exist"
             raise CommandError(f"'{table}' {what}: give a CSV file (or a Parquet or CSV folder with --engine spark).")
         columns = [TextColumn("predicting"), BarColumn(), DownloadColumn(), TimeElapsedColumn()]
-        with Progress(*columns, console=err, transient=True) as progress:
+        with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
             task = progress.add_task("predicting", total=path.stat().st_size if url else None)
             return platform.batch(path, Path(output) if output else None, lambda n: progress.advance(task, n))
 
@@ -374,7 +378,7 @@ def tune(
     def act(platform: Any) -> dict[str, Any]:
         started: dict[str, Any] = platform.tune(request)
         columns = [TextColumn("tuning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-        with Progress(*columns, console=err, transient=True) as progress:
+        with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
             task = progress.add_task("tuning", total=started["n_trials"])
             current = started
             try:

@@ -6,7 +6,10 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,8 +22,10 @@ DEFAULT_MASTER = "local[*]"
 # pyspark 4.3 warns on every pandas function that it "does not yet fully support pandas >= 3.0.0";
 # the few it uses here (Arrow batches in and out) are tested with pandas 3 in this project's suite.
 PANDAS_WARNING = "PySpark does not yet fully support pandas"
-# Spark's own log: errors only (its warnings, such as the host name's loopback address, are not the user's).
+# Spark's own log for a local master: fatal errors only (a failed job reaches the command as an exception).
 _LOG4J = Path(__file__).with_name("log4j2.properties")
+# Where the JVM this process starts writes its stderr: its own notes, and anything Spark logs at fatal.
+SPARK_LOG = Path(tempfile.gettempdir()) / f"iris-platform-spark-{os.getuid()}.log"
 
 
 class SparkUnavailable(InputError):
@@ -90,4 +95,27 @@ def spark_session(master: str = DEFAULT_MASTER, app_name: str = "iris-platform b
     )
     if is_local(master):  # a cluster's own Java options (and its log settings) are left as they are
         builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}")
-    return builder.getOrCreate()
+    from pyspark import SparkContext
+
+    if SparkContext._gateway is not None:  # a JVM already runs (spark-submit's, or an earlier batch's)
+        return builder.getOrCreate()
+    with _stderr_to(SPARK_LOG):  # the JVM this starts, and its Python workers, write their stderr there
+        return builder.getOrCreate()
+
+
+@contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """This process's stderr (file descriptor 2) sent to `path` (appended) while the block runs, so the
+    processes it starts keep writing there: the JVM prints notes of its own when it starts ("Using
+    incubator modules", Spark's default log level) that would make a refusal more than one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    log_file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.dup2(log_file, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(log_file)
