@@ -5,6 +5,7 @@ Inference computes them and tracking records them; neither needs the other to do
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +62,16 @@ class StatisticsAccumulator:
         self.confidence_sum += float(result.confidences.sum())
         self.confidence_min = min(self.confidence_min, float(result.confidences.min()))
         self.confidence_max = max(self.confidence_max, float(result.confidences.max()))
+
+    def add_totals(
+        self, counts: Sequence[int], confidence_sum: float, confidence_min: float, confidence_max: float
+    ) -> None:
+        """Add rows summed elsewhere (a Spark aggregation): per class their number, then their confidences."""
+        self.counts += np.asarray(counts, dtype=np.int64)
+        self.total += int(sum(counts))
+        self.confidence_sum += confidence_sum
+        self.confidence_min = min(self.confidence_min, confidence_min)
+        self.confidence_max = max(self.confidence_max, confidence_max)
 
     def result(self) -> BatchStatistics:
         total = max(self.total, 1)

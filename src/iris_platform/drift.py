@@ -284,34 +284,32 @@ class DriftAccumulator:
             self.confidence_sum += float(np.sum(confidences))
         self.n += len(X)
 
-    def partition_spec(self, columns: Mapping[str, str]) -> dict[str, Any]:
+    def partition_spec(self) -> dict[str, Any]:
         """What an engine that counts partition by partition (spark/partition_counts.py) must count of
-        each feature: its column (`columns`, by feature name), the profile's bin cuts and sample points,
-        or a text feature's categories."""
+        each feature: its column (named as the feature), the profile's bin cuts and sample points, or a
+        text feature's categories."""
         return {
             "numbers": [
-                {"column": columns[name], "cuts": c.cuts.tolist(), "points": c.points.tolist()}
+                {"column": name, "cuts": c.cuts.tolist(), "points": c.points.tolist()}
                 for name, c in self.features.values()
             ],
             "texts": [
-                {"column": columns[name], "categories": list(self.profile["features"][name]["categories"])}
+                {"column": name, "categories": list(self.profile["features"][name]["categories"])}
                 for name, _ in self.texts.values()
             ],
         }
 
-    def add_counts(
-        self, counts: Mapping[str, Any], columns: Mapping[str, str], class_counts: Sequence[int], confidence_sum: float
-    ) -> None:
+    def add_counts(self, counts: Mapping[str, Any], class_counts: Sequence[int], confidence_sum: float) -> None:
         """Add a whole batch counted elsewhere (partition_spec's counts, summed): its KS p-values are then
         the asymptotic ones, which a batch of more than KEEP_VALUES rows gets here too."""
         for name, c in self.features.values():
-            given = counts["numbers"][columns[name]]
+            given = counts["numbers"][name]
             c.n += int(given["n"])
             c.bins += np.asarray(given["bins"], dtype=np.int64)
             c.below += np.asarray(given["below"], dtype=np.int64)
             c.at_or_below += np.asarray(given["at_or_below"], dtype=np.int64)
         for name, t in self.texts.values():
-            given = counts["texts"][columns[name]]
+            given = counts["texts"][name]
             t.n += int(given["n"])
             t.counts += np.asarray(given["counts"], dtype=np.int64)
         self.class_counts += np.asarray(class_counts, dtype=np.int64)

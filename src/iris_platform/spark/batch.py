@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from iris_platform.alerts import AlertSender
-from iris_platform.batch_statistics import BatchStatistics
+from iris_platform.batch_statistics import BatchStatistics, StatisticsAccumulator
 from iris_platform.champion import fetch_version
 from iris_platform.config import Settings
 from iris_platform.drift import DriftAccumulator, DriftReport, DriftThresholds
@@ -57,7 +57,9 @@ NO_CHAMPION = (
     "or promote a version with `iris-platform promote VERSION`."
 )
 _PREDICTION = "__iris_prediction"
-_SUFFIXES = (".parquet", ".pq", ".csv")
+_PARQUET = (".parquet", ".pq")
+_CSV = (".csv",)
+_SUFFIXES = _PARQUET + _CSV
 _CAST_ERROR = re.compile(r"\[CAST_INVALID_INPUT\] The value ('.*?') of the type")
 _BATCH_ROWS = re.compile(r"row\(s\) \[[^\]]*\]")
 _JAVA_ERROR = re.compile(r"^:?\s*(?:[\w$]+\.)+[\w$]*(?:Exception|Error): (.+)$")
@@ -98,17 +100,27 @@ def _local(path: str) -> Path | None:
     return None if "://" in path else Path(path)
 
 
+def _skipped(parts: tuple[str, ...] | list[str]) -> bool:
+    """A path Spark's readers skip: one under a hidden or `_` name (`_SUCCESS`, `_temporary`, `.crc` files)."""
+    return any(n[0] in "._" for n in parts)
+
+
+def _data_files(folder: Path) -> list[Path]:
+    """A local folder's files as Spark reads them."""
+    return [p for p in sorted(folder.rglob("*")) if p.is_file() and not _skipped(p.relative_to(folder).parts)]
+
+
 def input_format(source: str) -> str:
     """parquet or csv, from the file's suffix or, for a folder, its data files' suffix."""
-    for fmt, suffixes in (("csv", (".csv",)), ("parquet", (".parquet", ".pq"))):
+    for fmt, suffixes in (("csv", _CSV), ("parquet", _PARQUET)):
         if source.rstrip("/").lower().endswith(suffixes):
             return fmt
     local = _local(source)
     if local is not None and local.is_dir():
-        found = {p.suffix.lower() for p in local.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))}
-        if ".csv" in found and not found & {".parquet", ".pq"}:
+        found = {p.suffix.lower() for p in _data_files(local)}
+        if found & set(_CSV) and not found & set(_PARQUET):
             return "csv"
-        if found & {".parquet", ".pq"} and ".csv" not in found:
+        if found & set(_PARQUET) and not found & set(_CSV):
             return "parquet"
     if local is None:
         return "parquet"  # a folder on a cluster's store: Spark's own format, unless it is named .csv
@@ -228,7 +240,7 @@ class _Files:
         while listing.hasNext():
             status = listing.next()
             name = status.getPath().toString().removeprefix(root)
-            if not name.split("/")[-1].startswith(("_", ".")):
+            if not _skipped(name.split("/")):
                 found.append((name, int(status.getLen()), int(status.getModificationTime())))
         return sorted(found)
 
@@ -278,11 +290,7 @@ def _spread(spark: SparkSession, table: DataFrame, source: str, fmt: str) -> Dat
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    def data_file(p: Path) -> bool:  # as Spark lists a folder: no hidden or _-prefixed name on the way
-        parts = p.relative_to(local).parts
-        return p.is_file() and p.suffix.lower() in (".parquet", ".pq") and not any(n[0] in "._" for n in parts)
-
-    files = [local] if local.is_file() else (p for p in sorted(local.rglob("*")) if data_file(p))
+    files = [local] if local.is_file() else [p for p in _data_files(local) if p.suffix.lower() in _PARQUET]
     row_groups = 0
     for path in files:
         try:
@@ -313,29 +321,25 @@ def _features(predictor: Predictor, table: DataFrame, columns: list[str]) -> lis
     return features
 
 
-def _statistics(written: DataFrame, classes: list[str]) -> tuple[BatchStatistics, dict[str, int], float]:
-    """The batch statistics, by one Spark aggregation over the written predictions (per class, then summed)."""
+def _statistics(written: DataFrame, classes: list[str]) -> tuple[BatchStatistics, float]:
+    """The batch statistics, by one Spark aggregation over the written predictions (per class, then summed),
+    and the confidences' sum."""
     from pyspark.sql import functions as F
 
     confidence = F.col(names.COL_CONFIDENCE).cast("double")
     per_class = written.groupBy(names.COL_PREDICTED_CLASS).agg(
         F.count(F.lit(1)), F.sum(confidence), F.min(confidence), F.max(confidence)
     )
-    found = per_class.collect()
-    by_class = {str(r[0]): int(r[1]) for r in found}
-    counts = {c: by_class.get(c, 0) for c in classes}
-    total = sum(by_class.values())
-    confidence_sum = sum(float(r[2] or 0.0) for r in found)
-    statistics = BatchStatistics(
-        total_samples=total,
-        avg_confidence=confidence_sum / max(total, 1),
-        min_confidence=min((float(r[3]) for r in found), default=float("inf")),
-        max_confidence=max((float(r[4]) for r in found), default=float("-inf")),
-        unique_classes_predicted=sum(1 for n in counts.values() if n),
-        prediction_distribution=counts,
-        prediction_percentages={c: 100.0 * n / max(total, 1) for c, n in counts.items()},
+    rows = per_class.collect()
+    by_class = {str(r[0]): int(r[1]) for r in rows}
+    totals = StatisticsAccumulator(classes)
+    totals.add_totals(
+        [by_class.get(c, 0) for c in classes],
+        sum(float(r[2] or 0.0) for r in rows),
+        min((float(r[3]) for r in rows), default=float("inf")),
+        max((float(r[4]) for r in rows), default=float("-inf")),
     )
-    return statistics, counts, confidence_sum
+    return totals.result(), totals.confidence_sum
 
 
 def _drift(
@@ -347,16 +351,15 @@ def _drift(
     from pyspark import cloudpickle
 
     drift = DriftAccumulator(predictor.profile, predictor.feature_names)
-    by_feature = {f: f for f in predictor.feature_names}  # the projection below names them as the model does
-    spec = drift.partition_spec(by_feature)
+    spec = drift.partition_spec()  # counted on the projection below, which names the features as the model does
     # The counting code travels with the job: executors need not have the platform installed.
     cloudpickle.register_pickle_by_value(sys.modules[partition_counts.__name__])
     parts = written.select(*_features(predictor, written, columns)).mapInPandas(
         partition_counts.partition_counter(spec), partition_counts.COUNTS_SCHEMA
     )
     total = partition_counts.sum_counts(spec, [r[0] for r in parts.collect()])
-    drift.add_counts(total, by_feature, [counts.get(c, 0) for c in drift.class_names], confidence_sum)
-    unseen = {f: int(total["texts"][by_feature[f]]["unseen"]) for f in predictor.layout.text_positions.values()}
+    drift.add_counts(total, [counts.get(c, 0) for c in drift.class_names], confidence_sum)
+    unseen = {f: int(total["texts"][f]["unseen"]) for f in predictor.layout.text_positions.values()}
     return drift, unseen
 
 
@@ -487,10 +490,10 @@ def predict_with_spark(
                 phase("score_and_write", f"scoring {source}")
                 written = _written(spark, scored, staging, out_format)
                 phase("statistics_and_drift", "summing the predictions")
-                statistics, counts, confidence_sum = _statistics(written, predictor.class_names)
+                statistics, confidence_sum = _statistics(written, predictor.class_names)
                 if statistics.total_samples == 0:
                     raise InputError(f"'{source}' has no rows: add at least one row.", 400)
-                drift, unseen = _drift(written, predictor, columns, counts, confidence_sum)
+                drift, unseen = _drift(written, predictor, columns, statistics.prediction_distribution, confidence_sum)
                 # Through Arrow: pyspark 4.3's toPandas passes pandas 3 a keyword it deprecates.
                 sample = written.limit(SAMPLE_ROWS).toArrow().to_pandas()
                 output_files = files.files(staging)
