@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 
 MASTER = "local[2]"
 ROWS = 1_000_000
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ADDED = [names.COL_PREDICTED_CLASS, names.COL_CONFIDENCE, *[f"prob_{c}" for c in IRIS_CLASSES]]
 
 
@@ -39,6 +40,13 @@ def one_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, stderr
     return lines[0]
+
+
+def run_for(local: Local, output: Path) -> Any:
+    """The one run that was to write `output`."""
+    experiment = local.mlflow.get_experiment_by_name(names.INFERENCE_EXPERIMENT).experiment_id
+    (run,) = local.mlflow.search_runs([experiment], f"params.{names.P_OUTPUT_PATH} = '{output}'")
+    return run
 
 
 def million_rows() -> pd.DataFrame:
@@ -194,11 +202,7 @@ def test_a_failed_job_leaves_its_run_failed_and_no_output(local, tmp_path):
     line = one_line(result.stderr)
     assert line.startswith("The Spark job failed: ") and "'wide'" in line, line
     assert not output.exists() and not list(tmp_path.glob("never.incomplete-*"))
-    runs = local.mlflow.search_runs(
-        [local.mlflow.get_experiment_by_name(names.INFERENCE_EXPERIMENT).experiment_id],
-        f"params.{names.P_OUTPUT_PATH} = '{output}'",
-    )
-    (run,) = runs
+    run = run_for(local, output)
     assert run.info.status == "FAILED"
     assert "'wide'" in run.data.tags[names.T_FAILURE_REASON]
 
@@ -351,15 +355,15 @@ def test_a_row_with_too_few_fields_fails_the_job(local, tmp_path):
 def penguins(tmp_path_factory) -> Local:
     """A model with a text feature (island), trained on examples/penguins.csv."""
     local = Local(tmp_path_factory.mktemp("spark-penguins"))
-    examples = Path(__file__).resolve().parent.parent / "examples" / "penguins.csv"
-    local.json("train", str(examples), "--target-column", "species", "--param", f"n_estimators={FAST_TREES}")
+    local.json(
+        "train", str(EXAMPLES / "penguins.csv"), "--target-column", "species", "--param", f"n_estimators={FAST_TREES}"
+    )
     return local
 
 
 def test_a_text_feature_on_spark_has_the_single_process_figures(penguins, tmp_path):
-    examples = Path(__file__).resolve().parent.parent / "examples" / "penguins.csv"
     rng = np.random.default_rng(3)
-    rows = pd.read_csv(examples).drop(columns="species").sample(50_000, replace=True, random_state=3)
+    rows = pd.read_csv(EXAMPLES / "penguins.csv").drop(columns="species").sample(50_000, replace=True, random_state=3)
     rows["island"] = np.where(rng.random(len(rows)) < 0.05, "Atlantis", rows["island"])  # never seen in training
     table = tmp_path / "penguins.csv"
     rows.to_csv(table, index=False)
@@ -385,9 +389,7 @@ def test_a_table_without_rows_fails_its_run(local, tmp_path):
     assert result.exit_code == 1
     assert one_line(result.stderr) == f"'{table}' has no rows: add at least one row."
     assert not output.exists() and not list(tmp_path.glob("out.incomplete-*"))
-    experiment = local.mlflow.get_experiment_by_name(names.INFERENCE_EXPERIMENT).experiment_id
-    (run,) = local.mlflow.search_runs([experiment], f"params.{names.P_OUTPUT_PATH} = '{output}'")
-    assert run.info.status == "FAILED"
+    assert run_for(local, output).info.status == "FAILED"
 
 
 def test_drift_sends_the_alert_a_batch_through_the_api_sends(local, tmp_path):
